@@ -1,0 +1,336 @@
+//! The command line and its environment variables, validated into a `Config`.
+//!
+//! Owns flag names, defaults (including the Podman socket discovery) and every start-up check,
+//! each failing with one line that says what to fix. Never starts anything.
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::inventory::Allowlist;
+use crate::podman::Endpoint;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogLevel {
+    Error,
+    Warn,
+    Info,
+    Debug,
+    Trace,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// sealwatch: an event-driven Prometheus exporter for Podman.
+///
+/// Every flag can also be set by an environment variable SEALWATCH_<FLAG> (upper case, `.` and `-`
+/// as `_`), for example SEALWATCH_PODMAN_URL.
+#[derive(Debug, Parser)]
+#[command(name = "sealwatch", version = VERSION_LINE, about, long_about = None)]
+pub struct Cli {
+    /// A Podman API service to watch, `[NAME=]unix:///path` or `[NAME=]tcp://host:port`;
+    /// repeat the flag (or separate with commas) to watch several. Default: $CONTAINER_HOST, else
+    /// the rootful socket as root, else the rootless socket of $XDG_RUNTIME_DIR.
+    #[arg(
+        long = "podman.url",
+        env = "SEALWATCH_PODMAN_URL",
+        value_name = "[NAME=]URL",
+        value_delimiter = ','
+    )]
+    pub podman_urls: Vec<String>,
+
+    /// Address the HTTP server listens on (`:9882` means every interface).
+    #[arg(
+        long = "web.listen-address",
+        env = "SEALWATCH_WEB_LISTEN_ADDRESS",
+        default_value = ":9882"
+    )]
+    pub listen_address: String,
+
+    /// Path of the metrics endpoint.
+    #[arg(
+        long = "web.telemetry-path",
+        env = "SEALWATCH_WEB_TELEMETRY_PATH",
+        default_value = "/metrics"
+    )]
+    pub telemetry_path: String,
+
+    /// Container label keys that become metric labels, comma-separated; `*` allows all.
+    #[arg(
+        long = "labels.allowlist",
+        env = "SEALWATCH_LABELS_ALLOWLIST",
+        default_value = "io.podman.compose.project,com.docker.compose.project,com.docker.compose.service,PODMAN_SYSTEMD_UNIT"
+    )]
+    pub labels_allowlist: String,
+
+    /// Distinct values per allowlisted key before further values are folded into `__other__`.
+    #[arg(
+        long = "labels.max-values",
+        env = "SEALWATCH_LABELS_MAX_VALUES",
+        default_value_t = 500
+    )]
+    pub labels_max_values: usize,
+
+    /// Log level.
+    #[arg(
+        long = "log.level",
+        env = "SEALWATCH_LOG_LEVEL",
+        value_enum,
+        default_value = "info"
+    )]
+    pub log_level: LogLevel,
+
+    /// Log format.
+    #[arg(
+        long = "log.format",
+        env = "SEALWATCH_LOG_FORMAT",
+        value_enum,
+        default_value = "text"
+    )]
+    pub log_format: LogFormat,
+
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Exit 0 if the sealwatch on --web.listen-address answers /-/ready with 200, else 1
+    /// (for container HEALTHCHECKs, where there is no curl).
+    Healthcheck,
+}
+
+const VERSION_LINE: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (revision ",
+    env!("SEALWATCH_REVISION"),
+    ", rustc ",
+    env!("SEALWATCH_RUSTC"),
+    ")"
+);
+
+/// One engine to watch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EngineConfig {
+    pub name: String,
+    pub endpoint: Endpoint,
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub engines: Vec<EngineConfig>,
+    /// `host:port` to bind, with `:port` already turned into `0.0.0.0:port`.
+    pub listen_address: String,
+    pub telemetry_path: String,
+    pub allowlist: Allowlist,
+    pub max_label_values: usize,
+    pub log_level: LogLevel,
+    pub log_format: LogFormat,
+}
+
+/// A start-up error: the message is the one line printed before exiting with status 2.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(pub String);
+
+/// What the environment offers for the default socket.
+#[derive(Debug, Clone, Default)]
+pub struct Environment {
+    pub container_host: Option<String>,
+    pub xdg_runtime_dir: Option<PathBuf>,
+    pub is_root: bool,
+}
+
+impl Environment {
+    pub fn current() -> Self {
+        use std::os::unix::fs::MetadataExt;
+        Self {
+            container_host: std::env::var("CONTAINER_HOST")
+                .ok()
+                .filter(|s| !s.is_empty()),
+            xdg_runtime_dir: std::env::var_os("XDG_RUNTIME_DIR").map(PathBuf::from),
+            is_root: std::fs::metadata("/proc/self")
+                .map(|m| m.uid() == 0)
+                .unwrap_or(false),
+        }
+    }
+
+    /// `$CONTAINER_HOST`, else the rootful socket as root, else the rootless one.
+    pub fn default_url(&self) -> Result<String, ConfigError> {
+        if let Some(url) = &self.container_host {
+            return Ok(url.clone());
+        }
+        if self.is_root {
+            return Ok("unix:///run/podman/podman.sock".into());
+        }
+        match &self.xdg_runtime_dir {
+            Some(dir) => Ok(format!("unix://{}/podman/podman.sock", dir.display())),
+            None => Err(ConfigError(
+                "no Podman socket to watch: not root and XDG_RUNTIME_DIR is unset; pass --podman.url unix:///path/to/podman.sock".into(),
+            )),
+        }
+    }
+}
+
+impl Cli {
+    /// Checks every value and resolves defaults.
+    pub fn validate(&self, env: &Environment) -> Result<Config, ConfigError> {
+        let urls = if self.podman_urls.is_empty() {
+            vec![env.default_url()?]
+        } else {
+            self.podman_urls.clone()
+        };
+        let mut engines = Vec::new();
+        let mut names = HashSet::new();
+        for spec in urls.iter().map(|s| s.trim()).filter(|s| !s.is_empty()) {
+            let engine = parse_engine(spec)?;
+            if !names.insert(engine.name.clone()) {
+                return Err(ConfigError(format!(
+                    "--podman.url: engine name {:?} is used twice; name each engine with NAME=URL",
+                    engine.name
+                )));
+            }
+            engines.push(engine);
+        }
+        if engines.is_empty() {
+            return Err(ConfigError("--podman.url: no URL given".into()));
+        }
+        if !self.telemetry_path.starts_with('/') || self.telemetry_path.len() < 2 {
+            return Err(ConfigError(format!(
+                "--web.telemetry-path {:?}: must start with / and not be / itself (e.g. /metrics)",
+                self.telemetry_path
+            )));
+        }
+        let reserved = ["/containers", "/pods", "/-/healthy", "/-/ready"];
+        if reserved.iter().any(|r| self.telemetry_path == *r) {
+            return Err(ConfigError(format!(
+                "--web.telemetry-path {:?}: that path is already served by sealwatch",
+                self.telemetry_path
+            )));
+        }
+        if self.labels_max_values == 0 {
+            return Err(ConfigError("--labels.max-values must be at least 1".into()));
+        }
+        Ok(Config {
+            engines,
+            listen_address: parse_listen_address(&self.listen_address)?,
+            telemetry_path: self.telemetry_path.clone(),
+            allowlist: Allowlist::parse(&self.labels_allowlist),
+            max_label_values: self.labels_max_values,
+            log_level: self.log_level,
+            log_format: self.log_format,
+        })
+    }
+}
+
+/// `NAME=URL` or `URL` (then the engine is named by its URL).
+fn parse_engine(spec: &str) -> Result<EngineConfig, ConfigError> {
+    let (name, url) = match spec.split_once('=') {
+        Some((name, url)) if !name.contains("://") => (name.trim().to_owned(), url.trim()),
+        _ => (spec.to_owned(), spec),
+    };
+    if name.is_empty() {
+        return Err(ConfigError(format!(
+            "--podman.url {spec:?}: empty engine name before '='"
+        )));
+    }
+    let endpoint = Endpoint::parse(url).map_err(|e| ConfigError(format!("--podman.url {e}")))?;
+    Ok(EngineConfig { name, endpoint })
+}
+
+/// `host:port`, `[v6]:port` or `:port` (every interface).
+pub fn parse_listen_address(addr: &str) -> Result<String, ConfigError> {
+    let bad = || {
+        ConfigError(format!(
+            "--web.listen-address {addr:?}: expected host:port or :port (e.g. :9882 or 127.0.0.1:9882)"
+        ))
+    };
+    let (host, port) = addr.rsplit_once(':').ok_or_else(bad)?;
+    port.parse::<u16>().map_err(|_| bad())?;
+    if host.is_empty() {
+        return Ok(format!("0.0.0.0:{port}"));
+    }
+    if host.contains(':') && !(host.starts_with('[') && host.ends_with(']')) {
+        return Err(bad());
+    }
+    Ok(addr.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cli(args: &[&str]) -> Cli {
+        Cli::try_parse_from(std::iter::once("sealwatch").chain(args.iter().copied())).unwrap()
+    }
+
+    #[test]
+    fn engines_are_named_by_name_or_url() {
+        let c = cli(&[
+            "--podman.url",
+            "root=unix:///run/podman/podman.sock",
+            "--podman.url",
+            "tcp://h:1",
+        ]);
+        let cfg = c.validate(&Environment::default()).unwrap();
+        assert_eq!(cfg.engines[0].name, "root");
+        assert_eq!(cfg.engines[1].name, "tcp://h:1");
+    }
+
+    #[test]
+    fn duplicate_engine_names_are_rejected() {
+        let c = cli(&["--podman.url", "a=tcp://h:1,a=tcp://h:2"]);
+        let err = c.validate(&Environment::default()).unwrap_err().0;
+        assert!(err.contains("used twice"), "{err}");
+    }
+
+    #[test]
+    fn default_socket_discovery() {
+        let mut env = Environment {
+            is_root: true,
+            ..Default::default()
+        };
+        assert_eq!(env.default_url().unwrap(), "unix:///run/podman/podman.sock");
+        env.is_root = false;
+        env.xdg_runtime_dir = Some("/run/user/1000".into());
+        assert_eq!(
+            env.default_url().unwrap(),
+            "unix:///run/user/1000/podman/podman.sock"
+        );
+        env.container_host = Some("tcp://x:1".into());
+        assert_eq!(env.default_url().unwrap(), "tcp://x:1");
+        env.container_host = None;
+        env.xdg_runtime_dir = None;
+        assert!(env.default_url().is_err());
+    }
+
+    #[test]
+    fn listen_addresses() {
+        assert_eq!(parse_listen_address(":9882").unwrap(), "0.0.0.0:9882");
+        assert_eq!(parse_listen_address("127.0.0.1:1").unwrap(), "127.0.0.1:1");
+        assert_eq!(parse_listen_address("[::1]:1").unwrap(), "[::1]:1");
+        assert!(parse_listen_address("9882").is_err());
+        assert!(parse_listen_address("host:http").is_err());
+        assert!(parse_listen_address("::1:80").is_err());
+    }
+
+    #[test]
+    fn bad_values_are_start_up_errors() {
+        let env = Environment {
+            is_root: true,
+            ..Default::default()
+        };
+        assert!(cli(&["--podman.url", "http://x"]).validate(&env).is_err());
+        assert!(cli(&["--web.telemetry-path", "metrics"])
+            .validate(&env)
+            .is_err());
+        assert!(cli(&["--labels.max-values", "0"]).validate(&env).is_err());
+        assert!(Cli::try_parse_from(["sealwatch", "--log.level", "loud"]).is_err());
+    }
+}

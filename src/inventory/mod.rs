@@ -1,0 +1,379 @@
+//! The live model of one engine: containers, pods and event counters, and every transition of it.
+//!
+//! Owns `apply(event)` (state plus counters) and `resync(lists)` (state only). Pure: no I/O, no
+//! async, no clock; time comes from the events and lists. Never decides *when* to resync or
+//! whether an event is a replayed duplicate (that is the watcher's job, with `Dedup`).
+//!
+//! Maps are persistent (`imbl`), so cloning an `Inventory` to publish a snapshot shares all
+//! structure and costs O(1), whatever the number of containers.
+
+pub mod counters;
+pub mod dedup;
+pub mod labels;
+pub mod model;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use crate::podman::wire::{Event, ListContainer, ListPod, RESERVED_ATTRIBUTES};
+pub use counters::Counters;
+use counters::{action_label, bump, type_label};
+pub use dedup::Dedup;
+pub use labels::{Allowlist, LabelPolicy, OTHER_VALUE};
+pub use model::{pod_state, short_id, Container, Labels, Pod};
+
+#[derive(Debug, Clone)]
+pub struct Inventory {
+    containers: imbl::HashMap<String, Arc<Container>>,
+    pods: imbl::HashMap<String, Arc<Pod>>,
+    /// Pod ID to name, kept after the pod is gone: counters are keyed by pod ID and still need
+    /// their `pod` label.
+    pod_names: imbl::HashMap<Arc<str>, Arc<str>>,
+    counters: Counters,
+    labels: LabelPolicy,
+}
+
+impl Inventory {
+    pub fn new(labels: LabelPolicy) -> Self {
+        Self {
+            containers: imbl::HashMap::new(),
+            pods: imbl::HashMap::new(),
+            pod_names: imbl::HashMap::new(),
+            counters: Counters::default(),
+            labels,
+        }
+    }
+
+    pub fn containers(&self) -> impl Iterator<Item = &Arc<Container>> {
+        self.containers.values()
+    }
+
+    pub fn container(&self, id: &str) -> Option<&Arc<Container>> {
+        self.containers.get(id)
+    }
+
+    pub fn container_count(&self) -> usize {
+        self.containers.len()
+    }
+
+    pub fn pods(&self) -> impl Iterator<Item = &Arc<Pod>> {
+        self.pods.values()
+    }
+
+    pub fn pod(&self, id: &str) -> Option<&Arc<Pod>> {
+        self.pods.get(id)
+    }
+
+    pub fn pod_count(&self) -> usize {
+        self.pods.len()
+    }
+
+    /// The name of a pod by ID, also for pods that are gone; the short ID if it never had one
+    /// we saw.
+    pub fn pod_name<'a>(&'a self, pod_id: &'a str) -> &'a str {
+        self.pod_names
+            .get(pod_id)
+            .map(|n| &**n)
+            .unwrap_or_else(|| short_id(pod_id))
+    }
+
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    pub fn label_policy(&self) -> &LabelPolicy {
+        &self.labels
+    }
+
+    /// Applies one (not yet seen) event: counts it, then moves the state. Idempotent for state:
+    /// applying events that a list already reflects converges to the same state.
+    pub fn apply(&mut self, ev: &Event) {
+        let action = action_label(&ev.action);
+        bump(&mut self.counters.events, (type_label(&ev.kind), action));
+        match ev.kind.as_str() {
+            "container" => self.apply_container(ev, action),
+            "pod" => self.apply_pod(ev),
+            _ => {}
+        }
+    }
+
+    fn apply_container(&mut self, ev: &Event, action: &'static str) {
+        let id = ev.actor.id.as_str();
+        if id.is_empty() {
+            return;
+        }
+        let known = self.containers.get(id).cloned();
+        // Attribute the event before the transition: `remove` deletes the record, and `died`
+        // carries an empty podId, so the pod comes from what we know of the container.
+        let pod_id: Option<Arc<str>> = known
+            .as_ref()
+            .and_then(|c| c.pod_id.as_deref())
+            .or_else(|| ev.attr("podId"))
+            .map(Arc::from);
+        let labels = known
+            .as_ref()
+            .map(|c| c.labels.clone())
+            .unwrap_or_else(|| labels_from_attributes(ev));
+        self.count_container_event(ev, action, pod_id, &labels);
+
+        let t = ev.nanos();
+        match ev.action.as_str() {
+            "create" => {
+                if known.is_none() {
+                    let c = self.container_from_event(ev, labels, "created");
+                    self.insert_container(c);
+                }
+            }
+            "init" => self.upsert(ev, labels, "initialized", |c| {
+                c.state = "initialized".into();
+            }),
+            "start" => self.upsert(ev, labels, "running", |c| {
+                if c.state != "running" {
+                    c.pid = None;
+                }
+                c.state = "running".into();
+                c.started_at = Some(t);
+                // Podman resets the exit code on start; it is only meaningful while exited.
+                c.exit_code = None;
+                if c.awaiting_restart {
+                    c.restarts += 1;
+                    c.awaiting_restart = false;
+                }
+            }),
+            "pause" => self.upsert(ev, labels, "paused", |c| c.state = "paused".into()),
+            "unpause" => self.upsert(ev, labels, "running", |c| c.state = "running".into()),
+            "died" => {
+                let code = ev.attr("containerExitCode").and_then(|v| v.parse().ok());
+                self.update(id, |c| {
+                    c.state = "exited".into();
+                    c.pid = None;
+                    c.exited_at = Some(t);
+                    c.exit_code = code;
+                    c.awaiting_restart = true;
+                });
+            }
+            "rename" => {
+                if let Some(name) = ev.attr("name") {
+                    self.update(id, |c| c.name = name.to_owned());
+                }
+            }
+            "health_status" => {
+                if let Some(h) = ev.health_status.as_deref().filter(|h| !h.is_empty()) {
+                    self.update(id, |c| c.health = Some(h.to_owned()));
+                }
+            }
+            "remove" => {
+                self.containers.remove(id);
+            }
+            _ => {}
+        }
+    }
+
+    fn count_container_event(
+        &mut self,
+        ev: &Event,
+        action: &'static str,
+        pod_id: Option<Arc<str>>,
+        labels: &BTreeMap<String, String>,
+    ) {
+        if let Some(pod) = &pod_id {
+            bump(
+                &mut self.counters.pod_container_events,
+                (pod.clone(), action),
+            );
+        }
+        for (k, v) in labels.iter() {
+            if let Some(value) = self.labels.admit(k, v) {
+                bump(
+                    &mut self.counters.label_container_events,
+                    (Arc::from(k.as_str()), value, action),
+                );
+            }
+        }
+        if ev.action == "died" {
+            let code: Arc<str> = Arc::from(ev.attr("containerExitCode").unwrap_or("unknown"));
+            bump(&mut self.counters.container_exits, (pod_id, code));
+        }
+    }
+
+    fn container_from_event(&self, ev: &Event, labels: Labels, state: &str) -> Container {
+        let pod_id = ev.attr("podId").map(str::to_owned);
+        // Podman creates a pod's infra container before it emits the pod's `create`: a
+        // container created into a pod we do not know yet is that pod's infra container.
+        let infra = pod_id
+            .as_deref()
+            .is_some_and(|p| !self.pods.contains_key(p));
+        Container {
+            id: ev.actor.id.clone(),
+            name: ev.attr("name").unwrap_or_default().to_owned(),
+            image: ev.attr("image").unwrap_or_default().to_owned(),
+            state: state.to_owned(),
+            pid: None,
+            pod_id,
+            infra,
+            labels,
+            created_at: (ev.action == "create").then(|| ev.nanos()),
+            started_at: None,
+            exited_at: None,
+            exit_code: None,
+            health: None,
+            restarts: 0,
+            awaiting_restart: false,
+        }
+    }
+
+    fn insert_container(&mut self, c: Container) {
+        for (k, v) in c.labels.iter() {
+            self.labels.admit(k, v);
+        }
+        self.containers.insert(c.id.clone(), Arc::new(c));
+    }
+
+    /// Changes a known container; unknown IDs are left alone (a `died` for a container the list
+    /// did not show is one already removed).
+    fn update(&mut self, id: &str, change: impl FnOnce(&mut Container)) {
+        if let Some(c) = self.containers.get_mut(id) {
+            change(Arc::make_mut(c));
+        }
+    }
+
+    /// Changes a container, first inserting it from the event's attributes if it is unknown (a
+    /// live `start` of a container created while we were not looking).
+    fn upsert(
+        &mut self,
+        ev: &Event,
+        labels: Labels,
+        state: &str,
+        change: impl FnOnce(&mut Container),
+    ) {
+        if !self.containers.contains_key(&ev.actor.id) {
+            let c = self.container_from_event(ev, labels, state);
+            self.insert_container(c);
+        }
+        self.update(&ev.actor.id, change);
+    }
+
+    fn apply_pod(&mut self, ev: &Event) {
+        let id = ev.actor.id.as_str();
+        if id.is_empty() {
+            return;
+        }
+        match ev.action.as_str() {
+            "create" => {
+                if let Some(name) = ev.attr("name") {
+                    self.pod_names.insert(Arc::from(id), Arc::from(name));
+                }
+                if !self.pods.contains_key(id) {
+                    let infra_id = self
+                        .containers
+                        .values()
+                        .find(|c| c.infra && c.pod_id.as_deref() == Some(id))
+                        .map(|c| c.id.clone());
+                    let pod = Pod {
+                        id: id.to_owned(),
+                        name: ev.attr("name").unwrap_or_default().to_owned(),
+                        infra_id,
+                        labels: Labels::default(),
+                        created_at: Some(ev.nanos()),
+                    };
+                    self.pods.insert(id.to_owned(), Arc::new(pod));
+                }
+            }
+            "remove" => {
+                self.pods.remove(id);
+            }
+            _ => {}
+        }
+    }
+
+    /// Replaces containers and pods with what the lists say, keeping every counter and each
+    /// surviving container's restart count. Events that arrived while listing are applied after
+    /// this, in order.
+    pub fn resync(&mut self, containers: Vec<ListContainer>, pods: Vec<ListPod>) {
+        let mut fresh = imbl::HashMap::new();
+        for lc in containers {
+            let old = self.containers.get(&lc.id);
+            let (restarts, awaiting_restart) =
+                old.map_or((0, false), |o| (o.restarts, o.awaiting_restart));
+            if !lc.pod.is_empty() && !lc.pod_name.is_empty() {
+                self.pod_names
+                    .insert(Arc::from(lc.pod.as_str()), Arc::from(lc.pod_name.as_str()));
+            }
+            let c = container_from_list(lc, restarts, awaiting_restart);
+            for (k, v) in c.labels.iter() {
+                self.labels.admit(k, v);
+            }
+            fresh.insert(c.id.clone(), Arc::new(c));
+        }
+        self.containers = fresh;
+
+        let mut fresh_pods = imbl::HashMap::new();
+        for lp in pods {
+            self.pod_names
+                .insert(Arc::from(lp.id.as_str()), Arc::from(lp.name.as_str()));
+            let pod = Pod {
+                created_at: parse_created(&lp.created),
+                infra_id: Some(lp.infra_id).filter(|s| !s.is_empty()),
+                labels: Arc::new(lp.labels),
+                name: lp.name,
+                id: lp.id,
+            };
+            fresh_pods.insert(pod.id.clone(), Arc::new(pod));
+        }
+        self.pods = fresh_pods;
+    }
+}
+
+/// An event's labels: its attributes without the keys Podman reserves for itself.
+fn labels_from_attributes(ev: &Event) -> Labels {
+    Arc::new(
+        ev.actor
+            .attributes
+            .iter()
+            .filter(|(k, _)| !RESERVED_ATTRIBUTES.contains(&k.as_str()))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+    )
+}
+
+/// Unix seconds from a list, where Podman writes `-62135596800` (Go's zero time) for "never".
+fn list_time(secs: i64) -> Option<i64> {
+    (secs > 0).then(|| secs.saturating_mul(1_000_000_000))
+}
+
+/// `Created` is an RFC3339 string in libpod, a unix integer in Docker's compat shape.
+fn parse_created(v: &serde_json::Value) -> Option<i64> {
+    match v {
+        serde_json::Value::String(s) => chrono::DateTime::parse_from_rfc3339(s)
+            .ok()
+            .and_then(|t| t.timestamp_nanos_opt())
+            .filter(|t| *t > 0),
+        serde_json::Value::Number(n) => n.as_i64().and_then(list_time),
+        _ => None,
+    }
+}
+
+fn container_from_list(lc: ListContainer, restarts: u64, awaiting_restart: bool) -> Container {
+    let exited_at = list_time(lc.exited_at);
+    let has_exited = matches!(lc.state.as_str(), "exited" | "stopped");
+    Container {
+        name: lc.names.into_iter().next().unwrap_or_default(),
+        image: lc.image,
+        pid: u32::try_from(lc.pid).ok().filter(|p| *p > 0),
+        pod_id: Some(lc.pod).filter(|p| !p.is_empty()),
+        infra: lc.is_infra,
+        labels: Arc::new(lc.labels),
+        created_at: parse_created(&lc.created),
+        started_at: list_time(lc.started_at),
+        exited_at,
+        exit_code: has_exited.then_some(lc.exit_code),
+        health: Some(lc.status).filter(|s| !s.is_empty()),
+        state: lc.state,
+        id: lc.id,
+        restarts,
+        awaiting_restart,
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,181 @@
+//! The sealwatch binary: parse the command line, start one watcher per engine and the HTTP
+//! server, and run until SIGTERM or SIGINT. The only place that uses `anyhow`.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Parser;
+use tokio_util::sync::CancellationToken;
+
+use sealwatch::config::{Cli, Command, Config, Environment, LogFormat, LogLevel};
+use sealwatch::inventory::LabelPolicy;
+use sealwatch::podman::Client;
+use sealwatch::state::{EngineCell, Engines};
+use sealwatch::watcher::Watcher;
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            use clap::error::ErrorKind;
+            if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
+                let _ = e.print();
+                return ExitCode::SUCCESS;
+            }
+            // One line that says what to fix, not clap's usage block.
+            let rendered = e.render().to_string();
+            let first = rendered.lines().next().unwrap_or("invalid command line");
+            let first = first.trim_start_matches("error: ");
+            eprintln!("sealwatch: {first} (see sealwatch --help)");
+            return ExitCode::from(2);
+        }
+    };
+    let config = match cli.validate(&Environment::current()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("sealwatch: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Some(Command::Healthcheck) = cli.command {
+        return healthcheck(&config.listen_address);
+    }
+    init_logging(config.log_level, config.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("sealwatch: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("sealwatch: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn init_logging(level: LogLevel, format: LogFormat) {
+    let level = match level {
+        LogLevel::Error => "error",
+        LogLevel::Warn => "warn",
+        LogLevel::Info => "info",
+        LogLevel::Debug => "debug",
+        LogLevel::Trace => "trace",
+    };
+    // Our own crate at the chosen level; dependencies one notch quieter unless tracing.
+    let filter = tracing_subscriber::EnvFilter::new(format!(
+        "warn,sealwatch={level}{}",
+        if level == "trace" { ",hyper=debug" } else { "" }
+    ));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+async fn run(config: Config) -> anyhow::Result<()> {
+    let listener = bind(&config.listen_address).await?;
+    let shutdown = CancellationToken::new();
+    let mut cells = Vec::new();
+    let mut watchers = Vec::new();
+    for engine in &config.engines {
+        let policy = LabelPolicy::new(config.allowlist.clone(), config.max_label_values);
+        let cell = Arc::new(EngineCell::new(
+            &engine.name,
+            engine.endpoint.to_string(),
+            policy,
+        ));
+        let watcher = Watcher::new(cell.clone(), Client::new(engine.endpoint.clone()));
+        watchers.push(tokio::spawn(watcher.run(shutdown.clone())));
+        cells.push(cell);
+    }
+    let engines = Engines::new(cells);
+    let app = sealwatch::web::router(engines, &config.telemetry_path);
+    tracing::info!(
+        version = env!("CARGO_PKG_VERSION"),
+        engines = %config.engines.iter().map(|e| format!("{}={}", e.name, e.endpoint)).collect::<Vec<_>>().join(","),
+        "listening on http://{}",
+        listener.local_addr().map(|a| a.to_string()).unwrap_or_default()
+    );
+    let stop = shutdown.clone();
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            wait_for_signal().await;
+            tracing::info!("shutting down");
+            stop.cancel();
+        })
+        .await
+        .context("HTTP server failed")?;
+    shutdown.cancel();
+    for w in watchers {
+        let _ = tokio::time::timeout(Duration::from_secs(2), w).await;
+    }
+    Ok(())
+}
+
+async fn bind(addr: &str) -> anyhow::Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr} (--web.listen-address)"))
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        // Without signal handlers the process still ends on the default action.
+        std::future::pending::<()>().await;
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}
+
+/// `sealwatch healthcheck`: GET /-/ready on the configured address, exit 0 on 200.
+fn healthcheck(listen: &str) -> ExitCode {
+    use std::io::{Read, Write};
+    let target = listen
+        .replacen("0.0.0.0:", "127.0.0.1:", 1)
+        .replacen("[::]:", "[::1]:", 1);
+    let attempt = || -> std::io::Result<bool> {
+        let addr = std::net::ToSocketAddrs::to_socket_addrs(&target)?
+            .next()
+            .ok_or_else(|| std::io::Error::other("address did not resolve"))?;
+        let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(3))?;
+        s.set_read_timeout(Some(Duration::from_secs(3)))?;
+        write!(
+            s,
+            "GET /-/ready HTTP/1.1\r\nHost: {target}\r\nConnection: close\r\n\r\n"
+        )?;
+        let mut head = [0u8; 12];
+        s.read_exact(&mut head)?;
+        Ok(head.starts_with(b"HTTP/1.1 200"))
+    };
+    match attempt() {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => {
+            eprintln!("sealwatch healthcheck: {target} is not ready");
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("sealwatch healthcheck: cannot reach {target}: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,384 @@
+//! The HTTP client for one Podman API service, over a unix socket or tcp.
+//!
+//! Owns connecting, the versioned libpod paths, timeouts, turning Podman's error bodies into typed
+//! errors, and opening the event stream. Never retries and never interprets what it fetched: the
+//! watcher decides what a failure means.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty};
+use hyper::body::Incoming;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use serde::de::DeserializeOwned;
+
+use super::wire::{ApiError, ListContainer, ListPod, Version};
+
+/// Every libpod route is versioned; 4.0.0 is libpod's minimal API and is served by 4.x and 5.x.
+const API_PREFIX: &str = "/v4.0.0/libpod";
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// A list of 10,000 containers is tens of MB of JSON: give it time, but not forever.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Where a Podman API service listens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Endpoint {
+    Unix(PathBuf),
+    Tcp(String),
+}
+
+impl Endpoint {
+    /// Parses `unix:///abs/path` or `tcp://host:port`, the schemes `podman system service` serves.
+    pub fn parse(url: &str) -> Result<Self, String> {
+        if let Some(path) = url.strip_prefix("unix://") {
+            if path.is_empty() {
+                return Err(format!(
+                    "{url:?}: unix URL has no socket path (use unix:///path/to/podman.sock)"
+                ));
+            }
+            // Podman's own client fixes `unix://rel` to an absolute path; so do we.
+            let path = if path.starts_with('/') {
+                path.to_owned()
+            } else {
+                format!("/{path}")
+            };
+            return Ok(Endpoint::Unix(PathBuf::from(path)));
+        }
+        if let Some(rest) = url.strip_prefix("tcp://") {
+            let hostport = rest.trim_end_matches('/');
+            let valid = hostport
+                .rsplit_once(':')
+                .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
+            if !valid || hostport.contains('/') {
+                return Err(format!("{url:?}: tcp URL must be tcp://host:port"));
+            }
+            return Ok(Endpoint::Tcp(hostport.to_owned()));
+        }
+        if url.starts_with("ssh://") {
+            return Err(format!(
+                "{url:?}: ssh:// is not supported; forward the socket (ssh -L) and use unix:// or tcp://"
+            ));
+        }
+        Err(format!(
+            "{url:?}: expected unix:///path/to/podman.sock or tcp://host:port"
+        ))
+    }
+}
+
+impl fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Endpoint::Unix(p) => write!(f, "unix://{}", p.display()),
+            Endpoint::Tcp(h) => write!(f, "tcp://{h}"),
+        }
+    }
+}
+
+/// Everything that can go wrong talking to Podman, with enough context to act on.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("cannot connect to {endpoint}: {source}{}", connect_hint(.endpoint, .source))]
+    Connect {
+        endpoint: Endpoint,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("timed out after {after:?} {what}")]
+    Timeout { what: String, after: Duration },
+    #[error("HTTP error on {path}: {source}")]
+    Http {
+        path: String,
+        #[source]
+        source: hyper::Error,
+    },
+    #[error("{path} answered {status}: {cause}")]
+    Status {
+        path: String,
+        status: StatusCode,
+        cause: String,
+    },
+    #[error("cannot decode the answer of {path}: {source}")]
+    Decode {
+        path: String,
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+fn connect_hint(endpoint: &Endpoint, err: &std::io::Error) -> &'static str {
+    match (endpoint, err.kind()) {
+        (Endpoint::Unix(_), std::io::ErrorKind::PermissionDenied) => {
+            "; the rootful socket needs root: run as root, or watch a rootless socket as its user"
+        }
+        (Endpoint::Unix(_), std::io::ErrorKind::NotFound) => {
+            "; is the Podman API service running? (systemctl enable --now podman.socket, or podman system service)"
+        }
+        (_, std::io::ErrorKind::ConnectionRefused) => "; is the Podman API service running?",
+        _ => "",
+    }
+}
+
+/// A client for one engine. Cheap to clone; every request opens its own connection, which keeps
+/// the event stream (one long request) independent of the rare list requests.
+#[derive(Debug, Clone)]
+pub struct Client {
+    endpoint: Endpoint,
+}
+
+impl Client {
+    pub fn new(endpoint: Endpoint) -> Self {
+        Self { endpoint }
+    }
+
+    pub fn endpoint(&self) -> &Endpoint {
+        &self.endpoint
+    }
+
+    async fn send(&self, path_and_query: &str) -> Result<Response<Incoming>, ClientError> {
+        let connect_err = |source| ClientError::Connect {
+            endpoint: self.endpoint.clone(),
+            source,
+        };
+        let connect = async {
+            match &self.endpoint {
+                Endpoint::Unix(path) => {
+                    let io = tokio::net::UnixStream::connect(path)
+                        .await
+                        .map_err(connect_err)?;
+                    Ok::<_, ClientError>(handshake(TokioIo::new(io), path_and_query).await?)
+                }
+                Endpoint::Tcp(addr) => {
+                    let io = tokio::net::TcpStream::connect(addr)
+                        .await
+                        .map_err(connect_err)?;
+                    let _ = io.set_nodelay(true);
+                    Ok(handshake(TokioIo::new(io), path_and_query).await?)
+                }
+            }
+        };
+        let mut sender = tokio::time::timeout(CONNECT_TIMEOUT, connect)
+            .await
+            .map_err(|_| ClientError::Timeout {
+                what: format!("connecting to {}", self.endpoint),
+                after: CONNECT_TIMEOUT,
+            })??;
+        let host = match &self.endpoint {
+            Endpoint::Unix(_) => "d",
+            Endpoint::Tcp(addr) => addr.as_str(),
+        };
+        let req = Request::get(path_and_query)
+            .header(hyper::header::HOST, host)
+            .header(
+                hyper::header::USER_AGENT,
+                concat!("sealwatch/", env!("CARGO_PKG_VERSION")),
+            )
+            .body(Empty::<Bytes>::new())
+            .map_err(|e| ClientError::Status {
+                path: path_and_query.to_owned(),
+                status: StatusCode::BAD_REQUEST,
+                cause: e.to_string(),
+            })?;
+        sender
+            .send_request(req)
+            .await
+            .map_err(|source| ClientError::Http {
+                path: path_and_query.to_owned(),
+                source,
+            })
+    }
+
+    /// GETs a libpod path and decodes its JSON answer; non-2xx answers become `ClientError::Status`
+    /// with Podman's `cause`.
+    async fn get_json<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
+        let full = format!("{API_PREFIX}{path}");
+        let work = async {
+            let resp = self.send(&full).await?;
+            let status = resp.status();
+            let body = resp
+                .into_body()
+                .collect()
+                .await
+                .map_err(|source| ClientError::Http {
+                    path: full.clone(),
+                    source,
+                })?
+                .to_bytes();
+            if !status.is_success() {
+                return Err(status_error(&full, status, &body));
+            }
+            serde_json::from_slice(&body).map_err(|source| ClientError::Decode {
+                path: full.clone(),
+                source,
+            })
+        };
+        tokio::time::timeout(REQUEST_TIMEOUT, work)
+            .await
+            .map_err(|_| ClientError::Timeout {
+                what: format!("waiting for {full} from {}", self.endpoint),
+                after: REQUEST_TIMEOUT,
+            })?
+    }
+
+    pub async fn version(&self) -> Result<Version, ClientError> {
+        self.get_json("/version").await
+    }
+
+    /// All containers: `all=true`, or paused and created ones would be missing.
+    pub async fn containers(&self) -> Result<Vec<ListContainer>, ClientError> {
+        let list: Option<Vec<ListContainer>> = self.get_json("/containers/json?all=true").await?;
+        Ok(list.unwrap_or_default())
+    }
+
+    pub async fn pods(&self) -> Result<Vec<ListPod>, ClientError> {
+        let list: Option<Vec<ListPod>> = self.get_json("/pods/json").await?;
+        Ok(list.unwrap_or_default())
+    }
+
+    /// Opens `GET /libpod/events?stream=true&since=…` and returns once the response head has
+    /// arrived. Podman 5.1 and 5.2 hold the head until the first event, so the caller must not
+    /// put a short timeout on this future. `since_nanos` is exclusive on Podman's side.
+    pub async fn events(&self, since_nanos: Option<i64>) -> Result<EventStream, ClientError> {
+        let mut path = format!("{API_PREFIX}/events?stream=true");
+        if let Some(nanos) = since_nanos {
+            path.push_str("&since=");
+            path.push_str(
+                &percent_encoding::utf8_percent_encode(
+                    &rfc3339_nanos(nanos),
+                    percent_encoding::NON_ALPHANUMERIC,
+                )
+                .to_string(),
+            );
+        }
+        let resp = self.send(&path).await?;
+        let status = resp.status();
+        if !status.is_success() {
+            let body = tokio::time::timeout(Duration::from_secs(5), resp.into_body().collect())
+                .await
+                .ok()
+                .and_then(Result::ok)
+                .map(|b| b.to_bytes())
+                .unwrap_or_default();
+            return Err(status_error(&path, status, &body));
+        }
+        Ok(EventStream {
+            body: resp.into_body(),
+        })
+    }
+}
+
+async fn handshake<T>(
+    io: TokioIo<T>,
+    path: &str,
+) -> Result<hyper::client::conn::http1::SendRequest<Empty<Bytes>>, ClientError>
+where
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
+{
+    let (sender, conn) = hyper::client::conn::http1::handshake(io)
+        .await
+        .map_err(|source| ClientError::Http {
+            path: path.to_owned(),
+            source,
+        })?;
+    // The connection task ends when the response body is dropped or the peer goes away.
+    tokio::spawn(async move {
+        if let Err(e) = conn.await {
+            tracing::trace!(error = %e, "podman connection closed");
+        }
+    });
+    Ok(sender)
+}
+
+fn status_error(path: &str, status: StatusCode, body: &[u8]) -> ClientError {
+    let cause = serde_json::from_slice::<ApiError>(body)
+        .ok()
+        .map(|e| {
+            if e.message.is_empty() {
+                e.cause
+            } else {
+                e.message
+            }
+        })
+        .unwrap_or_else(|| {
+            String::from_utf8_lossy(body)
+                .trim()
+                .chars()
+                .take(200)
+                .collect()
+        });
+    ClientError::Status {
+        path: path.to_owned(),
+        status,
+        cause,
+    }
+}
+
+/// Formats unix nanoseconds as RFC3339 with nanoseconds, the only `since` format Podman parses
+/// without float rounding.
+pub fn rfc3339_nanos(nanos: i64) -> String {
+    chrono::DateTime::from_timestamp_nanos(nanos)
+        .to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
+}
+
+/// The body of an open event stream, read chunk by chunk.
+#[derive(Debug)]
+pub struct EventStream {
+    body: Incoming,
+}
+
+impl EventStream {
+    /// The next chunk of bytes; `Ok(None)` at a clean end of the stream. A Podman restart usually
+    /// ends the body without its terminating chunk, which is an `Err` here.
+    pub async fn next_chunk(&mut self) -> Result<Option<Bytes>, hyper::Error> {
+        loop {
+            match self.body.frame().await {
+                None => return Ok(None),
+                Some(Err(e)) => return Err(e),
+                Some(Ok(frame)) => {
+                    if let Ok(data) = frame.into_data() {
+                        if !data.is_empty() {
+                            return Ok(Some(data));
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_the_url_forms_podman_serves() {
+        assert_eq!(
+            Endpoint::parse("unix:///run/podman/podman.sock"),
+            Ok(Endpoint::Unix("/run/podman/podman.sock".into()))
+        );
+        assert_eq!(
+            Endpoint::parse("unix://run/p.sock"),
+            Ok(Endpoint::Unix("/run/p.sock".into()))
+        );
+        assert_eq!(
+            Endpoint::parse("tcp://127.0.0.1:8080"),
+            Ok(Endpoint::Tcp("127.0.0.1:8080".into()))
+        );
+        assert!(Endpoint::parse("tcp://host").is_err());
+        assert!(Endpoint::parse("http://x").is_err());
+        assert!(Endpoint::parse("ssh://u@h/run/podman/podman.sock")
+            .unwrap_err()
+            .contains("ssh"));
+        assert!(Endpoint::parse("unix://").is_err());
+    }
+
+    #[test]
+    fn since_is_rfc3339_with_nanoseconds() {
+        assert_eq!(
+            rfc3339_nanos(1795976183237049905),
+            "2026-11-29T18:16:23.237049905Z"
+        );
+    }
+}

@@ -1,0 +1,279 @@
+//! Serde types for what Podman's libpod API sends: events, the container and pod lists, version.
+//!
+//! Owns the tolerant decoding of Podman 4.x and 5.x shapes: every field that some version omits is
+//! optional or defaulted, and unknown `Type`/`Action` values are kept as strings, never errors.
+//! Never interprets what a field means for the inventory; that is `inventory`'s job.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+/// One line of `GET /libpod/events`.
+///
+/// Keys are taken from the libpod endpoint (`Type`, `Action`, `Actor`, `timeNano`), not the Docker
+/// legacy lower-case ones, which newer Podman versions strip.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+pub struct Event {
+    #[serde(rename = "Type", default)]
+    pub kind: String,
+    #[serde(rename = "Action", default)]
+    pub action: String,
+    #[serde(rename = "Actor", default)]
+    pub actor: Actor,
+    /// Unix seconds; only a fallback when `timeNano` is missing.
+    #[serde(default)]
+    pub time: i64,
+    #[serde(rename = "timeNano", default)]
+    pub time_nano: i64,
+    /// Present only on `health_status` events: `starting`, `healthy` or `unhealthy`.
+    #[serde(rename = "HealthStatus", default)]
+    pub health_status: Option<String>,
+}
+
+impl Event {
+    /// Podman's time of the event in unix nanoseconds (`timeNano`, else `time` in seconds).
+    pub fn nanos(&self) -> i64 {
+        if self.time_nano != 0 {
+            self.time_nano
+        } else {
+            self.time.saturating_mul(1_000_000_000)
+        }
+    }
+
+    /// An attribute, with Podman's empty string read as absent.
+    pub fn attr(&self, key: &str) -> Option<&str> {
+        self.actor
+            .attributes
+            .get(key)
+            .map(String::as_str)
+            .filter(|v| !v.is_empty())
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+pub struct Actor {
+    #[serde(rename = "ID", default)]
+    pub id: String,
+    /// Container labels merged with the reserved keys `image`, `name`, `podId`, `containerExitCode`...
+    #[serde(rename = "Attributes", default, deserialize_with = "null_as_default")]
+    pub attributes: BTreeMap<String, String>,
+}
+
+/// Attribute keys Podman adds to an event's `Actor.Attributes` on top of the container's labels.
+pub const RESERVED_ATTRIBUTES: &[&str] = &[
+    "image",
+    "name",
+    "podId",
+    "containerExitCode",
+    "network",
+    "error",
+    "oomKilled",
+    "execID",
+];
+
+/// The error object Podman writes inside a 200 event stream (bad `since`, unknown filter key, the
+/// `none` backend), and as the body of non-2xx answers.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+pub struct ApiError {
+    #[serde(default)]
+    pub cause: String,
+    #[serde(default)]
+    pub message: String,
+    #[serde(default)]
+    pub response: u16,
+}
+
+/// One entry of `GET /libpod/containers/json?all=true`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ListContainer {
+    #[serde(rename = "Id")]
+    pub id: String,
+    #[serde(rename = "Names", default, deserialize_with = "null_as_default")]
+    pub names: Vec<String>,
+    #[serde(rename = "Image", default)]
+    pub image: String,
+    #[serde(rename = "State", default)]
+    pub state: String,
+    /// The health status (`healthy`, `unhealthy`, `starting`) or empty: not Docker's status text.
+    #[serde(rename = "Status", default)]
+    pub status: String,
+    #[serde(rename = "Pid", default)]
+    pub pid: i64,
+    #[serde(rename = "Pod", default)]
+    pub pod: String,
+    #[serde(rename = "PodName", default)]
+    pub pod_name: String,
+    #[serde(rename = "IsInfra", default)]
+    pub is_infra: bool,
+    #[serde(rename = "Labels", default, deserialize_with = "null_as_default")]
+    pub labels: BTreeMap<String, String>,
+    /// RFC3339 string in libpod (a unix integer only in Docker's compat API; tolerated).
+    #[serde(rename = "Created", default)]
+    pub created: serde_json::Value,
+    /// Unix seconds, `-62135596800` when never set.
+    #[serde(rename = "StartedAt", default)]
+    pub started_at: i64,
+    #[serde(rename = "ExitedAt", default)]
+    pub exited_at: i64,
+    #[serde(rename = "ExitCode", default)]
+    pub exit_code: i64,
+}
+
+/// One entry of `GET /libpod/pods/json`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ListPod {
+    #[serde(rename = "Id")]
+    pub id: String,
+    #[serde(rename = "Name", default)]
+    pub name: String,
+    #[serde(rename = "Status", default)]
+    pub status: String,
+    #[serde(rename = "InfraId", default)]
+    pub infra_id: String,
+    #[serde(rename = "Labels", default, deserialize_with = "null_as_default")]
+    pub labels: BTreeMap<String, String>,
+    #[serde(rename = "Created", default)]
+    pub created: serde_json::Value,
+}
+
+/// `GET /libpod/version` (the Docker-shaped answer).
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct Version {
+    #[serde(rename = "Version", default)]
+    pub version: String,
+    #[serde(rename = "Components", default, deserialize_with = "null_as_default")]
+    pub components: Vec<VersionComponent>,
+    #[serde(rename = "ApiVersion", default)]
+    pub api_version: String,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct VersionComponent {
+    #[serde(rename = "Name", default)]
+    pub name: String,
+    #[serde(rename = "Details", default)]
+    pub details: serde_json::Value,
+}
+
+impl Version {
+    /// The libpod API version (`Components[Podman Engine].Details.APIVersion`), else the version.
+    pub fn libpod_api_version(&self) -> String {
+        self.components
+            .iter()
+            .find(|c| c.name == "Podman Engine")
+            .and_then(|c| c.details.get("APIVersion"))
+            .and_then(|v| v.as_str())
+            .map(str::to_owned)
+            .unwrap_or_else(|| self.version.clone())
+    }
+}
+
+/// Podman writes `null` for empty maps and lists in some versions; read it as empty.
+fn null_as_default<'de, D, T>(de: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Default + Deserialize<'de>,
+{
+    Ok(Option::<T>::deserialize(de)?.unwrap_or_default())
+}
+
+/// What one line of the event stream turned out to be.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StreamItem {
+    Event(Box<Event>),
+    /// An error object inside a 200 stream: Podman ends the stream after it.
+    Error(ApiError),
+}
+
+/// Why a line of the event stream could not be used.
+#[derive(Debug, thiserror::Error)]
+#[error("undecodable event line ({len} bytes): {source}")]
+pub struct DecodeError {
+    len: usize,
+    #[source]
+    source: serde_json::Error,
+}
+
+/// Decodes one NDJSON line: an event, or the error object Podman sends inside a 200 stream
+/// (recognised by `cause`/`response` and no `Type`).
+pub fn decode_stream_line(line: &[u8]) -> Result<StreamItem, DecodeError> {
+    let value: serde_json::Value = serde_json::from_slice(line).map_err(|source| DecodeError {
+        len: line.len(),
+        source,
+    })?;
+    let is_error = value.get("Type").is_none()
+        && (value.get("cause").is_some() || value.get("response").is_some());
+    if is_error {
+        let err = serde_json::from_value(value).map_err(|source| DecodeError {
+            len: line.len(),
+            source,
+        })?;
+        return Ok(StreamItem::Error(err));
+    }
+    let event: Event = serde_json::from_value(value).map_err(|source| DecodeError {
+        len: line.len(),
+        source,
+    })?;
+    if event.kind.is_empty() || event.action.is_empty() {
+        let source = serde::de::Error::custom("object has no Type or Action");
+        return Err(DecodeError {
+            len: line.len(),
+            source,
+        });
+    }
+    Ok(StreamItem::Event(Box::new(event)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decodes_a_real_4x_died_event() {
+        let line = br#"{"status":"died","id":"abc","from":"img","Type":"container","Action":"died","Actor":{"ID":"abc","Attributes":{"containerExitCode":"137","name":"x","podId":""}},"scope":"local","time":1795976183,"timeNano":1795976183237049905}"#;
+        let StreamItem::Event(e) = decode_stream_line(line).unwrap() else {
+            panic!("not an event")
+        };
+        assert_eq!(e.action, "died");
+        assert_eq!(e.attr("containerExitCode"), Some("137"));
+        assert_eq!(e.attr("podId"), None, "empty podId reads as absent");
+        assert_eq!(e.nanos(), 1795976183237049905);
+    }
+
+    #[test]
+    fn decodes_a_5x_event_without_exit_code_or_legacy_keys() {
+        let line = br#"{"Type":"container","Action":"start","Actor":{"ID":"abc","Attributes":{"name":"x"}},"time":5,"timeNano":5000000001}"#;
+        let StreamItem::Event(e) = decode_stream_line(line).unwrap() else {
+            panic!("not an event")
+        };
+        assert_eq!(e.attr("containerExitCode"), None);
+    }
+
+    #[test]
+    fn recognises_an_error_object_inside_a_200_stream() {
+        let line = br#"{"cause":"bogus is an invalid filter","message":"failed to parse filters: bogus is an invalid filter","response":500}"#;
+        let item = decode_stream_line(line).unwrap();
+        assert!(matches!(
+            item,
+            StreamItem::Error(ApiError { response: 500, .. })
+        ));
+    }
+
+    #[test]
+    fn rejects_garbage_and_objects_without_type() {
+        assert!(decode_stream_line(b"not json").is_err());
+        assert!(decode_stream_line(br#"{"hello":1}"#).is_err());
+    }
+
+    #[test]
+    fn unknown_types_and_actions_are_kept() {
+        let line = br#"{"Type":"artifact","Action":"frobnicate","Actor":{"ID":"","Attributes":null},"timeNano":1}"#;
+        let StreamItem::Event(e) = decode_stream_line(line).unwrap() else {
+            panic!("not an event")
+        };
+        assert_eq!(
+            (e.kind.as_str(), e.action.as_str()),
+            ("artifact", "frobnicate")
+        );
+    }
+}
