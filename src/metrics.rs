@@ -538,6 +538,12 @@ impl Collector for InventoryCollector {
         )?;
         engine_counter(
             &mut enc,
+            "sealwatch_event_stream_errors",
+            "Error objects Podman sent inside the event stream (skipped; the stream then reconnects).",
+            |s| s.stats.stream_errors,
+        )?;
+        engine_counter(
+            &mut enc,
             "sealwatch_replayed_duplicate_events",
             "Events replayed after a reconnect and dropped as already counted.",
             |s| s.stats.duplicates_dropped,

@@ -30,6 +30,8 @@ pub struct EngineStats {
     pub reconnects: u64,
     pub resyncs: u64,
     pub decode_errors: u64,
+    /// Error objects Podman sent inside the event stream (bad `since`, unusable backend).
+    pub stream_errors: u64,
     /// Replayed events dropped as duplicates after a reconnect.
     pub duplicates_dropped: u64,
     /// Podman's time of the newest event applied, unix nanoseconds.

@@ -30,8 +30,6 @@ pub enum SessionEnd {
     Stream(#[source] hyper::Error),
     #[error("event stream ended")]
     Eof,
-    #[error("Podman reported an error in the event stream: {0}")]
-    InStream(String),
     #[error(transparent)]
     LineTooLong(#[from] crate::podman::ndjson::LineTooLong),
     #[error("shutting down")]
@@ -86,6 +84,8 @@ pub struct Watcher {
     /// Unix nanoseconds when watching began: the first stream replays from here, so nothing
     /// that happens after sealwatch started is missed, and nothing before it is counted.
     started_nanos: i64,
+    /// The engine's name, for logs.
+    engine: Arc<str>,
 }
 
 impl Watcher {
@@ -99,11 +99,8 @@ impl Watcher {
             client,
             dedup: Dedup::default(),
             started_nanos: now_nanos(),
+            engine: first.name.clone(),
         }
-    }
-
-    fn name(&self) -> Arc<str> {
-        self.cell.load().name.clone()
     }
 
     fn publish(&self) {
@@ -120,7 +117,7 @@ impl Watcher {
     /// Runs until `shutdown` is cancelled; never returns an error: every failure is reported,
     /// published and retried.
     pub async fn run(mut self, shutdown: CancellationToken) {
-        let engine = self.name();
+        let engine = self.engine.clone();
         let mut backoff = Backoff::default();
         let mut attempt = 0u64;
         let mut last_reason = String::new();
@@ -162,7 +159,7 @@ impl Watcher {
     /// One connection: version, events (from `since`), lists, resync, then live events until
     /// the stream ends. Returns why it ended.
     async fn session(&mut self) -> SessionEnd {
-        let engine = self.name();
+        let engine = self.engine.clone();
         let version = match self.client.version().await {
             Ok(v) => v,
             Err(e) => return e.into(),
@@ -218,16 +215,8 @@ impl Watcher {
                 Ok(None) => return SessionEnd::Eof,
                 Err(e) => return SessionEnd::Stream(e),
             };
-            let mut in_stream_error = None;
-            let pushed = splitter.push(&chunk, |line| {
-                if in_stream_error.is_none() {
-                    in_stream_error = self.handle_line(line);
-                }
-            });
+            let pushed = splitter.push(&chunk, |line| self.handle_line(line));
             self.publish();
-            if let Some(err) = in_stream_error {
-                return SessionEnd::InStream(err);
-            }
             if let Err(e) = pushed {
                 self.stats.decode_errors += 1;
                 return e.into();
@@ -235,28 +224,30 @@ impl Watcher {
         }
     }
 
-    /// Applies one line; returns Podman's error text if the line is an in-stream error object.
-    fn handle_line(&mut self, line: &[u8]) -> Option<String> {
+    /// Applies one line. Undecodable lines and Podman's in-stream error objects are skipped and
+    /// counted; Podman ends the stream after an error object, which then reconnects.
+    fn handle_line(&mut self, line: &[u8]) {
         match decode_stream_line(line) {
             Ok(StreamItem::Event(ev)) => {
                 if self.dedup.first_time(&ev) {
                     self.inventory.apply(&ev);
                     self.stats.last_event_nanos = self.dedup.newest();
-                    tracing::trace!(engine = %self.cell.load().name, kind = %ev.kind, action = %ev.action, id = %ev.actor.id, "event");
                 } else {
                     self.stats.duplicates_dropped += 1;
                 }
-                None
             }
-            Ok(StreamItem::Error(err)) => Some(if err.message.is_empty() {
-                err.cause
-            } else {
-                err.message
-            }),
+            Ok(StreamItem::Error(err)) => {
+                self.stats.stream_errors += 1;
+                let text = if err.message.is_empty() {
+                    err.cause
+                } else {
+                    err.message
+                };
+                tracing::warn!(engine = %self.engine, "Podman reported an error in the event stream: {text}");
+            }
             Err(e) => {
                 self.stats.decode_errors += 1;
-                tracing::warn!(engine = %self.cell.load().name, "skipping an event line: {e}");
-                None
+                tracing::warn!(engine = %self.engine, "skipping an event line: {e}");
             }
         }
     }

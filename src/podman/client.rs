@@ -19,6 +19,11 @@ use super::wire::{ApiError, ListContainer, ListPod, Version};
 
 /// Every libpod route is versioned; 4.0.0 is libpod's minimal API and is served by 4.x and 5.x.
 const API_PREFIX: &str = "/v4.0.0/libpod";
+/// What must be escaped in a query value; `-`, `.` and `_` stay readable in logs.
+const QUERY_VALUE: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_');
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// A list of 10,000 containers is tens of MB of JSON: give it time, but not forever.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
@@ -244,13 +249,8 @@ impl Client {
         let mut path = format!("{API_PREFIX}/events?stream=true");
         if let Some(nanos) = since_nanos {
             path.push_str("&since=");
-            path.push_str(
-                &percent_encoding::utf8_percent_encode(
-                    &rfc3339_nanos(nanos),
-                    percent_encoding::NON_ALPHANUMERIC,
-                )
-                .to_string(),
-            );
+            let since = rfc3339_nanos(nanos);
+            path.extend(percent_encoding::utf8_percent_encode(&since, QUERY_VALUE));
         }
         let resp = self.send(&path).await?;
         let status = resp.status();
