@@ -28,7 +28,13 @@ fn main() -> ExitCode {
             let rendered = e.render().to_string();
             let first = rendered.lines().next().unwrap_or("invalid command line");
             let first = first.trim_start_matches("error: ");
-            eprintln!("sealwatch: {first} (see sealwatch --help)");
+            let valid = match e.get(clap::error::ContextKind::ValidValue) {
+                Some(clap::error::ContextValue::Strings(v)) => {
+                    format!("; expected one of: {}", v.join(", "))
+                }
+                _ => String::new(),
+            };
+            eprintln!("sealwatch: {first}{valid} (see sealwatch --help)");
             return ExitCode::from(2);
         }
     };
@@ -56,7 +62,6 @@ fn main() -> ExitCode {
     match runtime.block_on(run(config)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            tracing::error!("{e:#}");
             eprintln!("sealwatch: {e:#}");
             ExitCode::from(2)
         }

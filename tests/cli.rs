@@ -1,0 +1,183 @@
+//! The command line and HTTP surface a user meets first: flag errors, --version, environment
+//! variables, JSON errors, 405s, the landing page, readiness and a clean SIGTERM shutdown.
+
+mod support;
+
+use std::process::Command;
+use std::time::Duration;
+
+use support::scripted::ScriptedPodman;
+use support::{wait_until, Sealwatch};
+
+const BIN: &str = env!("CARGO_BIN_EXE_sealwatch");
+
+fn sealwatch(args: &[&str]) -> std::process::Output {
+    Command::new(BIN)
+        .args(args)
+        .env_remove("SEALWATCH_PODMAN_URL")
+        .env_remove("CONTAINER_HOST")
+        .output()
+        .expect("run sealwatch")
+}
+
+/// Every bad flag exits with status 2 and exactly one line on stderr that names the problem.
+#[test]
+fn bad_flags_exit_2_with_one_clear_line() {
+    let cases: &[(&[&str], &str)] = &[
+        (&["--no-such-flag"], "--no-such-flag"),
+        (&["--podman.url", "http://localhost"], "unix:///"),
+        (&["--podman.url", "tcp://nohost"], "tcp://host:port"),
+        (
+            &["--podman.url", "a=unix:///x", "--podman.url", "a=unix:///y"],
+            "used twice",
+        ),
+        (&["--web.listen-address", "9882"], "--web.listen-address"),
+        (&["--web.telemetry-path", "metrics"], "--web.telemetry-path"),
+        (&["--labels.max-values", "lots"], "lots"),
+        (&["--log.level", "loud"], "loud"),
+        (&["--log.format", "xml"], "xml"),
+    ];
+    for (args, mention) in cases {
+        let out = sealwatch(args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert_eq!(
+            stderr.trim_end().lines().count(),
+            1,
+            "{args:?}: one line, got:\n{stderr}"
+        );
+        assert!(
+            stderr.contains(mention),
+            "{args:?}: {stderr:?} should mention {mention:?}"
+        );
+    }
+}
+
+/// A port that is taken is a start-up error too: exit 2 with the address in the message.
+#[test]
+fn a_taken_listen_port_exits_2() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let out = sealwatch(&[
+        "--podman.url",
+        "unix:///nonexistent.sock",
+        "--web.listen-address",
+        &addr,
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains(&addr), "{stderr}");
+}
+
+/// --version and --help answer on stdout and exit 0.
+#[test]
+fn version_and_help() {
+    let out = sealwatch(&["--version"]);
+    assert!(out.status.success());
+    let v = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        v.starts_with(&format!("sealwatch {}", env!("CARGO_PKG_VERSION"))),
+        "{v}"
+    );
+    let out = sealwatch(&["--help"]);
+    assert!(out.status.success());
+    let h = String::from_utf8_lossy(&out.stdout);
+    for flag in [
+        "--podman.url",
+        "--web.listen-address",
+        "--web.telemetry-path",
+        "--labels.allowlist",
+        "--labels.max-values",
+        "--log.level",
+        "--log.format",
+        "SEALWATCH_PODMAN_URL",
+    ] {
+        assert!(h.contains(flag), "help lacks {flag}");
+    }
+}
+
+/// Flags can come from SEALWATCH_* environment variables.
+#[test]
+fn environment_variables_configure_sealwatch() {
+    let podman = ScriptedPodman::start(vec![]);
+    let url = format!("fromenv={}", podman.url());
+    let sw = Sealwatch::start_with_env(
+        BIN,
+        &[],
+        &[
+            ("SEALWATCH_PODMAN_URL", &url),
+            ("SEALWATCH_WEB_TELEMETRY_PATH", "/m"),
+        ],
+    );
+    wait_until("engine fromenv is ready", Duration::from_secs(10), || {
+        let (status, body) = sw.try_get("/-/ready")?;
+        if status == 200 && body.contains("fromenv") {
+            Ok(())
+        } else {
+            Err(body)
+        }
+    });
+    let (status, body) = sw.get("/m");
+    assert_eq!(status, 200);
+    assert!(body.contains("podman_up{engine=\"fromenv\"} 1"), "{body}");
+}
+
+/// Unknown paths are JSON 404s, other methods JSON 405s; the landing page links every endpoint.
+#[test]
+fn http_errors_are_json_and_the_landing_page_links_everything() {
+    let podman = ScriptedPodman::start(vec![]);
+    let sw = Sealwatch::start(BIN, &["--podman.url", &format!("e={}", podman.url())]);
+    let (status, body) = sw.get("/nope");
+    assert_eq!(status, 404);
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert!(v["error"].is_string());
+
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let mut resp = agent
+        .post(&format!("{}/containers", sw.base_url()))
+        .send("x")
+        .unwrap();
+    assert_eq!(resp.status(), 405);
+    let body = resp.body_mut().read_to_string().unwrap();
+    assert!(body.contains("\"error\""), "{body}");
+
+    let (status, page) = sw.get("/");
+    assert_eq!(status, 200);
+    for link in [
+        "/metrics",
+        "/containers",
+        "/pods",
+        "/-/healthy",
+        "/-/ready",
+        ">e<",
+    ] {
+        assert!(page.contains(link), "landing page lacks {link}");
+    }
+    assert_eq!(sw.get("/-/healthy"), (200, "OK".to_owned()));
+}
+
+/// An engine that never answers keeps /-/ready at 503 with its reason, while everything else
+/// serves; SIGTERM then ends the process cleanly with status 0.
+#[test]
+fn unreachable_engine_is_reported_and_sigterm_exits_cleanly() {
+    let mut sw = Sealwatch::start(
+        BIN,
+        &["--podman.url", "ghost=unix:///nonexistent/podman.sock"],
+    );
+    let body = wait_until("a reason for ghost", Duration::from_secs(10), || {
+        let (status, body) = sw.try_get("/-/ready")?;
+        if status == 503 && body.contains("No such file") {
+            Ok(body)
+        } else {
+            Err(body)
+        }
+    });
+    assert!(body.contains("\"engine\":\"ghost\""), "{body}");
+    assert_eq!(sw.get_json("/containers"), serde_json::json!([]));
+    let status = sw.terminate(Duration::from_secs(5));
+    assert!(status.success(), "exit status {status:?}\n{}", sw.log());
+    assert!(sw.log().contains("shutting down"));
+}
