@@ -9,14 +9,13 @@ use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
+use crate::inventory::dedup::REPLAY_OVERLAP_NANOS;
 use crate::inventory::{Dedup, Inventory};
 use crate::podman::ndjson::{LineSplitter, MAX_LINE};
 use crate::podman::wire::{decode_stream_line, StreamItem};
 use crate::podman::{Client, ClientError, EventStream};
 use crate::state::{EngineCell, EngineSnapshot, EngineStats, EngineStatus};
 
-/// How far back a reconnect replays, to cover events Podman wrote out of time order.
-const REPLAY_OVERLAP_NANOS: i64 = 5_000_000_000;
 /// How long to wait for the event stream's response head before listing anyway (Podman 5.1 and
 /// 5.2 hold it until the first event).
 const HEAD_GRACE: Duration = Duration::from_secs(3);

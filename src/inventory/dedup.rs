@@ -4,16 +4,24 @@
 //! Never decides what an event does; it only answers "seen before?".
 
 use std::collections::BTreeSet;
+use std::hash::{BuildHasher, Hash, Hasher};
 
 use crate::podman::wire::Event;
 
-/// How far back keys are kept, in nanoseconds. Must be at least the replay overlap the watcher
-/// asks for (`since = newest - overlap`), or replayed events would count twice.
-pub const DEFAULT_WINDOW_NANOS: i64 = 30 * 1_000_000_000;
+/// How far back a reconnect replays (`since = newest - overlap`), to cover events Podman wrote
+/// out of time order.
+pub const REPLAY_OVERLAP_NANOS: i64 = 5_000_000_000;
 
+/// How far back keys are kept: at least the replay overlap, or replayed events would count twice.
+pub const DEFAULT_WINDOW_NANOS: i64 = 2 * REPLAY_OVERLAP_NANOS;
+
+/// Keys are `(timeNano, hash of (Actor.ID, Action))`: 16 bytes instead of two strings, so a
+/// busy engine's window stays small. Two different events would have to share the nanosecond
+/// and a 64-bit hash to be confused.
 #[derive(Debug, Clone)]
 pub struct Dedup {
-    keys: BTreeSet<(i64, String, String)>,
+    keys: BTreeSet<(i64, u64)>,
+    hasher: std::collections::hash_map::RandomState,
     newest: i64,
     window: i64,
 }
@@ -28,6 +36,7 @@ impl Dedup {
     pub fn new(window_nanos: i64) -> Self {
         Self {
             keys: BTreeSet::new(),
+            hasher: std::collections::hash_map::RandomState::new(),
             newest: i64::MIN,
             window: window_nanos,
         }
@@ -42,9 +51,9 @@ impl Dedup {
     /// the window are never replayed (the watcher's `since` excludes them), so they are not kept.
     pub fn first_time(&mut self, ev: &Event) -> bool {
         let t = ev.nanos();
-        let fresh = self
-            .keys
-            .insert((t, ev.actor.id.clone(), ev.action.clone()));
+        let mut h = self.hasher.build_hasher();
+        (&ev.actor.id, &ev.action).hash(&mut h);
+        let fresh = self.keys.insert((t, h.finish()));
         if !fresh {
             return false;
         }

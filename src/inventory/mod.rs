@@ -124,8 +124,12 @@ impl Inventory {
                     self.insert_container(c);
                 }
             }
+            // Podman never initialises a running or paused container: such an `init` is one
+            // the list already reflects (replayed after a resync), and must not lose the pid.
             "init" => self.upsert(ev, labels, "initialized", |c| {
-                c.state = "initialized".into();
+                if !matches!(c.state.as_str(), "running" | "paused") {
+                    c.state = "initialized".into();
+                }
             }),
             "start" => self.upsert(ev, labels, "running", |c| {
                 if c.state != "running" {

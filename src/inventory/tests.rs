@@ -299,3 +299,17 @@ fn publishing_a_snapshot_does_not_see_later_changes() {
     );
     assert_eq!(snapshot.counters().total_events(), 10);
 }
+
+#[test]
+fn replaying_create_init_start_over_a_list_keeps_the_listed_pid() {
+    let evs = events();
+    let mut inv = inventory();
+    inv.resync(list_containers(), list_pods());
+    let plain_id = "c16d4af1a5bda3c7f9e60255fc0bc6bd4cdd5cdb9c2f8dc4ed801ffdd00776b3";
+    // create, init, start of rx-plain: the first, third and fourth lines.
+    for i in [0, 2, 3] {
+        inv.apply(&evs[i]);
+    }
+    let c = inv.container(plain_id).unwrap();
+    assert_eq!((c.state.as_str(), c.pid), ("running", Some(10281)));
+}

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Runs sealwatch's whole test suite on a Debian machine.
+#
+# Installs what the tests need when it is missing (Podman 4.x with runc and catatonit, busybox for
+# the workload image, Prometheus and promtool; needs root for that), builds the static binary the
+# container-image test packages, checks formatting and lints, then runs every test. Tests that
+# need Podman or Prometheus fail, never skip, when those are missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+packages=(podman runc catatonit busybox-static prometheus)
+missing=()
+for p in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+    if [ "$(id -u)" -ne 0 ]; then
+        echo "test.sh: missing packages: ${missing[*]}; run as root, or: sudo apt-get install ${missing[*]}" >&2
+        exit 1
+    fi
+    echo "test.sh: installing ${missing[*]} (apt-get)"
+    apt-get update -q
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+# Debian starts prometheus as a service on install; the tests run their own on free ports.
+if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
+    systemctl stop prometheus prometheus-node-exporter 2>/dev/null || true
+fi
+
+cargo fmt --all -- --check
+cargo clippy --all-targets --locked -- -D warnings
+scripts/build-static.sh
+cargo test --locked
