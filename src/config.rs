@@ -10,6 +10,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::inventory::Allowlist;
 use crate::podman::Endpoint;
+use crate::webconfig::WebConfig;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogLevel {
@@ -59,6 +60,15 @@ pub struct Cli {
         default_value = "/metrics"
     )]
     pub telemetry_path: String,
+
+    /// TLS and basic-auth configuration in the Prometheus exporter-toolkit YAML format
+    /// (tls_server_config, basic_auth_users).
+    #[arg(
+        long = "web.config.file",
+        env = "SEALWATCH_WEB_CONFIG_FILE",
+        value_name = "FILE"
+    )]
+    pub web_config_file: Option<PathBuf>,
 
     /// Container label keys that become metric labels, comma-separated; `*` allows all.
     #[arg(
@@ -128,6 +138,9 @@ pub struct Config {
     /// `host:port` to bind, with `:port` already turned into `0.0.0.0:port`.
     pub listen_address: String,
     pub telemetry_path: String,
+    pub web: WebConfig,
+    /// Whether a web config file was given (the healthcheck then only probes the port).
+    pub has_web_config: bool,
     pub allowlist: Allowlist,
     pub max_label_values: usize,
     pub log_level: LogLevel,
@@ -221,6 +234,11 @@ impl Cli {
             engines,
             listen_address: parse_listen_address(&self.listen_address)?,
             telemetry_path: self.telemetry_path.clone(),
+            web: match &self.web_config_file {
+                Some(path) => WebConfig::load(path).map_err(|e| ConfigError(e.to_string()))?,
+                None => WebConfig::default(),
+            },
+            has_web_config: self.web_config_file.is_some(),
             allowlist: Allowlist::parse(&self.labels_allowlist),
             max_label_values: self.labels_max_values,
             log_level: self.log_level,

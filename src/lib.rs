@@ -10,3 +10,4 @@ pub mod podman;
 pub mod state;
 pub mod watcher;
 pub mod web;
+pub mod webconfig;

@@ -46,7 +46,7 @@ fn main() -> ExitCode {
         }
     };
     if let Some(Command::Healthcheck) = cli.command {
-        return healthcheck(&config.listen_address);
+        return healthcheck(&config.listen_address, config.has_web_config);
     }
     init_logging(config.log_level, config.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -107,7 +107,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
         cells.push(cell);
     }
     let engines = Engines::new(cells);
-    let app = sealwatch::web::router(engines, &config.telemetry_path);
+    let app = sealwatch::web::router(engines, &config.telemetry_path, config.web.auth.clone());
     tracing::info!(
         version = env!("CARGO_PKG_VERSION"),
         engines = %config.engines.iter().map(|e| format!("{}={}", e.name, e.endpoint)).collect::<Vec<_>>().join(","),
@@ -115,19 +115,68 @@ async fn run(config: Config) -> anyhow::Result<()> {
         listener.local_addr().map(|a| a.to_string()).unwrap_or_default()
     );
     let stop = shutdown.clone();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            wait_for_signal().await;
-            tracing::info!("shutting down");
-            stop.cancel();
-        })
-        .await
-        .context("HTTP server failed")?;
+    let on_signal = async move {
+        wait_for_signal().await;
+        tracing::info!("shutting down");
+        stop.cancel();
+    };
+    match config.web.tls.clone() {
+        None => axum::serve(listener, app)
+            .with_graceful_shutdown(on_signal)
+            .await
+            .context("HTTP server failed")?,
+        Some(tls) => {
+            tokio::spawn(on_signal);
+            serve_tls(listener, app, tls, shutdown.clone()).await;
+        }
+    }
     shutdown.cancel();
     for w in watchers {
         let _ = tokio::time::timeout(Duration::from_secs(2), w).await;
     }
     Ok(())
+}
+
+/// HTTPS: accept, handshake, serve each connection with HTTP/1.1, until shutdown.
+async fn serve_tls(
+    listener: tokio::net::TcpListener,
+    app: axum::Router,
+    tls: Arc<rustls::ServerConfig>,
+    shutdown: CancellationToken,
+) {
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    loop {
+        let (tcp, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::warn!("accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            _ = shutdown.cancelled() => return,
+        };
+        let acceptor = acceptor.clone();
+        let app = app.clone();
+        tokio::spawn(async move {
+            let stream =
+                match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
+                    Ok(Ok(s)) => s,
+                    Ok(Err(e)) => {
+                        tracing::debug!(%peer, "TLS handshake failed: {e}");
+                        return;
+                    }
+                    Err(_) => return,
+                };
+            let service = hyper_util::service::TowerToHyperService::new(app);
+            let conn = hyper::server::conn::http1::Builder::new()
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+            if let Err(e) = conn.await {
+                tracing::debug!(%peer, "connection ended: {e}");
+            }
+        });
+    }
 }
 
 async fn bind(addr: &str) -> anyhow::Result<tokio::net::TcpListener> {
@@ -152,8 +201,9 @@ async fn wait_for_signal() {
     }
 }
 
-/// `sealwatch healthcheck`: GET /-/ready on the configured address, exit 0 on 200.
-fn healthcheck(listen: &str) -> ExitCode {
+/// `sealwatch healthcheck`: GET /-/ready on the configured address, exit 0 on 200. With a web
+/// config (TLS or basic auth) it only checks that the port accepts connections.
+fn healthcheck(listen: &str, port_only: bool) -> ExitCode {
     use std::io::{Read, Write};
     let target = listen
         .replacen("0.0.0.0:", "127.0.0.1:", 1)
@@ -163,6 +213,9 @@ fn healthcheck(listen: &str) -> ExitCode {
             .next()
             .ok_or_else(|| std::io::Error::other("address did not resolve"))?;
         let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(3))?;
+        if port_only {
+            return Ok(true);
+        }
         s.set_read_timeout(Some(Duration::from_secs(3)))?;
         write!(
             s,

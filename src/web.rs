@@ -16,6 +16,7 @@ use serde::Serialize;
 use crate::inventory::{pod_state, Container, Pod};
 use crate::metrics::{wants_openmetrics, Metrics, OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE};
 use crate::state::{EngineSnapshot, Engines};
+use crate::webconfig::BasicAuth;
 
 #[derive(Clone)]
 struct AppState {
@@ -24,14 +25,15 @@ struct AppState {
     telemetry_path: Arc<str>,
 }
 
-/// Builds the router; `telemetry_path` is `--web.telemetry-path`.
-pub fn router(engines: Engines, telemetry_path: &str) -> Router {
+/// Builds the router; `telemetry_path` is `--web.telemetry-path`; with `auth`, every endpoint
+/// asks for basic-auth credentials.
+pub fn router(engines: Engines, telemetry_path: &str, auth: Option<BasicAuth>) -> Router {
     let state = AppState {
         metrics: Arc::new(Metrics::new(engines.clone())),
         engines,
         telemetry_path: Arc::from(telemetry_path),
     };
-    Router::new()
+    let router = Router::new()
         .route("/", get(landing))
         .route(telemetry_path, get(metrics))
         .route("/containers", get(list_containers))
@@ -52,7 +54,36 @@ pub fn router(engines: Engines, telemetry_path: &str) -> Router {
                 "method not allowed; use GET",
             )
         })
-        .with_state(state)
+        .with_state(state);
+    match auth {
+        Some(auth) => router.layer(axum::middleware::from_fn_with_state(auth, require_auth)),
+        None => router,
+    }
+}
+
+async fn require_auth(
+    State(auth): State<BasicAuth>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let header = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    // bcrypt is slow by design: keep it off the async workers.
+    let ok = tokio::task::spawn_blocking(move || auth.check(header.as_deref()))
+        .await
+        .unwrap_or(false);
+    if ok {
+        return next.run(req).await;
+    }
+    let mut resp = error(StatusCode::UNAUTHORIZED, "authentication required");
+    resp.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        header::HeaderValue::from_static("Basic realm=\"sealwatch\""),
+    );
+    resp
 }
 
 fn error(status: StatusCode, msg: impl Into<String>) -> Response {

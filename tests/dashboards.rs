@@ -693,10 +693,48 @@ fn urlencode(s: &str) -> String {
     out
 }
 
-/// Resolves a dashboard's variables the way Grafana does on load: in order, each `label_values`
-/// query asked of Prometheus; an "All" variable becomes its allValue (`.*`), a single-value one
-/// its first (sorted) value. Panics if a variable query returns nothing.
-fn resolve_vars(prom: &Prometheus, file: &str, dash: &Value) -> HashMap<String, String> {
+/// How Grafana's Prometheus data source writes one selected value into a query: multi-value and
+/// "All" variables are regex-escaped (`prometheusSpecialRegexEscape`), others only get backslashes
+/// and quotes escaped (`prometheusRegularEscape`).
+fn grafana_escape(var: &Value, value: &str) -> String {
+    if var["multi"] == true || var["includeAll"] == true {
+        let mut out = String::new();
+        for ch in value.chars() {
+            match ch {
+                '\\' => out.push_str(r"\\\\"),
+                '$' | '^' | '*' | '{' | '}' | '[' | ']' | '\'' | '+' | '?' | '.' | '(' | ')'
+                | '|' => {
+                    out.push_str(r"\\");
+                    out.push(ch);
+                }
+                _ => out.push(ch),
+            }
+        }
+        out
+    } else {
+        value.replace('\\', r"\\").replace('\'', r"\\'")
+    }
+}
+
+/// Which value each query variable gets.
+#[derive(Clone, Copy, PartialEq, Debug)]
+enum Selection {
+    /// What Grafana shows on first load: "All" (its allValue, `.*`) where the variable offers
+    /// it, else the first value in sort order.
+    Default,
+    /// A user picked one concrete value of every variable (the first in sort order).
+    FirstValue,
+}
+
+/// Resolves a dashboard's variables the way Grafana does: in order, each `label_values` query
+/// asked of Prometheus (with the variables before it substituted), then a value chosen per
+/// `selection`. Panics if a variable query returns nothing.
+fn resolve_vars(
+    prom: &Prometheus,
+    file: &str,
+    dash: &Value,
+    selection: Selection,
+) -> HashMap<String, String> {
     let mut vars = HashMap::new();
     for v in template_vars(dash) {
         let name = v["name"].as_str().unwrap().to_string();
@@ -735,22 +773,45 @@ fn resolve_vars(prom: &Prometheus, file: &str, dash: &Value) -> HashMap<String, 
                 }
             },
         );
-        let value = if v["includeAll"] == true {
+        let value = if v["includeAll"] == true && selection == Selection::Default {
             v["allValue"].as_str().unwrap_or(".*").to_string()
         } else {
             let mut sorted = values.clone();
             sorted.sort();
-            sorted[0].clone()
+            grafana_escape(v, &sorted[0])
         };
-        eprintln!("{file}: ${name} = {value:?} (options {values:?})");
+        eprintln!("{file} ({selection:?}): ${name} = {value:?} (options {values:?})");
         vars.insert(name, value);
     }
     vars
 }
 
+/// Polls an instant query until it returns at least one series; panics naming the panel.
+fn wait_for_result(prom: &Prometheus, what: &str, expr: &str, timeout: Duration) {
+    let started = Instant::now();
+    wait_until(&format!("data for {what}: {expr}"), timeout, || {
+        if prom.query(expr).is_empty() {
+            Err("empty result".to_string())
+        } else {
+            Ok(())
+        }
+    });
+    if started.elapsed() > Duration::from_secs(2) {
+        eprintln!("{what}: data after {:?}", started.elapsed());
+    }
+}
+
+/// `X or vector(0)` → `X` (such a stat always answers; the part before it must have data itself).
+fn without_zero_fallback(expr: &str) -> Option<String> {
+    expr.trim_end()
+        .strip_suffix("or vector(0)")
+        .map(|l| l.trim_end().to_string())
+}
+
 /// End to end: every metric a dashboard uses exists in the real sealwatch output, and every
 /// variable and panel query returns data from a real Prometheus scraping that sealwatch (watching
-/// a private Podman with pods, labels, a failed, a crash-looping and an unhealthy container).
+/// a private Podman with pods, labels, a failed, a crash-looping and an unhealthy container), both
+/// with Grafana's default selection ("All") and with one concrete value of every variable.
 #[test]
 fn every_dashboard_query_returns_data_from_real_prometheus() {
     let t0 = Instant::now();
@@ -782,37 +843,41 @@ fn every_dashboard_query_returns_data_from_real_prometheus() {
 
     let mut checked = 0;
     for (file, dash) in dashboards() {
-        let vars = resolve_vars(&prom, &file, &dash);
+        let vars = resolve_vars(&prom, &file, &dash, Selection::Default);
         for q in queries(&file, &dash) {
             if q.label_values_of.is_some() {
                 continue; // resolved above, with data
             }
             let expr = substitute(&q.expr, "30s", &vars);
-            // `… or vector(0)` always answers; the part before it must have data on its own.
-            let mut exprs = vec![expr.clone()];
-            if let Some(lhs) = expr.trim_end().strip_suffix("or vector(0)") {
-                exprs.push(lhs.trim_end().to_string());
+            // rate() and increase() need two scrapes in the window: poll.
+            wait_for_result(&prom, &q.what, &expr, Duration::from_secs(60));
+            if let Some(lhs) = without_zero_fallback(&expr) {
+                wait_for_result(&prom, &q.what, &lhs, Duration::from_secs(60));
             }
-            for e in exprs {
-                let started = Instant::now();
-                let res = wait_until(
-                    &format!("data for {}: {e}", q.what),
-                    Duration::from_secs(60),
-                    || {
-                        let r = prom.query(&e);
-                        if r.is_empty() {
-                            Err("empty result".to_string())
-                        } else {
-                            Ok(r)
-                        }
-                    },
-                );
-                if started.elapsed() > Duration::from_secs(2) {
-                    eprintln!("{}: data after {:?}", q.what, started.elapsed());
-                }
-                assert!(!res.is_empty());
-                checked += 1;
+            checked += 1;
+        }
+    }
+    eprintln!("{checked} panel queries returned data with the default selection");
+
+    // One concrete value of every variable (the first job, instance and engine; pod p1, which has
+    // every kind of container), escaped the way Grafana escapes it: the engine name here is a
+    // socket URL with regex metacharacters in it.
+    for (file, dash) in dashboards() {
+        let vars = resolve_vars(&prom, &file, &dash, Selection::FirstValue);
+        assert_eq!(
+            vars.get("pod").map(String::as_str),
+            Some("p1"),
+            "{file}: first pod"
+        );
+        for q in queries(&file, &dash) {
+            if q.label_values_of.is_some() {
+                continue;
             }
+            let expr = substitute(&q.expr, "30s", &vars);
+            let expr = without_zero_fallback(&expr).unwrap_or(expr);
+            let what = format!("{} (one value of each variable)", q.what);
+            wait_for_result(&prom, &what, &expr, Duration::from_secs(30));
+            checked += 1;
         }
     }
     eprintln!(
