@@ -365,7 +365,7 @@ fn find_one<'a, T>(
     candidates: impl Iterator<Item = (&'a EngineSnapshot, &'a T, &'a str, &'a str)>,
     reference: &str,
     what: &str,
-) -> Result<(&'a EngineSnapshot, &'a T), Response> {
+) -> Result<(&'a EngineSnapshot, &'a T), (StatusCode, String)> {
     let mut exact = None;
     let mut prefixed = Vec::new();
     for (snap, obj, id, name) in candidates {
@@ -382,11 +382,11 @@ fn find_one<'a, T>(
     }
     match prefixed.len() {
         1 => Ok(prefixed[0]),
-        0 => Err(error(
+        0 => Err((
             StatusCode::NOT_FOUND,
             format!("no {what} with ID or name {reference:?}"),
         )),
-        n => Err(error(
+        n => Err((
             StatusCode::NOT_FOUND,
             format!("{reference:?} is ambiguous: it prefixes {n} {what} IDs; give more of the ID"),
         )),
@@ -402,7 +402,7 @@ async fn one_container(State(app): State<AppState>, Path(reference): Path<String
     });
     match find_one(all, &reference, "container") {
         Ok((snap, c)) => Json(container_json(snap, c)).into_response(),
-        Err(resp) => resp,
+        Err((status, msg)) => error(status, msg),
     }
 }
 
@@ -432,7 +432,7 @@ async fn one_pod(State(app): State<AppState>, Path(reference): Path<String>) -> 
     });
     match find_one(all, &reference, "pod") {
         Ok((snap, p)) => Json(pod_json(snap, p)).into_response(),
-        Err(resp) => resp,
+        Err((status, msg)) => error(status, msg),
     }
 }
 

@@ -4,7 +4,7 @@
 //! Never decides what an event does; it only answers "seen before?".
 
 use std::collections::BTreeSet;
-use std::hash::{BuildHasher, Hash, Hasher};
+use std::hash::BuildHasher;
 
 use crate::podman::wire::Event;
 
@@ -51,9 +51,9 @@ impl Dedup {
     /// the window are never replayed (the watcher's `since` excludes them), so they are not kept.
     pub fn first_time(&mut self, ev: &Event) -> bool {
         let t = ev.nanos();
-        let mut h = self.hasher.build_hasher();
-        (&ev.actor.id, &ev.action).hash(&mut h);
-        let fresh = self.keys.insert((t, h.finish()));
+        let fresh = self
+            .keys
+            .insert((t, self.hasher.hash_one((&ev.actor.id, &ev.action))));
         if !fresh {
             return false;
         }

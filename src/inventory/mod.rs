@@ -118,11 +118,9 @@ impl Inventory {
 
         let t = ev.nanos();
         match ev.action.as_str() {
-            "create" => {
-                if known.is_none() {
-                    let c = self.container_from_event(ev, labels, "created");
-                    self.insert_container(c);
-                }
+            "create" if known.is_none() => {
+                let c = self.container_from_event(ev, labels, "created");
+                self.insert_container(c);
             }
             // Podman never initialises a running or paused container: such an `init` is one
             // the list already reflects (replayed after a resync), and must not lose the pid.

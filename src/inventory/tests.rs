@@ -38,10 +38,8 @@ fn replay(inv: &mut Inventory, evs: &[Event]) {
     }
 }
 
-/// The comparable essence of a container: what `podman ps -a` shows.
-fn essence(
-    c: &Container,
-) -> (
+/// id, name, state, pod, infra, exit code, health.
+type Essence = (
     String,
     String,
     String,
@@ -49,7 +47,10 @@ fn essence(
     bool,
     Option<i64>,
     Option<String>,
-) {
+);
+
+/// The comparable essence of a container: what `podman ps -a` shows.
+fn essence(c: &Container) -> Essence {
     (
         c.id.clone(),
         c.name.clone(),
@@ -61,17 +62,7 @@ fn essence(
     )
 }
 
-fn essences(
-    inv: &Inventory,
-) -> Vec<(
-    String,
-    String,
-    String,
-    Option<String>,
-    bool,
-    Option<i64>,
-    Option<String>,
-)> {
+fn essences(inv: &Inventory) -> Vec<Essence> {
     let mut v: Vec<_> = inv.containers().map(|c| essence(c)).collect();
     v.sort();
     v
