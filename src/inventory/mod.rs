@@ -24,8 +24,10 @@ pub use model::{pod_state, short_id, Container, Labels, Pod};
 
 #[derive(Debug, Clone)]
 pub struct Inventory {
-    containers: imbl::HashMap<String, Arc<Container>>,
-    pods: imbl::HashMap<String, Arc<Pod>>,
+    /// Keys are `Arc<str>`: a change after a snapshot copies the touched tree nodes, and with
+    /// shared keys that copy is pointer bumps instead of string allocations.
+    containers: imbl::HashMap<Arc<str>, Arc<Container>>,
+    pods: imbl::HashMap<Arc<str>, Arc<Pod>>,
     /// Pod ID to name, kept after the pod is gone: counters are keyed by pod ID and still need
     /// their `pod` label.
     pod_names: imbl::HashMap<Arc<str>, Arc<str>>,
@@ -228,7 +230,8 @@ impl Inventory {
         for (k, v) in c.labels.iter() {
             self.labels.admit(k, v);
         }
-        self.containers.insert(c.id.clone(), Arc::new(c));
+        self.containers
+            .insert(Arc::from(c.id.as_str()), Arc::new(c));
     }
 
     /// Changes a known container; unknown IDs are left alone (a `died` for a container the list
@@ -248,11 +251,11 @@ impl Inventory {
         state: &str,
         change: impl FnOnce(&mut Container),
     ) {
-        if !self.containers.contains_key(&ev.actor.id) {
+        if !self.containers.contains_key(ev.actor.id.as_str()) {
             let c = self.container_from_event(ev, labels, state);
             self.insert_container(c);
         }
-        self.update(&ev.actor.id, change);
+        self.update(ev.actor.id.as_str(), change);
     }
 
     fn apply_pod(&mut self, ev: &Event) {
@@ -278,7 +281,7 @@ impl Inventory {
                         labels: Labels::default(),
                         created_at: Some(ev.nanos()),
                     };
-                    self.pods.insert(id.to_owned(), Arc::new(pod));
+                    self.pods.insert(Arc::from(id), Arc::new(pod));
                 }
             }
             "remove" => {
@@ -294,7 +297,7 @@ impl Inventory {
     pub fn resync(&mut self, containers: Vec<ListContainer>, pods: Vec<ListPod>) {
         let mut fresh = imbl::HashMap::new();
         for lc in containers {
-            let old = self.containers.get(&lc.id);
+            let old = self.containers.get(lc.id.as_str());
             let (restarts, awaiting_restart) =
                 old.map_or((0, false), |o| (o.restarts, o.awaiting_restart));
             if !lc.pod.is_empty() && !lc.pod_name.is_empty() {
@@ -305,7 +308,7 @@ impl Inventory {
             for (k, v) in c.labels.iter() {
                 self.labels.admit(k, v);
             }
-            fresh.insert(c.id.clone(), Arc::new(c));
+            fresh.insert(Arc::from(c.id.as_str()), Arc::new(c));
         }
         self.containers = fresh;
 
@@ -320,7 +323,7 @@ impl Inventory {
                 name: lp.name,
                 id: lp.id,
             };
-            fresh_pods.insert(pod.id.clone(), Arc::new(pod));
+            fresh_pods.insert(Arc::from(pod.id.as_str()), Arc::new(pod));
         }
         self.pods = fresh_pods;
     }
