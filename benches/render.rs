@@ -1,1 +1,347 @@
-fn main() {}
+//! What one `/metrics` scrape costs, and what one event costs, at inventory sizes from 100 to
+//! 10,000 containers. Prints a table; asserts nothing (`cargo bench --bench render`).
+//!
+//! The inventory is built through the library API exactly as the watcher builds it: a resync
+//! from synthetic `containers/json` and `pods/json` lists, then a stream of events that fills
+//! the counters. Times are per call: the median and p90 of wall time and of this thread's CPU
+//! time (`getrusage(RUSAGE_THREAD)`), over `ITERATIONS` calls after a warm-up.
+
+use std::hint::black_box;
+use std::sync::Arc;
+use std::time::Instant;
+
+use serde_json::json;
+
+use sealwatch::inventory::{Allowlist, Inventory, LabelPolicy};
+use sealwatch::metrics::Metrics;
+use sealwatch::podman::wire::{Event, ListContainer, ListPod};
+use sealwatch::state::{EngineCell, EngineSnapshot, EngineStats, EngineStatus, Engines};
+use sealwatch::web::gzip_bytes;
+
+const ITERATIONS: usize = 30;
+/// The 4 allowlisted keys every synthetic container carries (plus 2 that are not allowlisted).
+const ALLOWLIST: &str =
+    "io.podman.compose.project,com.docker.compose.service,app,PODMAN_SYSTEMD_UNIT";
+/// Events applied per container before measuring, so the counters have realistic width.
+const EVENTS_PER_CONTAINER: usize = 10;
+const T0: i64 = 1_795_000_000_000_000_000;
+
+fn id(kind: u8, n: usize) -> String {
+    format!("{kind:02x}{n:062x}")
+}
+
+/// `containers` members spread over `pods` pods (each pod also has its infra container), in a
+/// realistic mix of states, 20% with a healthcheck.
+fn lists(containers: usize, pods: usize) -> (Vec<ListContainer>, Vec<ListPod>) {
+    let mut cs = Vec::new();
+    for p in 0..pods {
+        cs.push(json!({
+            "Id": id(0xaa, p), "Names": [format!("pod{p}-infra")],
+            "Image": "localhost/podman-pause:4.3.1-0", "State": "running", "Pid": 1000 + p,
+            "Pod": id(0xbb, p), "PodName": format!("pod{p}"), "IsInfra": true,
+            "Labels": {"io.buildah.version": "1.28.2"}, "Created": "2026-11-29T18:00:00Z",
+            "StartedAt": 1_795_000_000, "ExitedAt": -62_135_596_800i64, "ExitCode": 0
+        }));
+    }
+    for i in 0..containers {
+        let (state, code) = match i % 20 {
+            0 | 1 => ("exited", [0, 1, 137][i % 3]),
+            2 => ("paused", 0),
+            3 => ("created", 0),
+            _ => ("running", 0),
+        };
+        let health = if i % 5 == 0 {
+            ["healthy", "unhealthy", "starting"][i % 3]
+        } else {
+            ""
+        };
+        let pod = i % pods.max(1);
+        cs.push(json!({
+            "Id": id(0xcc, i), "Names": [format!("project{}-service{}-{i}", i % 50, i % 200)],
+            "Image": format!("registry.example.com/team/image{}:v{}", i % 30, i % 7),
+            "State": state, "Status": health, "Pid": if state == "running" { 2000 + i } else { 0 },
+            "Pod": if pods > 0 { id(0xbb, pod) } else { String::new() },
+            "PodName": if pods > 0 { format!("pod{pod}") } else { String::new() },
+            "IsInfra": false,
+            "Labels": {
+                "io.podman.compose.project": format!("project{}", i % 50),
+                "com.docker.compose.service": format!("service{}", i % 200),
+                "app": format!("app{}", i % 20),
+                "PODMAN_SYSTEMD_UNIT": format!("container-{i}.service"),
+                "maintainer": "someone@example.com",
+                "org.opencontainers.image.version": format!("1.{}", i % 9),
+            },
+            "Created": "2026-11-29T18:00:00Z", "StartedAt": 1_795_000_100 + i as i64,
+            "ExitedAt": if state == "exited" { 1_795_000_200 } else { -62_135_596_800i64 },
+            "ExitCode": code
+        }));
+    }
+    let ps = (0..pods)
+        .map(|p| {
+            json!({"Id": id(0xbb, p), "Name": format!("pod{p}"), "Status": "Running",
+                   "InfraId": id(0xaa, p), "Labels": {}, "Created": "2026-11-29T18:00:00Z"})
+        })
+        .collect();
+    (
+        serde_json::from_value(serde_json::Value::Array(cs)).expect("containers"),
+        serde_json::from_value(serde_json::Value::Array(ps)).expect("pods"),
+    )
+}
+
+/// The `n`-th synthetic event for a `containers`-sized inventory: mostly health checks, execs and
+/// crash/restart cycles of running members, some image pulls, as a busy host produces them.
+fn event(n: usize, containers: usize) -> Event {
+    let i = (n * 7919) % containers; // spread over all containers
+    let cid = id(0xcc, i);
+    let t = T0 + n as i64 * 1_000;
+    let code = ["0", "1", "137", "143"][n % 4];
+    let attrs = json!({
+        "io.podman.compose.project": format!("project{}", i % 50),
+        "com.docker.compose.service": format!("service{}", i % 200),
+        "app": format!("app{}", i % 20),
+        "PODMAN_SYSTEMD_UNIT": format!("container-{i}.service"),
+        "maintainer": "someone@example.com",
+        "name": format!("c{i}"), "image": "registry.example.com/team/image:v1",
+        "podId": "", "containerExitCode": code,
+    });
+    let (kind, action, actor, health) = match n % 10 {
+        0 => ("container", "died", cid, None),
+        1 => ("container", "start", cid, None),
+        2 => ("container", "cleanup", cid, None),
+        3 | 4 => ("container", "health_status", cid, Some("healthy")),
+        5 => ("container", "exec", cid, None),
+        6 => ("container", "exec_died", cid, None),
+        7 => ("container", "restart", cid, None),
+        8 => ("container", "init", cid, None),
+        _ => ("image", "pull", "registry.example.com/team/image:v1".to_owned(), None),
+    };
+    serde_json::from_value(json!({
+        "Type": kind, "Action": action, "Actor": {"ID": actor, "Attributes": attrs},
+        "time": t / 1_000_000_000, "timeNano": t, "HealthStatus": health,
+    }))
+    .expect("event")
+}
+
+fn build(containers: usize, pods: usize) -> Inventory {
+    let mut inv = Inventory::new(LabelPolicy::new(Allowlist::parse(ALLOWLIST), 500));
+    let (cs, ps) = lists(containers, pods);
+    inv.resync(cs, ps);
+    for n in 0..containers.max(1) * EVENTS_PER_CONTAINER {
+        inv.apply(&event(n, containers.max(1)));
+    }
+    inv
+}
+
+fn publish(inv: Inventory) -> Engines {
+    let cell = Arc::new(EngineCell::new(
+        "podman",
+        "unix:///run/podman/podman.sock".into(),
+        LabelPolicy::new(Allowlist::parse(ALLOWLIST), 500),
+    ));
+    cell.publish(EngineSnapshot {
+        name: Arc::from("podman"),
+        url: "unix:///run/podman/podman.sock".into(),
+        status: EngineStatus {
+            connected: true,
+            synced: true,
+            reason: None,
+            version: Some("4.3.1".into()),
+            api_version: Some("4.3.1".into()),
+        },
+        stats: EngineStats {
+            last_event_nanos: Some(T0),
+            ..EngineStats::default()
+        },
+        inventory: inv,
+    });
+    Engines::new(vec![cell])
+}
+
+/// CPU time of this thread, in seconds.
+fn thread_cpu() -> f64 {
+    // SAFETY: getrusage only writes into the struct we pass.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut ru) };
+    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    tv(ru.ru_utime) + tv(ru.ru_stime)
+}
+
+#[derive(Clone, Copy)]
+struct Stats {
+    wall_median: f64,
+    wall_p90: f64,
+    cpu_median: f64,
+    cpu_p90: f64,
+}
+
+fn percentile(v: &mut [f64], p: f64) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[((v.len() - 1) as f64 * p).round() as usize]
+}
+
+/// Runs `f` `ITERATIONS` times after 3 warm-up calls; seconds per call.
+fn measure(mut f: impl FnMut()) -> Stats {
+    for _ in 0..3 {
+        f();
+    }
+    let (mut wall, mut cpu) = (Vec::new(), Vec::new());
+    for _ in 0..ITERATIONS {
+        let (w, c) = (Instant::now(), thread_cpu());
+        f();
+        cpu.push(thread_cpu() - c);
+        wall.push(w.elapsed().as_secs_f64());
+    }
+    Stats {
+        wall_median: percentile(&mut wall, 0.5),
+        wall_p90: percentile(&mut wall, 0.9),
+        cpu_median: percentile(&mut cpu, 0.5),
+        cpu_p90: percentile(&mut cpu, 0.9),
+    }
+}
+
+fn ms(s: f64) -> String {
+    format!("{:8.2}", s * 1e3)
+}
+
+fn kib(n: usize) -> String {
+    format!("{:8.0}", n as f64 / 1024.0)
+}
+
+struct Row {
+    containers: usize,
+    pods: usize,
+    text: Stats,
+    om: Stats,
+    text_gz: Stats,
+    series: usize,
+    text_bytes: usize,
+    gz_bytes: usize,
+}
+
+fn run_size(containers: usize, pods: usize) -> Row {
+    let metrics = Metrics::new(publish(build(containers, pods)));
+    let text = metrics.render(false).expect("render");
+    let om = metrics.render(true).expect("render");
+    assert!(om.ends_with("# EOF\n"));
+    let gz = gzip_bytes(text.as_bytes()).expect("gzip");
+    Row {
+        containers,
+        pods,
+        text: measure(|| {
+            black_box(metrics.render(false).expect("render"));
+        }),
+        om: measure(|| {
+            black_box(metrics.render(true).expect("render"));
+        }),
+        text_gz: measure(|| {
+            let t = metrics.render(false).expect("render");
+            black_box(gzip_bytes(t.as_bytes()).expect("gzip"));
+        }),
+        series: text.lines().filter(|l| !l.starts_with('#')).count(),
+        text_bytes: text.len(),
+        gz_bytes: gz.len(),
+    }
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; a filter argument is not supported (nothing to filter).
+    println!("sealwatch /metrics render benchmark");
+    println!(
+        "(times in ms per call: median and p90 over {ITERATIONS} calls; CPU = getrusage(RUSAGE_THREAD) \
+         of the rendering thread; every pod also has an infra container; {EVENTS_PER_CONTAINER} events \
+         per container applied before measuring; 4 allowlisted labels per container)"
+    );
+    println!();
+    println!(
+        "{:>10} {:>6} {:>8} | {:>8} {:>8} {:>8} | {:>8} {:>8} | {:>8} {:>8} | {:>8} {:>8}",
+        "containers", "pods", "series", "text cpu", "p90", "wall", "OM cpu", "p90",
+        "text+gz", "p90", "text KiB", "gz KiB"
+    );
+    let mut rows = Vec::new();
+    for (c, p) in [(100, 10), (1_000, 100), (10_000, 1_000), (100, 1_000)] {
+        let r = run_size(c, p);
+        println!(
+            "{:>10} {:>6} {:>8} | {} {} {} | {} {} | {} {} | {} {}",
+            r.containers, r.pods, r.series,
+            ms(r.text.cpu_median), ms(r.text.cpu_p90), ms(r.text.wall_median),
+            ms(r.om.cpu_median), ms(r.om.cpu_p90),
+            ms(r.text_gz.cpu_median), ms(r.text_gz.cpu_p90),
+            kib(r.text_bytes), kib(r.gz_bytes),
+        );
+        rows.push(r);
+    }
+    println!();
+    println!("scaling (text render CPU median; linear = ratio equal to the size ratio):");
+    for w in rows[..3].windows(2) {
+        let (a, b) = (&w[0], &w[1]);
+        println!(
+            "  {:>6} -> {:>6} containers (x{:.0}): time x{:.2}, per container {:.2} us -> {:.2} us, bytes x{:.2}",
+            a.containers,
+            b.containers,
+            b.containers as f64 / a.containers as f64,
+            b.text.cpu_median / a.text.cpu_median,
+            a.text.cpu_median / (a.containers + a.pods) as f64 * 1e6,
+            b.text.cpu_median / (b.containers + b.pods) as f64 * 1e6,
+            b.text_bytes as f64 / a.text_bytes as f64,
+        );
+    }
+    let (big, podheavy) = (&rows[2], &rows[3]);
+    println!(
+        "  100 containers in 1,000 pods: {} ms (per container+infra {:.2} us)",
+        ms(podheavy.text.cpu_median).trim(),
+        podheavy.text.cpu_median / (podheavy.containers + podheavy.pods) as f64 * 1e6
+    );
+    println!(
+        "  10,000-container scrape, worst case (OpenMetrics/text + gzip, p90 CPU): {} ms; target < 50 ms",
+        ms(big.text_gz.cpu_p90.max(big.om.cpu_p90)).trim()
+    );
+
+    // One event in: apply on the 10k inventory, and the snapshot the watcher publishes after it.
+    println!();
+    let (containers, pods) = (10_000, 1_000);
+    let mut inv = build(containers, pods);
+    let events: Vec<Event> = (0..100_000)
+        .map(|n| event(containers * EVENTS_PER_CONTAINER + n, containers))
+        .collect();
+    let (w, c) = (Instant::now(), thread_cpu());
+    for ev in &events {
+        inv.apply(ev);
+    }
+    let (wall, cpu) = (w.elapsed().as_secs_f64(), thread_cpu() - c);
+    println!(
+        "Inventory::apply on {containers} containers: {:.2} us CPU per event ({:.2} us wall), {} events",
+        cpu / events.len() as f64 * 1e6,
+        wall / events.len() as f64 * 1e6,
+        events.len()
+    );
+    let clone = measure(|| {
+        for _ in 0..1_000 {
+            black_box(inv.clone());
+        }
+    });
+    println!(
+        "Inventory snapshot clone: {:.3} us CPU median (per clone, batches of 1,000)",
+        clone.cpu_median / 1_000.0 * 1e6
+    );
+    let engines = publish(inv.clone());
+    let cell = engines.cells()[0].clone();
+    let mut inv2 = inv.clone();
+    let (w, c) = (Instant::now(), thread_cpu());
+    for ev in &events[..20_000] {
+        inv2.apply(ev);
+        let old = cell.load();
+        cell.publish(EngineSnapshot {
+            name: old.name.clone(),
+            url: old.url.clone(),
+            status: old.status.clone(),
+            stats: old.stats.clone(),
+            inventory: inv2.clone(),
+        });
+    }
+    let (wall, cpu) = (w.elapsed().as_secs_f64(), thread_cpu() - c);
+    println!(
+        "apply + clone + publish (the watcher's path per event): {:.2} us CPU ({:.2} us wall) per event",
+        cpu / 20_000.0 * 1e6,
+        wall / 20_000.0 * 1e6
+    );
+}

@@ -344,6 +344,68 @@ fn dashboards_parse_and_uids_are_unique() {
     );
 }
 
+/// Every link between dashboards (`/d/<uid>/…`, in dashboard links and panel data links) points
+/// at a dashboard that exists here, and passes only variables that dashboard defines.
+#[test]
+fn dashboard_links_point_at_existing_dashboards() {
+    fn urls<'a>(v: &'a Value, out: &mut Vec<&'a str>) {
+        match v {
+            Value::Object(m) => {
+                for (k, x) in m {
+                    match (k.as_str(), x) {
+                        ("url", Value::String(u)) => out.push(u),
+                        _ => urls(x, out),
+                    }
+                }
+            }
+            Value::Array(a) => a.iter().for_each(|x| urls(x, out)),
+            _ => {}
+        }
+    }
+    let all = dashboards();
+    let by_uid: BTreeMap<&str, &Value> = all
+        .iter()
+        .map(|(_, d)| (d["uid"].as_str().unwrap(), d))
+        .collect();
+    let mut n = 0;
+    for (file, d) in &all {
+        let mut found = Vec::new();
+        urls(d, &mut found);
+        for url in found {
+            let Some(rest) = url.strip_prefix("/d/") else {
+                continue;
+            };
+            let uid = rest.split(['/', '?']).next().unwrap();
+            let target = by_uid
+                .get(uid)
+                .unwrap_or_else(|| panic!("{file}: link {url} to unknown dashboard uid {uid:?}"));
+            let names: BTreeSet<&str> = template_vars(target)
+                .iter()
+                .filter_map(|v| v["name"].as_str())
+                .collect();
+            let query = url.split_once('?').map_or("", |(_, q)| q);
+            for part in query.split('&').filter(|p| !p.is_empty()) {
+                let var = if let Some(v) = part.strip_prefix("var-") {
+                    v.split('=').next().unwrap()
+                } else if let Some(v) = part
+                    .strip_prefix("${")
+                    .and_then(|v| v.strip_suffix(":queryparam}"))
+                {
+                    v
+                } else {
+                    continue; // ${__url_time_range} and the like
+                };
+                assert!(
+                    names.contains(var),
+                    "{file}: link {url} passes ${var}, which {uid} does not define"
+                );
+            }
+            n += 1;
+        }
+    }
+    assert!(n > 0, "no links between the dashboards");
+}
+
 /// Dashboards are file-provisionable: no `__inputs`/`${DS_…}`, a `datasource` variable of type
 /// prometheus, and every panel (rows too), target and query variable points at `${datasource}`.
 #[test]
@@ -478,8 +540,6 @@ fn grafana_variable_substitution() {
         substitute("sum(x[$__range]) [5m:$__interval]", "1m", &vars),
         "sum(x[1m]) [5m:1m]"
     );
-    let typo = std::panic::catch_unwind(|| substitute(r#"x{pod=~"$pdo"}"#, "1m", &vars));
-    assert!(typo.is_err(), "an unknown variable must panic");
     assert_eq!(
         parse_label_values(r#"label_values(podman_up{job=~"$job", instance=~"a,b"}, instance)"#),
         Some((
@@ -488,6 +548,13 @@ fn grafana_variable_substitution() {
         ))
     );
     assert_eq!(parse_label_values("label_values(job)"), None);
+}
+
+/// A variable the dashboard does not define (a typo) is an error, not passed through.
+#[test]
+#[should_panic(expected = "unknown Grafana variable $pdo")]
+fn unknown_grafana_variable_panics() {
+    substitute(r#"x{pod=~"$pdo"}"#, "1m", &HashMap::new());
 }
 
 // ---------------------------------------------------------------------------------------------
