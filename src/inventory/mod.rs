@@ -139,6 +139,10 @@ impl Inventory {
                 c.started_at = Some(t);
                 // Podman resets the exit code on start; it is only meaningful while exited.
                 c.exit_code = None;
+                // ...and the health of a container with a healthcheck, without an event.
+                if c.health.is_some() {
+                    c.health = Some("starting".into());
+                }
                 if c.awaiting_restart {
                     c.restarts += 1;
                     c.awaiting_restart = false;

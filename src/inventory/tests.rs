@@ -304,3 +304,28 @@ fn replaying_create_init_start_over_a_list_keeps_the_listed_pid() {
     let c = inv.container(plain_id).unwrap();
     assert_eq!((c.state.as_str(), c.pid), ("running", Some(10281)));
 }
+
+#[test]
+fn a_start_resets_a_known_health_to_starting_as_podman_does() {
+    let mut inv = inventory();
+    let ev = |action: &str, t: i64, health: Option<&str>| -> Event {
+        serde_json::from_value(serde_json::json!({
+            "Type": "container", "Action": action, "timeNano": t, "HealthStatus": health,
+            "Actor": {"ID": "h", "Attributes": {"name": "h"}}
+        }))
+        .unwrap()
+    };
+    inv.apply(&ev("start", 1, None));
+    assert_eq!(
+        inv.container("h").unwrap().health,
+        None,
+        "no healthcheck known yet"
+    );
+    inv.apply(&ev("health_status", 2, Some("healthy")));
+    inv.apply(&ev("died", 3, None));
+    inv.apply(&ev("start", 4, None));
+    assert_eq!(
+        inv.container("h").unwrap().health.as_deref(),
+        Some("starting")
+    );
+}
