@@ -5,15 +5,20 @@
 //! container or pod does, because they are computed from the current snapshot, never stored.
 //! Never calls Podman and never mutates the inventory.
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+use std::ops::Range;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use prometheus_client::collector::Collector;
-use prometheus_client::encoding::DescriptorEncoder;
+use prometheus_client::encoding::{
+    DescriptorEncoder, EncodeLabel, EncodeLabelSet, LabelSetEncoder,
+};
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 
-use crate::inventory::{pod_state, Container, Inventory};
+use crate::inventory::model::PROJECT_LABELS;
+use crate::inventory::{pod_state, Container};
 use crate::state::{EngineSnapshot, Engines};
 
 /// The classic Prometheus text format, which promtool reads.
@@ -30,6 +35,9 @@ pub const RUSTC: &str = env!("SEALWATCH_RUSTC");
 #[derive(Debug)]
 pub struct Metrics {
     registry: Registry,
+    /// Size of the last render: the next one starts with that much room (plus some), so a large
+    /// inventory's output is not copied again and again while its buffer grows.
+    last_len: AtomicUsize,
 }
 
 impl Metrics {
@@ -37,18 +45,23 @@ impl Metrics {
         let mut registry = Registry::default();
         registry.register_collector(Box::new(InventoryCollector { engines }));
         registry.register_collector(Box::new(ProcessCollector));
-        Self { registry }
+        Self {
+            registry,
+            last_len: AtomicUsize::new(0),
+        }
     }
 
     /// Renders every family; `openmetrics` picks OpenMetrics text (ends in `# EOF`) over the
     /// classic 0.0.4 text.
     pub fn render(&self, openmetrics: bool) -> Result<String, std::fmt::Error> {
-        let mut out = String::with_capacity(64 * 1024);
+        let last = self.last_len.load(Ordering::Relaxed);
+        let mut out = String::with_capacity((last + last / 8).max(64 * 1024));
         if openmetrics {
             prometheus_client::encoding::text::encode(&mut out, &self.registry)?;
         } else {
             prometheus_client::encoding::prometheus_text::encode(&mut out, &self.registry)?;
         }
+        self.last_len.store(out.len(), Ordering::Relaxed);
         Ok(out)
     }
 }
@@ -63,16 +76,41 @@ pub fn wants_openmetrics(accept: &str) -> bool {
     })
 }
 
-type Labels<'a> = Vec<(&'a str, &'a str)>;
+/// A label set of up to `N` labels, absent ones (`None`) skipped; encodes without allocating.
+struct Set<'a, const N: usize>([(&'a str, Option<&'a str>); N]);
+
+impl<const N: usize> EncodeLabelSet for Set<'_, N> {
+    fn encode(&self, enc: &mut LabelSetEncoder) -> std::fmt::Result {
+        for (k, v) in &self.0 {
+            if let Some(v) = v {
+                (*k, *v).encode(enc.encode_label())?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A fixed head followed by a variable tail (the `label_<key>` pairs of one container).
+struct HeadTail<'a, const N: usize>(Set<'a, N>, &'a [(&'a str, &'a str)]);
+
+impl<const N: usize> EncodeLabelSet for HeadTail<'_, N> {
+    fn encode(&self, enc: &mut LabelSetEncoder) -> std::fmt::Result {
+        self.0.encode(enc)?;
+        for pair in self.1 {
+            pair.encode(enc.encode_label())?;
+        }
+        Ok(())
+    }
+}
 
 /// One family: its descriptor once, then every sample. Writing a family with no samples is
 /// skipped, so a fresh exporter does not print empty families.
-fn family<'a, V: Copy>(
+fn family<S: EncodeLabelSet, V>(
     enc: &mut DescriptorEncoder,
     name: &str,
     help: &str,
     kind: MetricType,
-    samples: impl IntoIterator<Item = (Labels<'a>, V)>,
+    samples: impl IntoIterator<Item = (S, V)>,
     mut encode_value: impl FnMut(&mut prometheus_client::encoding::MetricEncoder, V) -> std::fmt::Result,
 ) -> std::fmt::Result {
     let mut samples = samples.into_iter().peekable();
@@ -81,18 +119,17 @@ fn family<'a, V: Copy>(
     }
     let mut metric = enc.encode_descriptor(name, help, None, kind)?;
     for (labels, v) in samples {
-        let labels = labels.as_slice();
         let mut m = metric.encode_family(&labels)?;
         encode_value(&mut m, v)?;
     }
     Ok(())
 }
 
-fn gauges<'a, V: prometheus_client::encoding::EncodeGaugeValue + Copy>(
+fn gauges<S: EncodeLabelSet, V: prometheus_client::encoding::EncodeGaugeValue>(
     enc: &mut DescriptorEncoder,
     name: &str,
     help: &str,
-    samples: impl IntoIterator<Item = (Labels<'a>, V)>,
+    samples: impl IntoIterator<Item = (S, V)>,
 ) -> std::fmt::Result {
     family(enc, name, help, MetricType::Gauge, samples, |m, v| {
         m.encode_gauge(&v)
@@ -100,15 +137,73 @@ fn gauges<'a, V: prometheus_client::encoding::EncodeGaugeValue + Copy>(
 }
 
 /// `stem` without `_total`: prometheus-client appends it.
-fn counters<'a>(
+fn counters<S: EncodeLabelSet>(
     enc: &mut DescriptorEncoder,
     stem: &str,
     help: &str,
-    samples: impl IntoIterator<Item = (Labels<'a>, u64)>,
+    samples: impl IntoIterator<Item = (S, u64)>,
 ) -> std::fmt::Result {
     family(enc, stem, help, MetricType::Counter, samples, |m, v| {
         m.encode_counter::<prometheus_client::encoding::NoLabelSet, _, u64>(&v, None)
     })
+}
+
+/// rustc's FxHash. The scrape-time maps are keyed by strings sealwatch already holds and live
+/// for one scrape; SipHash's flood resistance buys nothing there and cost a tenth of a render.
+#[derive(Default, Clone, Copy)]
+struct FxHasher(u64);
+
+impl FxHasher {
+    #[inline]
+    fn add(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+}
+
+impl Hasher for FxHasher {
+    #[inline]
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            self.add(u64::from_le_bytes([
+                c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7],
+            ]));
+        }
+        let rest = chunks.remainder();
+        if !rest.is_empty() {
+            let mut word = [0u8; 8];
+            word[..rest.len()].copy_from_slice(rest);
+            self.add(u64::from_le_bytes(word));
+        }
+    }
+
+    #[inline]
+    fn write_u8(&mut self, i: u8) {
+        self.add(u64::from(i));
+    }
+
+    #[inline]
+    fn write_usize(&mut self, i: usize) {
+        self.add(i as u64);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+type FxMap<K, V> = HashMap<K, V, BuildHasherDefault<FxHasher>>;
+
+/// Adds one to `key`'s count.
+fn tally<K: std::hash::Hash + Eq>(map: &mut FxMap<K, i64>, key: K) {
+    *map.entry(key).or_insert(0) += 1;
+}
+
+/// A map's entries in key order, for a stable output.
+fn sorted<K: Ord, V>(map: FxMap<K, V>) -> Vec<(K, V)> {
+    let mut v: Vec<(K, V)> = map.into_iter().collect();
+    v.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    v
 }
 
 /// Renders the inventory of every engine.
@@ -117,51 +212,29 @@ struct InventoryCollector {
     engines: Engines,
 }
 
-/// What one scrape derives from one engine's snapshot, computed once and shared by families.
-struct EngineView<'a> {
-    snap: &'a EngineSnapshot,
-    /// pod ID -> the states of all its containers (infra included), for the pod's own state.
-    pod_states: BTreeMap<&'a str, Vec<&'a str>>,
+/// One container as every per-container family shows it, resolved once per scrape.
+struct Row<'a> {
+    engine: &'a str,
+    c: &'a Container,
+    id: &'a str,
+    /// The pod's name (absent outside a pod).
+    pod: Option<&'a str>,
+    /// The compose project, as `Container::project` finds it.
+    project: Option<&'a str>,
+    /// This container's `label_<key>` pairs in `Scrape::label_pairs`.
+    labels: Range<usize>,
 }
 
-impl<'a> EngineView<'a> {
-    fn new(snap: &'a EngineSnapshot) -> Self {
-        let mut pod_states: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
-        for c in snap.inventory.containers() {
-            if let Some(p) = c.pod_id.as_deref() {
-                pod_states.entry(p).or_default().push(&c.state);
-            }
-        }
-        Self { snap, pod_states }
-    }
-
-    fn inv(&self) -> &'a Inventory {
-        &self.snap.inventory
-    }
-
-    fn engine(&self) -> &'a str {
-        &self.snap.name
-    }
-
-    fn pod_label(&self, c: &'a Container) -> Option<&'a str> {
-        c.pod_id.as_deref().map(|p| self.inv().pod_name(p))
-    }
-
-    /// engine, id, name and (when in a pod) pod: the identity of a per-container series.
-    fn container_labels(&self, c: &'a Container) -> Labels<'a> {
-        let mut l = vec![
-            ("engine", self.engine()),
-            ("id", c.short_id()),
-            ("name", c.name.as_str()),
-        ];
-        if let Some(p) = self.pod_label(c) {
-            l.push(("pod", p));
-        }
-        l
-    }
-
-    fn counted(&self) -> impl Iterator<Item = &'a Arc<Container>> {
-        self.inv().containers().filter(|c| !c.infra)
+impl<'a> Row<'a> {
+    /// engine, id, name, pod (when in one) and one more label: a per-container series.
+    fn with(&self, key: &'a str, value: Option<&'a str>) -> Set<'a, 5> {
+        Set([
+            ("engine", Some(self.engine)),
+            ("id", Some(self.id)),
+            ("name", Some(self.c.name.as_str())),
+            ("pod", self.pod),
+            (key, value),
+        ])
     }
 }
 
@@ -188,124 +261,218 @@ pub fn sanitize_label_key(key: &str) -> String {
     out
 }
 
+/// Interned `label_<key>` names for one scrape: each distinct raw key is sanitized once, and keys
+/// that sanitize alike (`a.b`, `a-b`) share one slot, so a container keeps only the first.
+#[derive(Default)]
+struct SanitizedKeys<'a> {
+    by_raw: FxMap<&'a str, usize>,
+    by_name: FxMap<String, usize>,
+    names: Vec<String>,
+}
+
+impl<'a> SanitizedKeys<'a> {
+    fn slot(&mut self, raw: &'a str) -> usize {
+        if let Some(&slot) = self.by_raw.get(raw) {
+            return slot;
+        }
+        let name = sanitize_label_key(raw);
+        let slot = match self.by_name.get(&name) {
+            Some(&slot) => slot,
+            None => {
+                self.names.push(name.clone());
+                self.by_name.insert(name, self.names.len() - 1);
+                self.names.len() - 1
+            }
+        };
+        self.by_raw.insert(raw, slot);
+        slot
+    }
+}
+
 impl Collector for InventoryCollector {
     fn encode(&self, mut enc: DescriptorEncoder) -> std::fmt::Result {
         let snaps = self.engines.snapshots();
-        let views: Vec<EngineView> = snaps.iter().map(|s| EngineView::new(s)).collect();
 
         gauges(
             &mut enc,
             "podman_up",
             "1 while the engine's event stream is open and its inventory is synced, else 0.",
-            views
+            snaps
                 .iter()
-                .map(|v| (vec![("engine", v.engine())], i64::from(v.snap.ready()))),
+                .map(|s| (Set([("engine", Some(&*s.name))]), i64::from(s.ready()))),
         )?;
         gauges(
             &mut enc,
             "podman_engine_info",
             "Podman engine version; 1 once the engine has answered.",
-            views.iter().filter_map(|v| {
-                let s = &v.snap.status;
+            snaps.iter().filter_map(|s| {
+                let st = &s.status;
                 Some((
-                    vec![
-                        ("engine", v.engine()),
-                        ("version", s.version.as_deref()?),
-                        ("api_version", s.api_version.as_deref().unwrap_or("")),
-                    ],
+                    Set([
+                        ("engine", Some(&*s.name)),
+                        ("version", Some(st.version.as_deref()?)),
+                        ("api_version", Some(st.api_version.as_deref().unwrap_or(""))),
+                    ]),
                     1i64,
                 ))
             }),
         )?;
 
-        // Aggregates: one pass over each engine's containers.
-        let mut by_state: BTreeMap<(&str, &str), i64> = BTreeMap::new();
-        let mut by_pod: BTreeMap<(&str, &str, &str), i64> = BTreeMap::new();
-        let mut by_label: BTreeMap<(&str, &str, &str, &str), i64> = BTreeMap::new();
-        for v in &views {
-            let policy = v.inv().label_policy();
-            for c in v.counted() {
-                *by_state.entry((v.engine(), &c.state)).or_default() += 1;
-                if let Some(p) = v.pod_label(c) {
-                    *by_pod.entry((v.engine(), p, &c.state)).or_default() += 1;
+        // One pass over every container: its row, the aggregates, and its label pairs. Raw
+        // label values are counted first and folded into `__other__` once per distinct value.
+        let n_containers: usize = snaps.iter().map(|s| s.inventory.container_count()).sum();
+        let n_pods: usize = snaps.iter().map(|s| s.inventory.pod_count()).sum();
+        let mut rows: Vec<Row> = Vec::with_capacity(n_containers);
+        let mut keys = SanitizedKeys::default();
+        let mut pair_slots: Vec<(usize, &str)> = Vec::with_capacity(n_containers * 4);
+        let mut seen_slot: Vec<usize> = Vec::new();
+        let mut by_state: FxMap<(&str, &str), i64> = FxMap::default();
+        let mut by_pod: FxMap<(&str, &str, &str), i64> =
+            FxMap::with_capacity_and_hasher(n_pods * 2, Default::default());
+        let mut by_raw_label: FxMap<(usize, &str, &str, &str), i64> =
+            FxMap::with_capacity_and_hasher(n_containers, Default::default());
+        // pod ID -> the states of all its containers (infra included), for the pod's own state.
+        let mut pod_states: FxMap<(usize, &str), Vec<&str>> =
+            FxMap::with_capacity_and_hasher(n_pods, Default::default());
+        for (e, snap) in snaps.iter().enumerate() {
+            let inv = &snap.inventory;
+            let allow = inv.label_policy().allowlist();
+            // Pod ID -> name, memoised: the inventory's map hashes with SipHash.
+            let mut pod_names: FxMap<&str, &str> =
+                FxMap::with_capacity_and_hasher(inv.pod_count(), Default::default());
+            for c in inv.containers() {
+                let pod = c
+                    .pod_id
+                    .as_deref()
+                    .map(|p| *pod_names.entry(p).or_insert_with(|| inv.pod_name(p)));
+                if let Some(p) = c.pod_id.as_deref() {
+                    pod_states.entry((e, p)).or_default().push(&c.state);
                 }
-                for (k, val) in c.labels.iter() {
-                    if let Some(folded) = policy.folded(k, val) {
-                        *by_label
-                            .entry((v.engine(), k, folded, &c.state))
-                            .or_default() += 1;
+                let start = pair_slots.len();
+                // Container::project, found on the way (cheaper than two map lookups).
+                let mut project = [None, None];
+                for (k, v) in c.labels.iter() {
+                    if let Some(i) = PROJECT_LABELS.iter().position(|p| *p == k) {
+                        project[i] = Some(v.as_str());
+                    }
+                    if !allow.allows(k) {
+                        continue;
+                    }
+                    if !c.infra {
+                        tally(
+                            &mut by_raw_label,
+                            (e, k.as_str(), v.as_str(), c.state.as_str()),
+                        );
+                    }
+                    let slot = keys.slot(k);
+                    if seen_slot.len() <= slot {
+                        seen_slot.resize(slot + 1, usize::MAX);
+                    }
+                    // Two keys that sanitize alike: keep the first.
+                    if seen_slot[slot] != rows.len() {
+                        seen_slot[slot] = rows.len();
+                        pair_slots.push((slot, v.as_str()));
                     }
                 }
+                if !c.infra {
+                    tally(&mut by_state, (&*snap.name, c.state.as_str()));
+                    if let Some(p) = pod {
+                        tally(&mut by_pod, (&*snap.name, p, c.state.as_str()));
+                    }
+                }
+                rows.push(Row {
+                    engine: &snap.name,
+                    c,
+                    id: c.short_id(),
+                    pod,
+                    project: project[0].or(project[1]),
+                    labels: start..pair_slots.len(),
+                });
             }
         }
+        let label_pairs: Vec<(&str, &str)> = pair_slots
+            .iter()
+            .map(|(slot, v)| (keys.names[*slot].as_str(), *v))
+            .collect();
+        let mut by_label: FxMap<(&str, &str, &str, &str), i64> = FxMap::default();
+        for ((e, k, v, state), n) in by_raw_label {
+            if let Some(folded) = snaps[e].inventory.label_policy().folded(k, v) {
+                *by_label
+                    .entry((&*snaps[e].name, k, folded, state))
+                    .or_insert(0) += n;
+            }
+        }
+
         gauges(
             &mut enc,
             "podman_containers",
             "Containers in each state (infra containers excluded).",
-            by_state
-                .iter()
-                .map(|((e, s), n)| (vec![("engine", *e), ("state", *s)], *n)),
+            sorted(by_state)
+                .into_iter()
+                .map(|((e, s), n)| (Set([("engine", Some(e)), ("state", Some(s))]), n)),
         )?;
         gauges(
             &mut enc,
             "podman_pod_containers",
             "Containers of each pod in each state (infra containers excluded).",
-            by_pod
-                .iter()
-                .map(|((e, p, s), n)| (vec![("engine", *e), ("pod", *p), ("state", *s)], *n)),
+            sorted(by_pod).into_iter().map(|((e, p, s), n)| {
+                (
+                    Set([("engine", Some(e)), ("pod", Some(p)), ("state", Some(s))]),
+                    n,
+                )
+            }),
         )?;
         gauges(
             &mut enc,
             "podman_label_containers",
             "Containers per allowlisted label key and value, in each state.",
-            by_label.iter().map(|((e, k, val, s), n)| {
+            sorted(by_label).into_iter().map(|((e, k, val, s), n)| {
                 (
-                    vec![
-                        ("engine", *e),
-                        ("label", *k),
-                        ("value", *val),
-                        ("state", *s),
-                    ],
-                    *n,
+                    Set([
+                        ("engine", Some(e)),
+                        ("label", Some(k)),
+                        ("value", Some(val)),
+                        ("state", Some(s)),
+                    ]),
+                    n,
                 )
             }),
         )?;
 
-        let mut pods_by_state: BTreeMap<(&str, &str), i64> = BTreeMap::new();
-        for v in &views {
-            for p in v.inv().pods() {
-                let states = v
-                    .pod_states
-                    .get(p.id.as_str())
+        let mut pods_by_state: FxMap<(&str, &str), i64> = FxMap::default();
+        for (e, snap) in snaps.iter().enumerate() {
+            for p in snap.inventory.pods() {
+                let states = pod_states
+                    .get(&(e, p.id.as_str()))
                     .into_iter()
                     .flatten()
                     .copied();
-                *pods_by_state
-                    .entry((v.engine(), lower(pod_state(states))))
-                    .or_default() += 1;
+                tally(&mut pods_by_state, (&*snap.name, lower(pod_state(states))));
             }
         }
         gauges(
             &mut enc,
             "podman_pods",
             "Pods in each state (lower case).",
-            pods_by_state
-                .iter()
-                .map(|((e, s), n)| (vec![("engine", *e), ("state", *s)], *n)),
+            sorted(pods_by_state)
+                .into_iter()
+                .map(|((e, s), n)| (Set([("engine", Some(e)), ("state", Some(s))]), n)),
         )?;
         gauges(
             &mut enc,
             "podman_pod_info",
             "Pod metadata; always 1.",
-            views.iter().flat_map(|v| {
-                v.inv().pods().map(move |p| {
-                    let mut l = vec![
-                        ("engine", v.engine()),
-                        ("pod", p.name.as_str()),
-                        ("pod_id", p.id.as_str()),
-                    ];
-                    l.push(("infra_id", p.infra_id.as_deref().unwrap_or("")));
-                    (l, 1i64)
+            snaps.iter().flat_map(|s| {
+                s.inventory.pods().map(move |p| {
+                    (
+                        Set([
+                            ("engine", Some(&*s.name)),
+                            ("pod", Some(p.name.as_str())),
+                            ("pod_id", Some(p.id.as_str())),
+                            ("infra_id", Some(p.infra_id.as_deref().unwrap_or(""))),
+                        ]),
+                        1i64,
+                    )
                 })
             }),
         )?;
@@ -314,169 +481,133 @@ impl Collector for InventoryCollector {
             &mut enc,
             "podman_container_info",
             "Container metadata; always 1.",
-            views.iter().flat_map(|v| {
-                v.inv().containers().map(move |c| {
-                    let mut l = vec![
-                        ("engine", v.engine()),
-                        ("id", c.short_id()),
-                        ("name", c.name.as_str()),
-                        ("image", c.image.as_str()),
-                    ];
-                    if let Some(p) = v.pod_label(c) {
-                        l.push(("pod", p));
-                    }
-                    if let Some(p) = c.project() {
-                        l.push(("project", p));
-                    }
-                    (l, 1i64)
-                })
+            rows.iter().map(|r| {
+                (
+                    Set([
+                        ("engine", Some(r.engine)),
+                        ("id", Some(r.id)),
+                        ("name", Some(r.c.name.as_str())),
+                        ("image", Some(r.c.image.as_str())),
+                        ("pod", r.pod),
+                        ("project", r.project),
+                    ]),
+                    1i64,
+                )
             }),
         )?;
         gauges(
             &mut enc,
             "podman_container_state",
             "1 for the container's current state.",
-            views.iter().flat_map(|v| {
-                v.inv().containers().map(move |c| {
-                    let mut l = v.container_labels(c);
-                    l.push(("state", c.state.as_str()));
-                    (l, 1i64)
-                })
-            }),
+            rows.iter()
+                .map(|r| (r.with("state", Some(r.c.state.as_str())), 1i64)),
         )?;
-
-        // Label series need owned keys (sanitized), so they are built as text pairs first.
-        let mut label_series: Vec<(Vec<(String, &str)>, &str, &str, &str)> = Vec::new();
-        for v in &views {
-            let policy = v.inv().label_policy();
-            for c in v.inv().containers() {
-                let mut pairs: Vec<(String, &str)> = Vec::new();
-                for (k, val) in c.labels.iter() {
-                    if policy.allowlist().allows(k) {
-                        let key = sanitize_label_key(k);
-                        // Two keys that sanitize alike (a.b, a_b): keep the first.
-                        if !pairs.iter().any(|(p, _)| *p == key) {
-                            pairs.push((key, val.as_str()));
-                        }
-                    }
-                }
-                label_series.push((pairs, v.engine(), c.short_id(), c.name.as_str()));
-            }
-        }
         gauges(
             &mut enc,
             "podman_container_labels",
             "Allowlisted container labels as label_<key> labels; always 1.",
-            label_series.iter().map(|(pairs, e, id, name)| {
-                let mut l: Labels = vec![("engine", *e), ("id", *id), ("name", *name)];
-                l.extend(pairs.iter().map(|(k, v)| (k.as_str(), *v)));
-                (l, 1i64)
+            rows.iter().map(|r| {
+                (
+                    HeadTail(
+                        Set([
+                            ("engine", Some(r.engine)),
+                            ("id", Some(r.id)),
+                            ("name", Some(r.c.name.as_str())),
+                        ]),
+                        &label_pairs[r.labels.clone()],
+                    ),
+                    1i64,
+                )
             }),
         )?;
-
         gauges(
             &mut enc,
             "podman_container_started_time_seconds",
             "Unix time of the container's last start.",
-            views.iter().flat_map(|v| {
-                v.inv()
-                    .containers()
-                    .filter_map(move |c| Some((v.container_labels(c), c.started_at? as f64 / 1e9)))
-            }),
+            rows.iter()
+                .filter_map(|r| Some((r.with("", None), r.c.started_at? as f64 / 1e9))),
         )?;
         gauges(
             &mut enc,
             "podman_container_exit_code",
             "Exit code of the container's last run, while it is exited.",
-            views.iter().flat_map(|v| {
-                v.inv()
-                    .containers()
-                    .filter_map(move |c| Some((v.container_labels(c), c.exit_code?)))
-            }),
+            rows.iter()
+                .filter_map(|r| Some((r.with("", None), r.c.exit_code?))),
         )?;
         gauges(
             &mut enc,
             "podman_container_health",
             "1 for the container's current health status (containers with a healthcheck only).",
-            views.iter().flat_map(|v| {
-                v.inv().containers().filter_map(move |c| {
-                    let mut l = v.container_labels(c);
-                    l.push(("status", c.health.as_deref()?));
-                    Some((l, 1i64))
-                })
-            }),
+            rows.iter()
+                .filter_map(|r| Some((r.with("status", Some(r.c.health.as_deref()?)), 1i64))),
         )?;
         counters(
             &mut enc,
             "podman_container_restarts",
             "Starts seen after a death of the same container.",
-            views.iter().flat_map(|v| {
-                v.inv()
-                    .containers()
-                    .map(move |c| (v.container_labels(c), c.restarts))
-            }),
+            rows.iter().map(|r| (r.with("", None), r.c.restarts)),
         )?;
 
         // Event counters: keyed by pod ID inside, shown by pod name; several IDs can share a
         // name over time (a pod removed and created again), so they are summed per name.
-        counters(
-            &mut enc,
-            "podman_events",
-            "Events received, by Podman's Type and Action (unknown ones as other).",
-            views.iter().flat_map(|v| {
-                let sorted: BTreeMap<_, _> = v
-                    .inv()
-                    .counters()
-                    .events
-                    .iter()
-                    .map(|(k, n)| (*k, *n))
-                    .collect();
-                sorted.into_iter().map(move |((t, a), n)| {
-                    (vec![("engine", v.engine()), ("type", t), ("action", a)], n)
-                })
-            }),
-        )?;
-        let mut pod_events: BTreeMap<(&str, &str, &str), u64> = BTreeMap::new();
-        let mut exits: BTreeMap<(&str, Option<&str>, &str), u64> = BTreeMap::new();
-        let mut label_events: BTreeMap<(&str, &str, &str, &str), u64> = BTreeMap::new();
-        for v in &views {
-            let counters = v.inv().counters();
+        let mut events: FxMap<(&str, &str, &str), u64> = FxMap::default();
+        let mut pod_events: FxMap<(&str, &str, &str), u64> = FxMap::default();
+        let mut exits: FxMap<(&str, Option<&str>, &str), u64> = FxMap::default();
+        let mut label_events: FxMap<(&str, &str, &str, &str), u64> = FxMap::default();
+        for snap in &snaps {
+            let (e, inv) = (&*snap.name, &snap.inventory);
+            let counters = inv.counters();
+            for ((t, a), n) in counters.events.iter() {
+                *events.entry((e, t, a)).or_default() += n;
+            }
             for ((pod, action), n) in counters.pod_container_events.iter() {
                 *pod_events
-                    .entry((v.engine(), v.inv().pod_name(pod), action))
+                    .entry((e, inv.pod_name(pod), action))
                     .or_default() += n;
             }
             for ((pod, code), n) in counters.container_exits.iter() {
-                let pod = pod.as_deref().map(|p| v.inv().pod_name(p));
-                *exits.entry((v.engine(), pod, code)).or_default() += n;
+                let pod = pod.as_deref().map(|p| inv.pod_name(p));
+                *exits.entry((e, pod, code)).or_default() += n;
             }
             for ((k, val, action), n) in counters.label_container_events.iter() {
-                *label_events
-                    .entry((v.engine(), k, val, action))
-                    .or_default() += n;
+                *label_events.entry((e, k, val, action)).or_default() += n;
             }
         }
         counters(
             &mut enc,
+            "podman_events",
+            "Events received, by Podman's Type and Action (unknown ones as other).",
+            sorted(events).into_iter().map(|((e, t, a), n)| {
+                (
+                    Set([("engine", Some(e)), ("type", Some(t)), ("action", Some(a))]),
+                    n,
+                )
+            }),
+        )?;
+        counters(
+            &mut enc,
             "podman_pod_container_events",
             "Container events per pod and action.",
-            pod_events
-                .iter()
-                .map(|((e, p, a), n)| (vec![("engine", *e), ("pod", *p), ("action", *a)], *n)),
+            sorted(pod_events).into_iter().map(|((e, p, a), n)| {
+                (
+                    Set([("engine", Some(e)), ("pod", Some(p)), ("action", Some(a))]),
+                    n,
+                )
+            }),
         )?;
         counters(
             &mut enc,
             "podman_label_container_events",
             "Container events per allowlisted label key and value, and action.",
-            label_events.iter().map(|((e, k, val, a), n)| {
+            sorted(label_events).into_iter().map(|((e, k, val, a), n)| {
                 (
-                    vec![
-                        ("engine", *e),
-                        ("label", *k),
-                        ("value", *val),
-                        ("action", *a),
-                    ],
-                    *n,
+                    Set([
+                        ("engine", Some(e)),
+                        ("label", Some(k)),
+                        ("value", Some(val)),
+                        ("action", Some(a)),
+                    ]),
+                    n,
                 )
             }),
         )?;
@@ -484,13 +615,11 @@ impl Collector for InventoryCollector {
             &mut enc,
             "podman_container_exits",
             "Container deaths (died events) by exit code.",
-            exits.iter().map(|((e, p, code), n)| {
-                let mut l = vec![("engine", *e)];
-                if let Some(p) = p {
-                    l.push(("pod", *p));
-                }
-                l.push(("exit_code", *code));
-                (l, *n)
+            sorted(exits).into_iter().map(|((e, p, code), n)| {
+                (
+                    Set([("engine", Some(e)), ("pod", p), ("exit_code", Some(code))]),
+                    n,
+                )
             }),
         )?;
 
@@ -499,11 +628,11 @@ impl Collector for InventoryCollector {
             "sealwatch_build_info",
             "sealwatch build facts; always 1.",
             [(
-                vec![
-                    ("version", VERSION),
-                    ("revision", REVISION),
-                    ("rustc", RUSTC),
-                ],
+                Set([
+                    ("version", Some(VERSION)),
+                    ("revision", Some(REVISION)),
+                    ("rustc", Some(RUSTC)),
+                ]),
                 1i64,
             )],
         )?;
@@ -513,9 +642,9 @@ impl Collector for InventoryCollector {
                     enc,
                     stem,
                     help,
-                    views
+                    snaps
                         .iter()
-                        .map(|v| (vec![("engine", v.engine())], f(v.snap))),
+                        .map(|s| (Set([("engine", Some(&*s.name))]), f(s))),
                 )
             };
         engine_counter(
@@ -552,10 +681,10 @@ impl Collector for InventoryCollector {
             &mut enc,
             "sealwatch_last_event_timestamp_seconds",
             "Podman's time of the newest event applied.",
-            views.iter().filter_map(|v| {
+            snaps.iter().filter_map(|s| {
                 Some((
-                    vec![("engine", v.engine())],
-                    v.snap.stats.last_event_nanos? as f64 / 1e9,
+                    Set([("engine", Some(&*s.name))]),
+                    s.stats.last_event_nanos? as f64 / 1e9,
                 ))
             }),
         )?;
