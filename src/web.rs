@@ -3,7 +3,7 @@
 //! Owns routing, query parsing, JSON shapes and HTTP errors. Every handler reads the published
 //! snapshots and nothing else: no handler ever waits for Podman.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use axum::extract::{Path, RawQuery, State};
@@ -242,15 +242,20 @@ struct PodJson<'a> {
     container_ids: Vec<&'a str>,
 }
 
-fn pod_json<'a>(snap: &'a EngineSnapshot, p: &'a Pod) -> PodJson<'a> {
-    let members: Vec<&Container> = snap
-        .inventory
-        .containers()
-        .filter(|c| c.pod_id.as_deref() == Some(p.id.as_str()))
-        .map(|c| &**c)
-        .collect();
+/// Each pod's member containers (infra included), from one pass over an engine's containers.
+fn pod_members(snap: &EngineSnapshot) -> HashMap<&str, Vec<&Container>> {
+    let mut members: HashMap<&str, Vec<&Container>> = HashMap::new();
+    for c in snap.inventory.containers() {
+        if let Some(p) = c.pod_id.as_deref() {
+            members.entry(p).or_default().push(c);
+        }
+    }
+    members
+}
+
+fn pod_json<'a>(snap: &'a EngineSnapshot, p: &'a Pod, members: &[&'a Container]) -> PodJson<'a> {
     let mut containers = BTreeMap::new();
-    for c in &members {
+    for c in members {
         *containers.entry(c.state.as_str()).or_insert(0) += 1;
     }
     let mut container_ids: Vec<&str> = members.iter().map(|c| c.id.as_str()).collect();
@@ -415,7 +420,13 @@ async fn list_pods(State(app): State<AppState>, RawQuery(q): RawQuery) -> Respon
     let mut out: Vec<PodJson> = snaps
         .iter()
         .filter(|s| engine_matches(s, &f))
-        .flat_map(|s| s.inventory.pods().map(move |p| pod_json(s, p)))
+        .flat_map(|s| {
+            let members = pod_members(s);
+            s.inventory
+                .pods()
+                .map(|p| pod_json(s, p, members.get(p.id.as_str()).map_or(&[], Vec::as_slice)))
+                .collect::<Vec<_>>()
+        })
         .filter(|p| f.state.as_deref().is_none_or(|s| p.state == s))
         .filter(|p| labels_match(p.labels, &f.labels))
         .collect();
@@ -431,7 +442,11 @@ async fn one_pod(State(app): State<AppState>, Path(reference): Path<String>) -> 
             .map(move |p| (&**s, &**p, p.id.as_str(), p.name.as_str()))
     });
     match find_one(all, &reference, "pod") {
-        Ok((snap, p)) => Json(pod_json(snap, p)).into_response(),
+        Ok((snap, p)) => {
+            let members = pod_members(snap);
+            let mine = members.get(p.id.as_str()).map_or(&[][..], Vec::as_slice);
+            Json(pod_json(snap, p, mine)).into_response()
+        }
         Err((status, msg)) => error(status, msg),
     }
 }
