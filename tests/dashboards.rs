@@ -7,9 +7,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use promql_parser::label::MatchOp;
 use promql_parser::parser::{self, Expr};
-use promql_parser::util::{walk_expr, ExprVisitor};
 use serde_json::Value;
 
 use support::prometheus::Prometheus;
@@ -209,36 +207,9 @@ fn substitute(expr: &str, interval: &str, vars: &HashMap<String, String>) -> Str
     out
 }
 
-/// Metric names selected anywhere in a parsed expression. Panics on a selector without a metric
-/// name (a dashboard should never scan every series).
+/// Metric names selected anywhere in a parsed expression; panics on a selector without one.
 fn metric_names(expr: &Expr) -> BTreeSet<String> {
-    struct V(BTreeSet<String>);
-    impl ExprVisitor for V {
-        type Error = String;
-        fn pre_visit(&mut self, e: &Expr) -> Result<bool, String> {
-            let vs = match e {
-                Expr::VectorSelector(vs) => vs,
-                Expr::MatrixSelector(ms) => &ms.vs,
-                _ => return Ok(true),
-            };
-            let by_matcher = vs
-                .matchers
-                .matchers
-                .iter()
-                .find(|m| m.name == "__name__" && matches!(m.op, MatchOp::Equal))
-                .map(|m| m.value.clone());
-            match vs.name.clone().or(by_matcher) {
-                Some(n) => {
-                    self.0.insert(n);
-                    Ok(true)
-                }
-                None => Err(format!("selector without a metric name: {vs}")),
-            }
-        }
-    }
-    let mut v = V(BTreeSet::new());
-    walk_expr(&mut v, expr).unwrap_or_else(|e| panic!("{e} in {expr}"));
-    v.0
+    support::prometheus::metric_names(expr).unwrap_or_else(|e| panic!("{e} in {expr}"))
 }
 
 /// Variable values for the static checks: a regex-safe value that also exercises quoting.

@@ -8,9 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use promql_parser::label::MatchOp;
-use promql_parser::parser::{self, Expr};
-use promql_parser::util::{walk_expr, ExprVisitor};
+use promql_parser::parser;
 use serde_json::Value;
 
 use support::prometheus::Prometheus;
@@ -354,34 +352,8 @@ fn quadlet_unit_is_consistent() {
 
 /// Metric names selected anywhere in a PromQL expression.
 fn metric_names(expr: &str) -> BTreeSet<String> {
-    struct V(BTreeSet<String>);
-    impl ExprVisitor for V {
-        type Error = String;
-        fn pre_visit(&mut self, e: &Expr) -> Result<bool, String> {
-            let vs = match e {
-                Expr::VectorSelector(vs) => vs,
-                Expr::MatrixSelector(ms) => &ms.vs,
-                _ => return Ok(true),
-            };
-            let by_matcher = vs
-                .matchers
-                .matchers
-                .iter()
-                .find(|m| m.name == "__name__" && matches!(m.op, MatchOp::Equal))
-                .map(|m| m.value.clone());
-            let name = vs
-                .name
-                .clone()
-                .or(by_matcher)
-                .ok_or_else(|| format!("selector without a metric name: {vs}"))?;
-            self.0.insert(name);
-            Ok(true)
-        }
-    }
     let parsed = parser::parse(expr).unwrap_or_else(|e| panic!("not PromQL: {e}: {expr}"));
-    let mut v = V(BTreeSet::new());
-    walk_expr(&mut v, &parsed).unwrap_or_else(|e| panic!("{e} in {expr}"));
-    v.0
+    support::prometheus::metric_names(&parsed).unwrap_or_else(|e| panic!("{e} in {expr}"))
 }
 
 /// Sample names of a text-format exposition.

@@ -131,3 +131,41 @@ pub fn sample_value(series: &serde_json::Value) -> f64 {
         .and_then(|v| v.parse().ok())
         .unwrap_or(f64::NAN)
 }
+
+/// Metric names selected anywhere in a parsed PromQL expression; an error for a selector without
+/// a metric name (a dashboard or rule should never scan every series).
+pub fn metric_names(
+    expr: &promql_parser::parser::Expr,
+) -> Result<std::collections::BTreeSet<String>, String> {
+    use promql_parser::label::MatchOp;
+    use promql_parser::parser::Expr;
+    use promql_parser::util::{walk_expr, ExprVisitor};
+
+    struct Names(std::collections::BTreeSet<String>);
+    impl ExprVisitor for Names {
+        type Error = String;
+        fn pre_visit(&mut self, e: &Expr) -> Result<bool, String> {
+            let vs = match e {
+                Expr::VectorSelector(vs) => vs,
+                Expr::MatrixSelector(ms) => &ms.vs,
+                _ => return Ok(true),
+            };
+            let by_matcher = vs
+                .matchers
+                .matchers
+                .iter()
+                .find(|m| m.name == "__name__" && matches!(m.op, MatchOp::Equal))
+                .map(|m| m.value.clone());
+            let name = vs
+                .name
+                .clone()
+                .or(by_matcher)
+                .ok_or_else(|| format!("selector without a metric name: {vs}"))?;
+            self.0.insert(name);
+            Ok(true)
+        }
+    }
+    let mut names = Names(std::collections::BTreeSet::new());
+    walk_expr(&mut names, expr)?;
+    Ok(names.0)
+}
