@@ -141,22 +141,7 @@ fn quadlet_run_args(socket: &Path, port: u16) -> (Vec<String>, Vec<String>) {
 }
 
 fn http_get(url: &str) -> Result<(u16, String), String> {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .proxy(None)
-        .timeout_global(Some(Duration::from_secs(10)))
-        .build()
-        .into();
-    let mut resp = agent
-        .get(url)
-        .call()
-        .map_err(|e| format!("GET {url}: {e}"))?;
-    let status = resp.status().as_u16();
-    let body = resp
-        .body_mut()
-        .read_to_string()
-        .map_err(|e| e.to_string())?;
-    Ok((status, body))
+    support::http_get(&support::http_agent(), url)
 }
 
 fn inspect(svc: &PodmanService, what: &str, name: &str) -> Value {

@@ -644,12 +644,7 @@ impl Sealwatch {
             .tempdir()
             .unwrap_or_else(|e| panic!("Sealwatch: cannot create temp dir: {e}"));
         let log_path = dir.path().join("sealwatch.log");
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .proxy(None)
-            .timeout_global(Some(Duration::from_secs(30)))
-            .build()
-            .into();
+        let agent = http_agent();
 
         // The port is free when we pick it, but another process could grab it before sealwatch
         // binds: retry with a new port (up to 3 attempts) if it exits with "address in use".
@@ -821,7 +816,18 @@ impl Drop for Sealwatch {
     }
 }
 
-fn http_get(agent: &ureq::Agent, url: &str) -> Result<(u16, String), String> {
+/// An HTTP client for tests: every status is an answer (not an error), no proxy, 30 s bound.
+pub fn http_agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .proxy(None)
+        .timeout_global(Some(Duration::from_secs(30)))
+        .build()
+        .into()
+}
+
+/// GET `url` → (status, body), with any status.
+pub fn http_get(agent: &ureq::Agent, url: &str) -> Result<(u16, String), String> {
     let mut resp = agent
         .get(url)
         .call()

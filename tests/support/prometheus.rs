@@ -45,12 +45,7 @@ impl Prometheus {
             .unwrap_or_else(|e| {
                 panic!("cannot start prometheus ({e}); install Debian's `prometheus` package (see README)")
             });
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .proxy(None)
-            .timeout_global(Some(Duration::from_secs(10)))
-            .build()
-            .into();
+        let agent = super::http_agent();
         let p = Prometheus {
             child,
             port,
