@@ -1,14 +1,15 @@
 //! `/metrics`: every family of the contract, rendered at scrape time from the published snapshots.
 //!
-//! Owns the prometheus-client registry, the scrape-time collectors (inventory gauges, event
-//! counters, `sealwatch_*`, `process_*`) and format negotiation. Series exist only while their
-//! container or pod does, because they are computed from the current snapshot, never stored.
-//! Never calls Podman and never mutates the inventory.
+//! Owns format negotiation, the prometheus-client registry built for each scrape (its collectors
+//! render the engine, pod, event-counter, `sealwatch_*` and `process_*` families) and the
+//! container walk that writes the container-derived families straight into the same text, since
+//! they are most of a large scrape. Series exist only while their container or pod does, because
+//! they are computed from the current snapshot, never stored. Never calls Podman and never
+//! mutates the inventory.
 
-use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
 use std::ops::Range;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{
@@ -18,7 +19,7 @@ use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 
 use crate::inventory::model::PROJECT_LABELS;
-use crate::inventory::{pod_state, Container};
+use crate::inventory::{pod_state, Container, Inventory};
 use crate::state::{EngineSnapshot, Engines};
 
 /// The classic Prometheus text format, which promtool reads.
@@ -31,10 +32,10 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 pub const REVISION: &str = env!("SEALWATCH_REVISION");
 pub const RUSTC: &str = env!("SEALWATCH_RUSTC");
 
-/// The registry behind `/metrics`.
+/// What `/metrics` renders from: every engine's published snapshot.
 #[derive(Debug)]
 pub struct Metrics {
-    registry: Registry,
+    engines: Engines,
     /// Size of the last render: the next one starts with that much room (plus some), so a large
     /// inventory's output is not copied again and again while its buffer grows.
     last_len: AtomicUsize,
@@ -42,24 +43,38 @@ pub struct Metrics {
 
 impl Metrics {
     pub fn new(engines: Engines) -> Self {
-        let mut registry = Registry::default();
-        registry.register_collector(Box::new(InventoryCollector { engines }));
-        registry.register_collector(Box::new(ProcessCollector));
         Self {
-            registry,
+            engines,
             last_len: AtomicUsize::new(0),
         }
     }
 
     /// Renders every family; `openmetrics` picks OpenMetrics text (ends in `# EOF`) over the
     /// classic 0.0.4 text.
+    ///
+    /// One set of snapshots serves the whole scrape, so every family describes the same moment.
+    /// A prometheus-client registry built for this scrape renders the engine, pod, event-counter,
+    /// `sealwatch_*` and `process_*` families; the families derived from the containers (nine
+    /// tenths of a large scrape) are written by one walk over them, `ContainerWalk`, in the same
+    /// text.
     pub fn render(&self, openmetrics: bool) -> Result<String, std::fmt::Error> {
+        let snaps: Arc<[Arc<EngineSnapshot>]> = self.engines.snapshots().into();
+        let mut registry = Registry::default();
+        registry.register_collector(Box::new(EngineCollector {
+            snaps: snaps.clone(),
+        }));
+        registry.register_collector(Box::new(ProcessCollector));
+
         let last = self.last_len.load(Ordering::Relaxed);
         let mut out = String::with_capacity((last + last / 8).max(64 * 1024));
         if openmetrics {
-            prometheus_client::encoding::text::encode(&mut out, &self.registry)?;
+            prometheus_client::encoding::text::encode_registry(&mut out, &registry)?;
         } else {
-            prometheus_client::encoding::prometheus_text::encode(&mut out, &self.registry)?;
+            prometheus_client::encoding::prometheus_text::encode(&mut out, &registry)?;
+        }
+        ContainerWalk::new(&snaps).write(&mut out, openmetrics);
+        if openmetrics {
+            prometheus_client::encoding::text::encode_eof(&mut out)?;
         }
         self.last_len.store(out.len(), Ordering::Relaxed);
         Ok(out)
@@ -85,19 +100,6 @@ impl<const N: usize> EncodeLabelSet for Set<'_, N> {
             if let Some(v) = v {
                 (*k, *v).encode(enc.encode_label())?;
             }
-        }
-        Ok(())
-    }
-}
-
-/// A fixed head followed by a variable tail (the `label_<key>` pairs of one container).
-struct HeadTail<'a, const N: usize>(Set<'a, N>, &'a [(&'a str, &'a str)]);
-
-impl<const N: usize> EncodeLabelSet for HeadTail<'_, N> {
-    fn encode(&self, enc: &mut LabelSetEncoder) -> std::fmt::Result {
-        self.0.encode(enc)?;
-        for pair in self.1 {
-            pair.encode(enc.encode_label())?;
         }
         Ok(())
     }
@@ -148,51 +150,9 @@ fn counters<S: EncodeLabelSet>(
     })
 }
 
-/// rustc's FxHash. The scrape-time maps are keyed by strings sealwatch already holds and live
-/// for one scrape; SipHash's flood resistance buys nothing there and cost a tenth of a render.
-#[derive(Default, Clone, Copy)]
-struct FxHasher(u64);
-
-impl FxHasher {
-    #[inline]
-    fn add(&mut self, word: u64) {
-        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
-    }
-}
-
-impl Hasher for FxHasher {
-    #[inline]
-    fn write(&mut self, bytes: &[u8]) {
-        let mut chunks = bytes.chunks_exact(8);
-        for c in &mut chunks {
-            self.add(u64::from_le_bytes([
-                c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7],
-            ]));
-        }
-        let rest = chunks.remainder();
-        if !rest.is_empty() {
-            let mut word = [0u8; 8];
-            word[..rest.len()].copy_from_slice(rest);
-            self.add(u64::from_le_bytes(word));
-        }
-    }
-
-    #[inline]
-    fn write_u8(&mut self, i: u8) {
-        self.add(u64::from(i));
-    }
-
-    #[inline]
-    fn write_usize(&mut self, i: usize) {
-        self.add(i as u64);
-    }
-
-    fn finish(&self) -> u64 {
-        self.0
-    }
-}
-
-type FxMap<K, V> = HashMap<K, V, BuildHasherDefault<FxHasher>>;
+/// Scrape-time maps are keyed by strings sealwatch already holds and live for one scrape:
+/// SipHash's flood resistance buys nothing there and cost a tenth of a render.
+type FxMap<K, V> = rustc_hash::FxHashMap<K, V>;
 
 /// Adds one to `key`'s count.
 fn tally<K: std::hash::Hash + Eq>(map: &mut FxMap<K, i64>, key: K) {
@@ -206,38 +166,14 @@ fn sorted<K: Ord, V>(map: FxMap<K, V>) -> Vec<(K, V)> {
     v
 }
 
-/// Renders the inventory of every engine.
+/// Renders what is not derived from walking the containers: engine state, pods, the event
+/// counters and `sealwatch_*`, from one scrape's snapshots.
 #[derive(Debug)]
-struct InventoryCollector {
-    engines: Engines,
+struct EngineCollector {
+    snaps: Arc<[Arc<EngineSnapshot>]>,
 }
 
-/// One container as every per-container family shows it, resolved once per scrape.
-struct Row<'a> {
-    engine: &'a str,
-    c: &'a Container,
-    id: &'a str,
-    /// The pod's name (absent outside a pod).
-    pod: Option<&'a str>,
-    /// The compose project, as `Container::project` finds it.
-    project: Option<&'a str>,
-    /// This container's `label_<key>` pairs in `Scrape::label_pairs`.
-    labels: Range<usize>,
-}
-
-impl<'a> Row<'a> {
-    /// engine, id, name, pod (when in one) and one more label: a per-container series.
-    fn with(&self, key: &'a str, value: Option<&'a str>) -> Set<'a, 5> {
-        Set([
-            ("engine", Some(self.engine)),
-            ("id", Some(self.id)),
-            ("name", Some(self.c.name.as_str())),
-            ("pod", self.pod),
-            (key, value),
-        ])
-    }
-}
-
+/// Podman's pod state word (`pod_state`) as the lower-case `state` label.
 fn lower(s: &str) -> &'static str {
     match s {
         "Running" => "running",
@@ -261,37 +197,11 @@ pub fn sanitize_label_key(key: &str) -> String {
     out
 }
 
-/// Interned `label_<key>` names for one scrape: each distinct raw key is sanitized once, and keys
-/// that sanitize alike (`a.b`, `a-b`) share one slot, so a container keeps only the first.
-#[derive(Default)]
-struct SanitizedKeys<'a> {
-    by_raw: FxMap<&'a str, usize>,
-    by_name: FxMap<String, usize>,
-    names: Vec<String>,
-}
-
-impl<'a> SanitizedKeys<'a> {
-    fn slot(&mut self, raw: &'a str) -> usize {
-        if let Some(&slot) = self.by_raw.get(raw) {
-            return slot;
-        }
-        let name = sanitize_label_key(raw);
-        let slot = match self.by_name.get(&name) {
-            Some(&slot) => slot,
-            None => {
-                self.names.push(name.clone());
-                self.by_name.insert(name, self.names.len() - 1);
-                self.names.len() - 1
-            }
-        };
-        self.by_raw.insert(raw, slot);
-        slot
-    }
-}
-
-impl Collector for InventoryCollector {
+impl Collector for EngineCollector {
     fn encode(&self, mut enc: DescriptorEncoder) -> std::fmt::Result {
-        let snaps = self.engines.snapshots();
+        let snaps = &*self.snaps;
+        // Counters are summed by the engine's index (cheaper to hash and sort than its name).
+        let name = |e: usize| -> &str { &snaps[e].name };
 
         gauges(
             &mut enc,
@@ -318,146 +228,6 @@ impl Collector for InventoryCollector {
             }),
         )?;
 
-        // One pass over every container: its row, the aggregates, and its label pairs. Raw
-        // label values are counted first and folded into `__other__` once per distinct value.
-        let n_containers: usize = snaps.iter().map(|s| s.inventory.container_count()).sum();
-        let n_pods: usize = snaps.iter().map(|s| s.inventory.pod_count()).sum();
-        let mut rows: Vec<Row> = Vec::with_capacity(n_containers);
-        let mut keys = SanitizedKeys::default();
-        let mut pair_slots: Vec<(usize, &str)> = Vec::with_capacity(n_containers * 4);
-        let mut seen_slot: Vec<usize> = Vec::new();
-        let mut by_state: FxMap<(&str, &str), i64> = FxMap::default();
-        let mut by_pod: FxMap<(&str, &str, &str), i64> =
-            FxMap::with_capacity_and_hasher(n_pods * 2, Default::default());
-        let mut by_raw_label: FxMap<(usize, &str, &str, &str), i64> =
-            FxMap::with_capacity_and_hasher(n_containers, Default::default());
-        // pod ID -> the states of all its containers (infra included), for the pod's own state.
-        let mut pod_states: FxMap<(usize, &str), Vec<&str>> =
-            FxMap::with_capacity_and_hasher(n_pods, Default::default());
-        for (e, snap) in snaps.iter().enumerate() {
-            let inv = &snap.inventory;
-            let allow = inv.label_policy().allowlist();
-            // Pod ID -> name, memoised: the inventory's map hashes with SipHash.
-            let mut pod_names: FxMap<&str, &str> =
-                FxMap::with_capacity_and_hasher(inv.pod_count(), Default::default());
-            for c in inv.containers() {
-                let pod = c
-                    .pod_id
-                    .as_deref()
-                    .map(|p| *pod_names.entry(p).or_insert_with(|| inv.pod_name(p)));
-                if let Some(p) = c.pod_id.as_deref() {
-                    pod_states.entry((e, p)).or_default().push(&c.state);
-                }
-                let start = pair_slots.len();
-                // Container::project, found on the way (cheaper than two map lookups).
-                let mut project = [None, None];
-                for (k, v) in c.labels.iter() {
-                    if let Some(i) = PROJECT_LABELS.iter().position(|p| *p == k) {
-                        project[i] = Some(v.as_str());
-                    }
-                    if !allow.allows(k) {
-                        continue;
-                    }
-                    if !c.infra {
-                        tally(
-                            &mut by_raw_label,
-                            (e, k.as_str(), v.as_str(), c.state.as_str()),
-                        );
-                    }
-                    let slot = keys.slot(k);
-                    if seen_slot.len() <= slot {
-                        seen_slot.resize(slot + 1, usize::MAX);
-                    }
-                    // Two keys that sanitize alike: keep the first.
-                    if seen_slot[slot] != rows.len() {
-                        seen_slot[slot] = rows.len();
-                        pair_slots.push((slot, v.as_str()));
-                    }
-                }
-                if !c.infra {
-                    tally(&mut by_state, (&*snap.name, c.state.as_str()));
-                    if let Some(p) = pod {
-                        tally(&mut by_pod, (&*snap.name, p, c.state.as_str()));
-                    }
-                }
-                rows.push(Row {
-                    engine: &snap.name,
-                    c,
-                    id: c.short_id(),
-                    pod,
-                    project: project[0].or(project[1]),
-                    labels: start..pair_slots.len(),
-                });
-            }
-        }
-        let label_pairs: Vec<(&str, &str)> = pair_slots
-            .iter()
-            .map(|(slot, v)| (keys.names[*slot].as_str(), *v))
-            .collect();
-        let mut by_label: FxMap<(&str, &str, &str, &str), i64> = FxMap::default();
-        for ((e, k, v, state), n) in by_raw_label {
-            if let Some(folded) = snaps[e].inventory.label_policy().folded(k, v) {
-                *by_label
-                    .entry((&*snaps[e].name, k, folded, state))
-                    .or_insert(0) += n;
-            }
-        }
-
-        gauges(
-            &mut enc,
-            "podman_containers",
-            "Containers in each state (infra containers excluded).",
-            sorted(by_state)
-                .into_iter()
-                .map(|((e, s), n)| (Set([("engine", Some(e)), ("state", Some(s))]), n)),
-        )?;
-        gauges(
-            &mut enc,
-            "podman_pod_containers",
-            "Containers of each pod in each state (infra containers excluded).",
-            sorted(by_pod).into_iter().map(|((e, p, s), n)| {
-                (
-                    Set([("engine", Some(e)), ("pod", Some(p)), ("state", Some(s))]),
-                    n,
-                )
-            }),
-        )?;
-        gauges(
-            &mut enc,
-            "podman_label_containers",
-            "Containers per allowlisted label key and value, in each state.",
-            sorted(by_label).into_iter().map(|((e, k, val, s), n)| {
-                (
-                    Set([
-                        ("engine", Some(e)),
-                        ("label", Some(k)),
-                        ("value", Some(val)),
-                        ("state", Some(s)),
-                    ]),
-                    n,
-                )
-            }),
-        )?;
-
-        let mut pods_by_state: FxMap<(&str, &str), i64> = FxMap::default();
-        for (e, snap) in snaps.iter().enumerate() {
-            for p in snap.inventory.pods() {
-                let states = pod_states
-                    .get(&(e, p.id.as_str()))
-                    .into_iter()
-                    .flatten()
-                    .copied();
-                tally(&mut pods_by_state, (&*snap.name, lower(pod_state(states))));
-            }
-        }
-        gauges(
-            &mut enc,
-            "podman_pods",
-            "Pods in each state (lower case).",
-            sorted(pods_by_state)
-                .into_iter()
-                .map(|((e, s), n)| (Set([("engine", Some(e)), ("state", Some(s))]), n)),
-        )?;
         gauges(
             &mut enc,
             "podman_pod_info",
@@ -477,85 +247,14 @@ impl Collector for InventoryCollector {
             }),
         )?;
 
-        gauges(
-            &mut enc,
-            "podman_container_info",
-            "Container metadata; always 1.",
-            rows.iter().map(|r| {
-                (
-                    Set([
-                        ("engine", Some(r.engine)),
-                        ("id", Some(r.id)),
-                        ("name", Some(r.c.name.as_str())),
-                        ("image", Some(r.c.image.as_str())),
-                        ("pod", r.pod),
-                        ("project", r.project),
-                    ]),
-                    1i64,
-                )
-            }),
-        )?;
-        gauges(
-            &mut enc,
-            "podman_container_state",
-            "1 for the container's current state.",
-            rows.iter()
-                .map(|r| (r.with("state", Some(r.c.state.as_str())), 1i64)),
-        )?;
-        gauges(
-            &mut enc,
-            "podman_container_labels",
-            "Allowlisted container labels as label_<key> labels; always 1.",
-            rows.iter().map(|r| {
-                (
-                    HeadTail(
-                        Set([
-                            ("engine", Some(r.engine)),
-                            ("id", Some(r.id)),
-                            ("name", Some(r.c.name.as_str())),
-                        ]),
-                        &label_pairs[r.labels.clone()],
-                    ),
-                    1i64,
-                )
-            }),
-        )?;
-        gauges(
-            &mut enc,
-            "podman_container_started_time_seconds",
-            "Unix time of the container's last start.",
-            rows.iter()
-                .filter_map(|r| Some((r.with("", None), r.c.started_at? as f64 / 1e9))),
-        )?;
-        gauges(
-            &mut enc,
-            "podman_container_exit_code",
-            "Exit code of the container's last run, while it is exited.",
-            rows.iter()
-                .filter_map(|r| Some((r.with("", None), r.c.exit_code?))),
-        )?;
-        gauges(
-            &mut enc,
-            "podman_container_health",
-            "1 for the container's current health status (containers with a healthcheck only).",
-            rows.iter()
-                .filter_map(|r| Some((r.with("status", Some(r.c.health.as_deref()?)), 1i64))),
-        )?;
-        counters(
-            &mut enc,
-            "podman_container_restarts",
-            "Starts seen after a death of the same container.",
-            rows.iter().map(|r| (r.with("", None), r.c.restarts)),
-        )?;
-
         // Event counters: keyed by pod ID inside, shown by pod name; several IDs can share a
         // name over time (a pod removed and created again), so they are summed per name.
-        let mut events: FxMap<(&str, &str, &str), u64> = FxMap::default();
-        let mut pod_events: FxMap<(&str, &str, &str), u64> = FxMap::default();
-        let mut exits: FxMap<(&str, Option<&str>, &str), u64> = FxMap::default();
-        let mut label_events: FxMap<(&str, &str, &str, &str), u64> = FxMap::default();
-        for snap in &snaps {
-            let (e, inv) = (&*snap.name, &snap.inventory);
+        let mut events: FxMap<(usize, &str, &str), u64> = FxMap::default();
+        let mut pod_events: FxMap<(usize, &str, &str), u64> = FxMap::default();
+        let mut exits: FxMap<(usize, Option<&str>, &str), u64> = FxMap::default();
+        let mut label_events: FxMap<(usize, &str, &str, &str), u64> = FxMap::default();
+        for (e, snap) in snaps.iter().enumerate() {
+            let inv = &snap.inventory;
             let counters = inv.counters();
             for ((t, a), n) in counters.events.iter() {
                 *events.entry((e, t, a)).or_default() += n;
@@ -579,7 +278,11 @@ impl Collector for InventoryCollector {
             "Events received, by Podman's Type and Action (unknown ones as other).",
             sorted(events).into_iter().map(|((e, t, a), n)| {
                 (
-                    Set([("engine", Some(e)), ("type", Some(t)), ("action", Some(a))]),
+                    Set([
+                        ("engine", Some(name(e))),
+                        ("type", Some(t)),
+                        ("action", Some(a)),
+                    ]),
                     n,
                 )
             }),
@@ -590,7 +293,11 @@ impl Collector for InventoryCollector {
             "Container events per pod and action.",
             sorted(pod_events).into_iter().map(|((e, p, a), n)| {
                 (
-                    Set([("engine", Some(e)), ("pod", Some(p)), ("action", Some(a))]),
+                    Set([
+                        ("engine", Some(name(e))),
+                        ("pod", Some(p)),
+                        ("action", Some(a)),
+                    ]),
                     n,
                 )
             }),
@@ -602,7 +309,7 @@ impl Collector for InventoryCollector {
             sorted(label_events).into_iter().map(|((e, k, val, a), n)| {
                 (
                     Set([
-                        ("engine", Some(e)),
+                        ("engine", Some(name(e))),
                         ("label", Some(k)),
                         ("value", Some(val)),
                         ("action", Some(a)),
@@ -617,7 +324,11 @@ impl Collector for InventoryCollector {
             "Container deaths (died events) by exit code.",
             sorted(exits).into_iter().map(|((e, p, code), n)| {
                 (
-                    Set([("engine", Some(e)), ("pod", p), ("exit_code", Some(code))]),
+                    Set([
+                        ("engine", Some(name(e))),
+                        ("pod", p),
+                        ("exit_code", Some(code)),
+                    ]),
                     n,
                 )
             }),
@@ -689,6 +400,501 @@ impl Collector for InventoryCollector {
             }),
         )?;
         Ok(())
+    }
+}
+
+/// The pods one engine's containers refer to, each looked up once per scrape (by 64-character
+/// ID, in the inventory's SipHash map): its name, and the states of its containers.
+struct Pods<'a> {
+    inv: &'a Inventory,
+    index: FxMap<&'a str, usize>,
+    /// Per pod: its name, and the states of all its containers (infra included).
+    pods: Vec<(&'a str, Vec<&'a str>)>,
+}
+
+impl<'a> Pods<'a> {
+    fn new(inv: &'a Inventory) -> Self {
+        Self {
+            inv,
+            index: FxMap::with_capacity_and_hasher(inv.pod_count(), Default::default()),
+            pods: Vec::with_capacity(inv.pod_count()),
+        }
+    }
+
+    /// Records the container's state with its pod and returns the pod's name; `None` outside a
+    /// pod.
+    fn add(&mut self, c: &'a Container) -> Option<&'a str> {
+        let id = c.pod_id.as_deref()?;
+        let (inv, pods) = (self.inv, &mut self.pods);
+        let i = *self.index.entry(id).or_insert_with(|| {
+            pods.push((inv.pod_name(id), Vec::new()));
+            pods.len() - 1
+        });
+        let (name, states) = &mut self.pods[i];
+        states.push(&c.state);
+        Some(*name)
+    }
+
+    /// The states of a pod's containers (empty for a pod without any).
+    fn states(&self, pod_id: &str) -> &[&'a str] {
+        self.index
+            .get(pod_id)
+            .map_or(&[], |i| self.pods[*i].1.as_slice())
+    }
+}
+
+/// Interned `label_<key>` names for one scrape: each distinct raw key is sanitized once, and keys
+/// that sanitize alike (`a.b`, `a-b`) share one slot, so a container keeps only the first.
+#[derive(Default)]
+struct SanitizedKeys<'a> {
+    by_raw: FxMap<&'a str, usize>,
+    by_name: FxMap<String, usize>,
+    /// `,label_<key>="` per slot.
+    openings: Vec<String>,
+}
+
+impl<'a> SanitizedKeys<'a> {
+    fn slot(&mut self, raw: &'a str) -> usize {
+        if let Some(&slot) = self.by_raw.get(raw) {
+            return slot;
+        }
+        let name = sanitize_label_key(raw);
+        let slot = match self.by_name.get(&name) {
+            Some(&slot) => slot,
+            None => {
+                self.openings.push(format!(",{name}=\""));
+                self.by_name.insert(name, self.openings.len() - 1);
+                self.openings.len() - 1
+            }
+        };
+        self.by_raw.insert(raw, slot);
+        slot
+    }
+}
+
+/// Whether `bytes` hold a `\\`, `"` or newline (memchr's vectorised search: label values are
+/// most of a large scrape's bytes, and almost never need escaping).
+fn needs_escaping(bytes: &[u8]) -> bool {
+    memchr::memchr3(b'\\', b'"', b'\n', bytes).is_some()
+}
+
+/// Appends a label value, escaped as both text formats require (`\\`, `\"`, `\n`).
+fn push_escaped(out: &mut String, v: &str) {
+    if !needs_escaping(v.as_bytes()) {
+        out.push_str(v);
+        return;
+    }
+    for ch in v.chars() {
+        match ch {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+}
+
+/// Appends `opening` (`,key="`, written as one literal), the escaped value and the closing quote.
+fn push_value(out: &mut String, opening: &str, value: &str) {
+    out.push_str(opening);
+    push_escaped(out, value);
+    out.push('"');
+}
+
+/// Appends unix nanoseconds as seconds: the exact decimal, `.0` on whole seconds (the float
+/// text prometheus-client writes, without going through a float formatter).
+fn push_seconds(out: &mut String, nanos: i64) {
+    if nanos < 0 {
+        out.push('-');
+    }
+    let n = nanos.unsigned_abs();
+    push_int(out, n / 1_000_000_000);
+    let frac = n % 1_000_000_000;
+    if frac == 0 {
+        out.push_str(".0");
+        return;
+    }
+    let mut digits = [b'0'; 9];
+    let mut f = frac;
+    for d in digits.iter_mut().rev() {
+        *d = b'0' + (f % 10) as u8;
+        f /= 10;
+    }
+    let len = 9 - digits.iter().rev().take_while(|d| **d == b'0').count();
+    out.push('.');
+    // Only ASCII digits were written.
+    out.push_str(std::str::from_utf8(&digits[..len]).unwrap_or("0"));
+}
+
+/// Appends an integer without the formatting machinery (this runs tens of thousands of times
+/// per large scrape).
+fn push_int(out: &mut String, v: impl Into<i128>) {
+    let v: i128 = v.into();
+    if v < 0 {
+        out.push('-');
+    }
+    // Every value written here (exit codes, counts, seconds) fits in a u64.
+    let mut n = u64::try_from(v.unsigned_abs()).unwrap_or(u64::MAX);
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    // Only ASCII digits were written.
+    out.push_str(std::str::from_utf8(&buf[i..]).unwrap_or("0"));
+}
+
+/// Every family derived from the containers, from one walk over them, written straight into
+/// the output: the aggregates (`podman_containers`, `podman_pod_containers`,
+/// `podman_label_containers`, `podman_pods`) and the per-container families.
+///
+/// These are nine tenths of a large scrape. Through prometheus-client's encoder each label costs a
+/// call chain and an escape scan, which made them most of a scrape's CPU; here each container is
+/// visited once and its identity escaped once, then copied into its six series. The text is what
+/// prometheus-client writes in the same format: HELP and TYPE (a counter is named with `_total`
+/// in the 0.0.4 text and without it in OpenMetrics; its samples always end in `_total`), the same
+/// escaping, and a family with no samples is left out.
+struct ContainerWalk<'a> {
+    snaps: &'a [Arc<EngineSnapshot>],
+    rows: Vec<Row>,
+    /// Every row's label text, escaped: see `Row`.
+    text: String,
+    /// Keyed by engine index; infra containers are not counted.
+    by_state: Vec<((usize, &'a str), i64)>,
+    by_pod: Vec<((usize, &'a str, &'a str), i64)>,
+    /// Values already folded into `__other__` past `--labels.max-values`.
+    by_label: Vec<(LabelKey<'a>, i64)>,
+    pods_by_state: Vec<((usize, &'static str), i64)>,
+}
+
+/// Engine index, label key, label value, container state.
+type LabelKey<'a> = (usize, &'a str, &'a str, &'a str);
+
+/// One container, everything its series show rendered once, so that writing the seven families
+/// reads this compact array instead of chasing every container again. Ranges are into
+/// `ContainerWalk::text`.
+struct Row {
+    /// `engine="…",id="…",name="…"`, then `,pod="…"` up to `pod_end` (the same when outside a
+    /// pod).
+    head: Range<usize>,
+    pod_end: usize,
+    /// `,image="…"[,project="…"]`
+    info: Range<usize>,
+    /// `,state="…"`
+    state: Range<usize>,
+    /// `,label_<key>="…"` pairs.
+    labels: Range<usize>,
+    /// `,status="…"`, empty without a healthcheck.
+    health: Range<usize>,
+    started_at: Option<i64>,
+    exit_code: Option<i64>,
+    restarts: u64,
+}
+
+impl<'a> ContainerWalk<'a> {
+    fn new(snaps: &'a [Arc<EngineSnapshot>]) -> Self {
+        let n: usize = snaps.iter().map(|s| s.inventory.container_count()).sum();
+        let mut rows: Vec<Row> = Vec::with_capacity(n);
+        let mut text = String::with_capacity(n * 320);
+        let mut keys = SanitizedKeys::default();
+        // The row that last used each sanitized key, to keep the first of keys that sanitize
+        // alike.
+        let mut last_row_of_slot: Vec<usize> = Vec::new();
+        let mut by_state: FxMap<(usize, &str), i64> = FxMap::default();
+        let mut by_pod: FxMap<(usize, &str, &str), i64> = FxMap::default();
+        // Raw values, folded into `__other__` afterwards, once per distinct value.
+        let mut by_raw_label: FxMap<LabelKey, i64> =
+            FxMap::with_capacity_and_hasher(n, Default::default());
+        let mut pods_by_state: FxMap<(usize, &'static str), i64> = FxMap::default();
+
+        for (e, snap) in snaps.iter().enumerate() {
+            let inv = &snap.inventory;
+            let allow = inv.label_policy().allowlist();
+            let mut pods = Pods::new(inv);
+            for c in inv.containers() {
+                let c: &Container = c;
+                let state = c.state.as_str();
+                let pod = pods.add(c);
+                if !c.infra {
+                    tally(&mut by_state, (e, state));
+                    if let Some(p) = pod {
+                        tally(&mut by_pod, (e, p, state));
+                    }
+                }
+
+                let start = text.len();
+                push_value(&mut text, "engine=\"", &snap.name);
+                push_value(&mut text, ",id=\"", c.short_id());
+                push_value(&mut text, ",name=\"", &c.name);
+                let head = start..text.len();
+                if let Some(p) = pod {
+                    push_value(&mut text, ",pod=\"", p);
+                }
+                let pod_end = text.len();
+
+                let labels_start = text.len();
+                // Container::project, found on the way (cheaper than two more map lookups).
+                let mut project = [None, None];
+                for (k, v) in c.labels.iter() {
+                    if let Some(i) = PROJECT_LABELS.iter().position(|p| *p == k) {
+                        project[i] = Some(v.as_str());
+                    }
+                    if !allow.allows(k) {
+                        continue;
+                    }
+                    if !c.infra {
+                        tally(&mut by_raw_label, (e, k.as_str(), v.as_str(), state));
+                    }
+                    let slot = keys.slot(k);
+                    if last_row_of_slot.len() <= slot {
+                        last_row_of_slot.resize(slot + 1, usize::MAX);
+                    }
+                    if last_row_of_slot[slot] != rows.len() {
+                        last_row_of_slot[slot] = rows.len();
+                        push_value(&mut text, &keys.openings[slot], v);
+                    }
+                }
+                let labels = labels_start..text.len();
+
+                let info_start = text.len();
+                push_value(&mut text, ",image=\"", &c.image);
+                if let Some(p) = project[0].or(project[1]) {
+                    push_value(&mut text, ",project=\"", p);
+                }
+                let info = info_start..text.len();
+                let state_start = text.len();
+                push_value(&mut text, ",state=\"", state);
+                let state_range = state_start..text.len();
+                let health_start = text.len();
+                if let Some(h) = c.health.as_deref() {
+                    push_value(&mut text, ",status=\"", h);
+                }
+                rows.push(Row {
+                    head,
+                    pod_end,
+                    info,
+                    state: state_range,
+                    labels,
+                    health: health_start..text.len(),
+                    started_at: c.started_at,
+                    exit_code: c.exit_code,
+                    restarts: c.restarts,
+                });
+            }
+            for p in inv.pods() {
+                let state = pod_state(pods.states(&p.id).iter().copied());
+                tally(&mut pods_by_state, (e, lower(state)));
+            }
+        }
+
+        let mut by_label: FxMap<LabelKey, i64> = FxMap::default();
+        for ((e, k, v, state), n) in by_raw_label {
+            if let Some(folded) = snaps[e].inventory.label_policy().folded(k, v) {
+                *by_label.entry((e, k, folded, state)).or_insert(0) += n;
+            }
+        }
+        Self {
+            snaps,
+            rows,
+            text,
+            by_state: sorted(by_state),
+            by_pod: sorted(by_pod),
+            by_label: sorted(by_label),
+            pods_by_state: sorted(pods_by_state),
+        }
+    }
+
+    fn engine(&self, e: usize) -> &'a str {
+        &self.snaps[e].name
+    }
+
+    fn write(&self, out: &mut String, openmetrics: bool) {
+        let descriptor = |out: &mut String, name: &str, help: &str, counter: bool| {
+            let suffix = if counter && !openmetrics {
+                "_total"
+            } else {
+                ""
+            };
+            let kind = if counter { "counter" } else { "gauge" };
+            for (what, text) in [("HELP", help), ("TYPE", kind)] {
+                out.push_str("# ");
+                out.push_str(what);
+                out.push(' ');
+                out.push_str(name);
+                out.push_str(suffix);
+                out.push(' ');
+                out.push_str(text);
+                out.push('\n');
+            }
+        };
+        let end = |out: &mut String, n: i64| {
+            out.push_str("} ");
+            push_int(out, n);
+            out.push('\n');
+        };
+
+        if !self.by_state.is_empty() {
+            let name = "podman_containers";
+            descriptor(
+                out,
+                name,
+                "Containers in each state (infra containers excluded).",
+                false,
+            );
+            for ((e, state), n) in &self.by_state {
+                out.push_str(name);
+                push_value(out, "{engine=\"", self.engine(*e));
+                push_value(out, ",state=\"", state);
+                end(out, *n);
+            }
+        }
+        if !self.by_pod.is_empty() {
+            let name = "podman_pod_containers";
+            descriptor(
+                out,
+                name,
+                "Containers of each pod in each state (infra containers excluded).",
+                false,
+            );
+            for ((e, pod, state), n) in &self.by_pod {
+                out.push_str(name);
+                push_value(out, "{engine=\"", self.engine(*e));
+                push_value(out, ",pod=\"", pod);
+                push_value(out, ",state=\"", state);
+                end(out, *n);
+            }
+        }
+        if !self.by_label.is_empty() {
+            let name = "podman_label_containers";
+            descriptor(
+                out,
+                name,
+                "Containers per allowlisted label key and value, in each state.",
+                false,
+            );
+            for ((e, key, value, state), n) in &self.by_label {
+                out.push_str(name);
+                push_value(out, "{engine=\"", self.engine(*e));
+                push_value(out, ",label=\"", key);
+                push_value(out, ",value=\"", value);
+                push_value(out, ",state=\"", state);
+                end(out, *n);
+            }
+        }
+        if !self.pods_by_state.is_empty() {
+            let name = "podman_pods";
+            descriptor(out, name, "Pods in each state (lower case).", false);
+            for ((e, state), n) in &self.pods_by_state {
+                out.push_str(name);
+                push_value(out, "{engine=\"", self.engine(*e));
+                push_value(out, ",state=\"", state);
+                end(out, *n);
+            }
+        }
+
+        let (rows, text) = (&self.rows, self.text.as_str());
+        if rows.is_empty() {
+            return;
+        }
+        // `name{<engine, id, name, pod>` ready for more labels.
+        let open = |out: &mut String, name: &str, r: &Row| {
+            out.push_str(name);
+            out.push('{');
+            out.push_str(&text[r.head.start..r.pod_end]);
+        };
+        let one = |out: &mut String, name: &str, r: &Row, tail: &Range<usize>| {
+            open(out, name, r);
+            out.push_str(&text[tail.clone()]);
+            out.push_str("} 1\n");
+        };
+
+        descriptor(
+            out,
+            "podman_container_info",
+            "Container metadata; always 1.",
+            false,
+        );
+        for r in rows {
+            one(out, "podman_container_info", r, &r.info);
+        }
+        descriptor(
+            out,
+            "podman_container_state",
+            "1 for the container's current state.",
+            false,
+        );
+        for r in rows {
+            one(out, "podman_container_state", r, &r.state);
+        }
+        descriptor(
+            out,
+            "podman_container_labels",
+            "Allowlisted container labels as label_<key> labels; always 1.",
+            false,
+        );
+        for r in rows {
+            out.push_str("podman_container_labels{");
+            out.push_str(&text[r.head.clone()]);
+            out.push_str(&text[r.labels.clone()]);
+            out.push_str("} 1\n");
+        }
+
+        if rows.iter().any(|r| r.started_at.is_some()) {
+            let name = "podman_container_started_time_seconds";
+            descriptor(out, name, "Unix time of the container's last start.", false);
+            for r in rows {
+                if let Some(t) = r.started_at {
+                    open(out, name, r);
+                    out.push_str("} ");
+                    push_seconds(out, t);
+                    out.push('\n');
+                }
+            }
+        }
+        if rows.iter().any(|r| r.exit_code.is_some()) {
+            let name = "podman_container_exit_code";
+            descriptor(
+                out,
+                name,
+                "Exit code of the container's last run, while it is exited.",
+                false,
+            );
+            for r in rows {
+                if let Some(code) = r.exit_code {
+                    open(out, name, r);
+                    end(out, code);
+                }
+            }
+        }
+        if rows.iter().any(|r| !r.health.is_empty()) {
+            let name = "podman_container_health";
+            descriptor(
+                out,
+                name,
+                "1 for the container's current health status (containers with a healthcheck only).",
+                false,
+            );
+            for r in rows.iter().filter(|r| !r.health.is_empty()) {
+                one(out, name, r, &r.health);
+            }
+        }
+        descriptor(
+            out,
+            "podman_container_restarts",
+            "Starts seen after a death of the same container.",
+            true,
+        );
+        for r in rows {
+            open(out, "podman_container_restarts_total", r);
+            out.push_str("} ");
+            push_int(out, r.restarts);
+            out.push('\n');
+        }
     }
 }
 
@@ -821,6 +1027,52 @@ mod tests {
         );
         assert_eq!(sanitize_label_key("ünï-code"), "label__n__code");
         assert_eq!(sanitize_label_key("9lives"), "label_9lives");
+    }
+
+    #[test]
+    fn escaping_finds_every_special_byte_at_every_position() {
+        for len in 0..20 {
+            let plain = "a".repeat(len);
+            assert!(!needs_escaping(plain.as_bytes()));
+            for pos in 0..len {
+                for special in ['\\', '"', '\n'] {
+                    let mut v: Vec<char> = plain.chars().collect();
+                    v[pos] = special;
+                    let v: String = v.into_iter().collect();
+                    assert!(needs_escaping(v.as_bytes()), "{v:?}");
+                }
+            }
+        }
+        // UTF-8 bytes never look like the specials.
+        assert!(!needs_escaping("värde ✓ 日本語 ünïcödé".as_bytes()));
+        let mut out = String::new();
+        push_escaped(&mut out, "a\\b\"c\nd ✓");
+        assert_eq!(out, r#"a\\b\"c\nd ✓"#);
+    }
+
+    #[test]
+    fn numbers_are_written_like_prometheus_client_writes_them() {
+        let text = |f: &dyn Fn(&mut String)| {
+            let mut s = String::new();
+            f(&mut s);
+            s
+        };
+        assert_eq!(text(&|s| push_int(s, 0u64)), "0");
+        assert_eq!(text(&|s| push_int(s, -137i64)), "-137");
+        assert_eq!(text(&|s| push_int(s, u64::MAX)), "18446744073709551615");
+        assert_eq!(
+            text(&|s| push_seconds(s, 1_795_979_959_000_000_000)),
+            "1795979959.0"
+        );
+        assert_eq!(
+            text(&|s| push_seconds(s, 1_795_979_959_237_049_905)),
+            "1795979959.237049905"
+        );
+        assert_eq!(
+            text(&|s| push_seconds(s, 1_795_979_959_500_000_000)),
+            "1795979959.5"
+        );
+        assert_eq!(text(&|s| push_seconds(s, -1_500_000_000)), "-1.5");
     }
 
     #[test]

@@ -444,9 +444,17 @@ fn scrape_text(sw: &Sealwatch, path: &str) -> String {
     r.text()
 }
 
+/// At most 2,000 characters of `s`, for failure messages about huge bodies.
+fn clip(s: &str) -> String {
+    match s.char_indices().nth(2000) {
+        Some((i, _)) => format!("{}… ({} bytes)", &s[..i], s.len()),
+        None => s.to_owned(),
+    }
+}
+
 fn scrape(sw: &Sealwatch) -> Exposition {
     let text = scrape_text(sw, "/metrics");
-    parse_exposition(&text).unwrap_or_else(|e| panic!("unparsable /metrics: {e}\n{text}"))
+    parse_exposition(&text).unwrap_or_else(|e| panic!("unparsable /metrics: {}", clip(&e)))
 }
 
 /// `promtool check metrics` on `text`: panics with its findings unless it exits 0.
@@ -479,7 +487,7 @@ fn assert_lint_clean(text: &str, openmetrics: bool) -> Exposition {
     if !openmetrics {
         promtool_check(text);
     }
-    let e = parse_exposition(text).unwrap_or_else(|err| panic!("unparsable: {err}"));
+    let e = parse_exposition(text).unwrap_or_else(|err| panic!("unparsable: {}", clip(&err)));
     let problems = e.problems(openmetrics);
     assert!(
         problems.is_empty(),
@@ -1165,6 +1173,34 @@ fn gunzip(data: &[u8]) -> String {
     out
 }
 
+/// docs/METRICS.md, the metrics reference the README is built from.
+fn metrics_doc() -> String {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/METRICS.md");
+    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+/// Every ```promql block of the metrics reference.
+fn doc_promql_examples() -> Vec<String> {
+    let doc = metrics_doc();
+    let mut out = Vec::new();
+    let mut current: Option<String> = None;
+    for line in doc.lines() {
+        match (&mut current, line.trim()) {
+            (None, "```promql") => current = Some(String::new()),
+            (Some(expr), "```") => {
+                out.push(expr.trim().to_owned());
+                current = None;
+            }
+            (Some(expr), l) => {
+                expr.push_str(l);
+                expr.push('\n');
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
 /// Real output passes `promtool check metrics` and has no duplicate series and HELP/TYPE on every
 /// family; OpenMetrics is negotiated and ends in `# EOF`; gzip is honoured; the telemetry path
 /// flag moves the endpoint.
@@ -1222,6 +1258,14 @@ fn output_is_lint_clean_in_both_formats_with_and_without_gzip() {
         );
     }
     assert_eq!(plain.value("podman_up", &[]), Some(1.0));
+    // ...and documented, each by the name users query.
+    let doc = metrics_doc();
+    for f in &families {
+        assert!(
+            doc.contains(&format!("`{f}`")),
+            "{f} is not in docs/METRICS.md"
+        );
+    }
 
     // OpenMetrics, both as asked for plainly and as Prometheus asks.
     for accept in [
@@ -1331,12 +1375,36 @@ fn prometheus_scrapes_and_per_pod_counts_match_podman() {
         ("beta", "b1", "sleep 1000"),
     ] {
         svc.podman(&[
-            "run", "-d", "--pod", pod, "--name", name, IMAGE, "sh", "-c", cmd,
+            "run",
+            "-d",
+            "--pod",
+            pod,
+            "--name",
+            name,
+            "--label",
+            &format!("io.podman.compose.project={pod}"),
+            IMAGE,
+            "sh",
+            "-c",
+            cmd,
         ]);
     }
-    svc.podman(&["run", "-d", "--name", "loner", IMAGE, "sleep", "1000"]);
+    svc.podman(&[
+        "run",
+        "-d",
+        "--name",
+        "loner",
+        "--health-cmd",
+        "true",
+        "--health-interval",
+        "disable",
+        IMAGE,
+        "sleep",
+        "1000",
+    ]);
+    drive_health(&svc, "loner", "healthy");
     wait_state(&svc, "a3", "exited");
-    wait_gauges_match(&svc, &sw, &[]);
+    wait_gauges_match(&svc, &sw, &["io.podman.compose.project"]);
 
     // Members per pod by Podman, infra excluded (the contract).
     let mut want: BTreeMap<String, f64> = BTreeMap::new();
@@ -1359,7 +1427,7 @@ fn prometheus_scrapes_and_per_pod_counts_match_podman() {
     wait_until("podman_up == 1 in Prometheus", CATCH_UP, || {
         let r = prom.query("podman_up");
         match r.first().map(sample_value) {
-            Some(v) if v == 1.0 => Ok(()),
+            Some(1.0) => Ok(()),
             other => Err(format!("{other:?}\n{}", prom.log())),
         }
     });
@@ -1392,6 +1460,23 @@ fn prometheus_scrapes_and_per_pod_counts_match_podman() {
     assert_eq!(active[0]["lastError"], "", "{targets:#}");
     let up = prom.query("up{job=\"sealwatch\"}");
     assert_eq!(up.first().map(sample_value), Some(1.0));
+    // The reference's PromQL examples parse, name only metrics sealwatch exports, and run.
+    let examples = doc_promql_examples();
+    assert!(examples.len() >= 10, "{examples:?}");
+    let exported: BTreeSet<String> = scrape(&sw).samples.into_iter().map(|s| s.name).collect();
+    for expr in &examples {
+        promql_parser::parser::parse(expr).unwrap_or_else(|e| panic!("{expr}: {e}"));
+        for word in expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
+            if word.starts_with("podman_") || word.starts_with("sealwatch_") {
+                assert!(exported.contains(word), "{expr}: {word} is not exported");
+            }
+        }
+        prom.query(expr);
+    }
+    assert!(!prom
+        .query("sum by (engine, pod) (podman_pod_containers{state=\"running\"})")
+        .is_empty());
+
     // Counters and per-container series made it through as well.
     assert!(!prom.query("podman_events_total").is_empty());
     assert_eq!(
