@@ -258,3 +258,39 @@ fn a_clean_end_of_stream_reconnects_and_resyncs() {
     });
     assert!(sw.log().contains("event stream ended"), "{}", sw.log());
 }
+
+/// A `tcp://` engine works like a unix one (through a loopback TCP relay to the scripted socket).
+#[test]
+fn a_tcp_engine_is_watched_like_a_unix_one() {
+    let podman = ScriptedPodman::start(vec![vec![
+        Step::Chunk(container_event("create", &id(7), "over-tcp", T0, &[])),
+        Step::Hold,
+    ]]);
+    let sock = podman.url().trim_start_matches("unix://").to_owned();
+    let relay = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = relay.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for tcp in relay.incoming().flatten() {
+            let Ok(unix) = std::os::unix::net::UnixStream::connect(&sock) else {
+                return;
+            };
+            let (mut t1, mut u1) = (tcp.try_clone().unwrap(), unix.try_clone().unwrap());
+            let (mut t2, mut u2) = (tcp, unix);
+            std::thread::spawn(move || std::io::copy(&mut t1, &mut u1));
+            std::thread::spawn(move || std::io::copy(&mut u2, &mut t2));
+        }
+    });
+    let sw = Sealwatch::start(BIN, &["--podman.url", &format!("net=tcp://{addr}")]);
+    wait_until(
+        "the container seen over tcp",
+        Duration::from_secs(10),
+        || {
+            let v = sw.get_json("/containers?all=true&engine=net");
+            if v[0]["name"] == "over-tcp" {
+                Ok(())
+            } else {
+                Err(v.to_string())
+            }
+        },
+    );
+}

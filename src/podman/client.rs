@@ -160,6 +160,13 @@ impl Client {
                         .await
                         .map_err(connect_err)?;
                     let _ = io.set_nodelay(true);
+                    // Podman never sends a heartbeat on an idle event stream: without keepalive a
+                    // silently dead peer would look connected forever.
+                    let keepalive = socket2::TcpKeepalive::new()
+                        .with_time(Duration::from_secs(30))
+                        .with_interval(Duration::from_secs(10))
+                        .with_retries(3);
+                    let _ = socket2::SockRef::from(&io).set_tcp_keepalive(&keepalive);
                     Ok(handshake(TokioIo::new(io), path_and_query).await?)
                 }
             }
