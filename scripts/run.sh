@@ -37,5 +37,5 @@ if ! answers; then
     answers || { echo "run.sh: Podman's API service did not come up on $socket" >&2; exit 1; }
 fi
 
-echo "run.sh: watching unix://$socket; metrics on http://localhost:9882/metrics"
+echo "run.sh: watching unix://$socket; metrics on /metrics of the listen address (default :9882)"
 exec cargo run --release --locked -- --podman.url "unix://$socket" "$@"
