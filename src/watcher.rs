@@ -211,8 +211,8 @@ impl Watcher {
         loop {
             let chunk = match stream.next_chunk().await {
                 Ok(Some(chunk)) => chunk,
-                Ok(None) => return SessionEnd::Eof,
-                Err(e) => return SessionEnd::Stream(e),
+                Ok(None) => return self.end_stream(&mut splitter, SessionEnd::Eof),
+                Err(e) => return self.end_stream(&mut splitter, SessionEnd::Stream(e)),
             };
             let pushed = splitter.push(&chunk, |line| self.handle_line(line));
             self.publish();
@@ -221,6 +221,19 @@ impl Watcher {
                 return e.into();
             }
         }
+    }
+
+    /// A stream cut mid-line (a Podman restart) leaves a partial event: it is not applied and
+    /// not counted as undecodable, because the reconnect's `since` replays it whole.
+    fn end_stream(&self, splitter: &mut LineSplitter, end: SessionEnd) -> SessionEnd {
+        if let Some(partial) = splitter.finish() {
+            tracing::debug!(
+                engine = %self.engine,
+                "dropped a {}-byte partial event at the end of the stream; the reconnect replays it",
+                partial.len()
+            );
+        }
+        end
     }
 
     /// Applies one line. Undecodable lines and Podman's in-stream error objects are skipped and
