@@ -1006,8 +1006,89 @@ impl Collector for ProcessCollector {
 }
 
 #[cfg(test)]
+#[path = "metrics_fixture.rs"]
+mod fixture;
+
+#[cfg(test)]
 mod tests {
     use super::*;
+
+    fn fixture_engines() -> Engines {
+        use crate::state::{EngineCell, EngineStats, EngineStatus};
+        let cells = fixture::inventories()
+            .into_iter()
+            .map(|(name, inventory)| {
+                let alpha = name == "alpha";
+                let cell = EngineCell::new(
+                    name,
+                    format!("unix:///run/{name}.sock"),
+                    inventory.label_policy().clone(),
+                );
+                cell.publish(EngineSnapshot {
+                    name: Arc::from(name),
+                    url: format!("unix:///run/{name}.sock"),
+                    status: EngineStatus {
+                        connected: alpha,
+                        synced: alpha,
+                        reason: (!alpha).then(|| "connecting".into()),
+                        version: alpha.then(|| "4.3.1".into()),
+                        api_version: alpha.then(|| "4.3.1".into()),
+                    },
+                    stats: if alpha {
+                        EngineStats {
+                            reconnects: 3,
+                            resyncs: 4,
+                            decode_errors: 1,
+                            stream_errors: 2,
+                            duplicates_dropped: 5,
+                            last_event_nanos: Some(1_795_976_300_050_000_001),
+                        }
+                    } else {
+                        EngineStats::default()
+                    },
+                    inventory,
+                });
+                Arc::new(cell)
+            })
+            .collect();
+        Engines::new(cells)
+    }
+
+    /// The render of the fixture inventory equals the golden text recorded before the metrics
+    /// module was restructured, in both formats (samples compared per family, order-free).
+    #[test]
+    fn render_equals_the_recorded_golden_text() {
+        let metrics = Metrics::new(fixture_engines());
+        for (openmetrics, file) in [
+            (false, "metrics-golden.txt"),
+            (true, "metrics-golden-openmetrics.txt"),
+        ] {
+            let got = fixture::normalize(&metrics.render(openmetrics).unwrap());
+            let path = format!("{}/src/testdata/{file}", env!("CARGO_MANIFEST_DIR"));
+            if std::env::var_os("SEALWATCH_WRITE_GOLDEN").is_some() {
+                std::fs::write(&path, &got).unwrap();
+            }
+            let want = std::fs::read_to_string(&path).unwrap();
+            assert!(
+                got == want,
+                "render differs from {file}:\n{}",
+                first_difference(&want, &got)
+            );
+        }
+    }
+
+    fn first_difference(want: &str, got: &str) -> String {
+        for (i, (w, g)) in want.lines().zip(got.lines()).enumerate() {
+            if w != g {
+                return format!("line {}:\n want {w:?}\n  got {g:?}", i + 1);
+            }
+        }
+        format!(
+            "lengths differ: want {} lines, got {}",
+            want.lines().count(),
+            got.lines().count()
+        )
+    }
 
     #[test]
     fn accept_negotiation() {

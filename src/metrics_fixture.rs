@@ -1,0 +1,144 @@
+//! A fixture inventory for the exposition tests: two engines built from the real 4.3.1 captures
+//! plus synthetic events with hostile labels (quotes, backslashes, newlines, keys that sanitize
+//! alike, values past `--labels.max-values`), and the normalisation that makes two renders
+//! comparable across processes (the inventory's maps iterate in a per-process random order).
+
+use serde_json::json;
+
+use crate::inventory::{Allowlist, Inventory, LabelPolicy};
+use crate::podman::wire::{decode_stream_line, Event, ListContainer, ListPod, StreamItem};
+
+const EVENTS: &str = include_str!("../tests/fixtures/events.ndjson");
+const CONTAINERS: &str = include_str!("../tests/fixtures/containers-json.json");
+const PODS: &str = include_str!("../tests/fixtures/pods-json.json");
+
+fn real_events() -> Vec<Event> {
+    EVENTS
+        .lines()
+        .filter_map(|l| match decode_stream_line(l.as_bytes()) {
+            Ok(StreamItem::Event(e)) => Some(*e),
+            _ => None,
+        })
+        .collect()
+}
+
+fn event(t: i64, kind: &str, action: &str, id: &str, attrs: serde_json::Value) -> Event {
+    serde_json::from_value(json!({
+        "Type": kind, "Action": action, "timeNano": t,
+        "Actor": {"ID": id, "Attributes": attrs}
+    }))
+    .expect("synthetic event")
+}
+
+/// Synthetic events on top of the captures: hostile labels and names, health, exit codes.
+fn synthetic_events() -> Vec<Event> {
+    let t = 1_795_976_300_000_000_000i64;
+    let hostile = "q\"uote \\back\nnew ✓";
+    let mut out = Vec::new();
+    let pod = "5eed000000000000000000000000000000000000000000000000000000000001";
+    out.push(event(
+        t,
+        "pod",
+        "create",
+        pod,
+        json!({"name": "pod \"odd\"\\name"}),
+    ));
+    for i in 0..6i64 {
+        let id = format!("{:064x}", 0xfeed_0000 + i);
+        let attrs = json!({
+            "name": format!("hostile-{i}"),
+            "image": "localhost/busybox:latest",
+            "podId": if i % 2 == 0 { pod } else { "" },
+            "app": if i == 0 { hostile.to_owned() } else { format!("v{i}") },
+            "a.b": "dot", "a-b": "dash", "role": format!("r{}", i % 3),
+        });
+        let at = t + i * 1_000_000 + 1;
+        out.push(event(at, "container", "create", &id, attrs.clone()));
+        out.push(event(at + 1, "container", "start", &id, attrs.clone()));
+        if i % 3 == 0 {
+            let mut d = attrs.clone();
+            d["containerExitCode"] = json!(["0", "137", "1"][(i as usize / 3) % 3]);
+            d["podId"] = json!("");
+            out.push(event(at + 2, "container", "died", &id, d));
+        }
+        if i == 4 {
+            let h: Event = serde_json::from_value(json!({
+                "Type": "container", "Action": "health_status", "timeNano": at + 3,
+                "HealthStatus": "unhealthy", "Actor": {"ID": id, "Attributes": attrs}
+            }))
+            .expect("health event");
+            out.push(h);
+        }
+    }
+    out.push(event(
+        t + 50_000_000,
+        "image",
+        "pull",
+        "",
+        json!({"name": "x"}),
+    ));
+    out.push(event(t + 50_000_001, "volume", "teleport", "v", json!({})));
+    out
+}
+
+/// The fixture's two engines: `alpha` (lists, then every captured and synthetic event, two
+/// values admitted per label key) and `beta` (events only, default allowlist).
+pub(crate) fn inventories() -> Vec<(&'static str, Inventory)> {
+    let mut alpha = Inventory::new(LabelPolicy::new(
+        Allowlist::parse("app,role,a.b,a-b,io.podman.compose.project,podlabel"),
+        2,
+    ));
+    let containers: Vec<ListContainer> = serde_json::from_str(CONTAINERS).expect("list");
+    let pods: Vec<ListPod> = serde_json::from_str(PODS).expect("pods");
+    alpha.resync(containers, pods);
+    for e in real_events().iter().chain(synthetic_events().iter()) {
+        alpha.apply(e);
+    }
+    let mut beta = Inventory::new(LabelPolicy::new(Allowlist::default(), 500));
+    for e in real_events().iter().take(40) {
+        beta.apply(e);
+    }
+    vec![("alpha", alpha), ("beta", beta)]
+}
+
+/// A render made comparable: the `process_*` families (they read this process) and the
+/// `revision` of `sealwatch_build_info` (it changes with every commit) are left out, and the
+/// samples inside each family are sorted (their order follows the maps' random hash order).
+pub(crate) fn normalize(text: &str) -> String {
+    let mut out = Vec::new();
+    let mut samples: Vec<&str> = Vec::new();
+    let mut skipping = false;
+    let flush = |out: &mut Vec<String>, samples: &mut Vec<&str>| {
+        samples.sort_unstable();
+        out.extend(samples.drain(..).map(str::to_owned));
+    };
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("# ") {
+            flush(&mut out, &mut samples);
+            let name = rest.split(' ').nth(1).unwrap_or("");
+            skipping = name.starts_with("process_");
+            if !skipping {
+                out.push(line.to_owned());
+            }
+        } else if !skipping {
+            if line.starts_with("sealwatch_build_info") {
+                let masked = line
+                    .split(',')
+                    .map(|p| {
+                        if p.starts_with("revision=") {
+                            "revision=\"*\""
+                        } else {
+                            p
+                        }
+                    })
+                    .collect::<Vec<_>>()
+                    .join(",");
+                out.push(masked);
+            } else {
+                samples.push(line);
+            }
+        }
+    }
+    flush(&mut out, &mut samples);
+    out.join("\n") + "\n"
+}
