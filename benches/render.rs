@@ -7,16 +7,14 @@
 //! time (`CLOCK_THREAD_CPUTIME_ID`), over `ITERATIONS` calls after a warm-up.
 
 use std::hint::black_box;
-use std::sync::Arc;
 use std::time::Instant;
 
 use serde_json::json;
 
-use sealwatch::inventory::{Allowlist, Inventory, LabelPolicy};
-use sealwatch::metrics::Metrics;
-use sealwatch::podman::wire::{Event, ListContainer, ListPod};
-use sealwatch::state::{EngineCell, EngineSnapshot, EngineStats, EngineStatus, Engines};
-use sealwatch::web::gzip_bytes;
+use sealwatch::{
+    gzip_bytes, register_instruments, Allowlist, EngineStatus, Engines, Event, Inventory,
+    LabelPolicy, ListContainer, ListPod, Metrics, Publisher,
+};
 
 const ITERATIONS: usize = 30;
 /// The 4 allowlisted keys every synthetic container carries (plus 2 that are not allowlisted).
@@ -148,29 +146,29 @@ fn build(containers: usize, pods: usize) -> Inventory {
     inv
 }
 
-fn publish(inv: Inventory) -> Engines {
-    let cell = Arc::new(EngineCell::new(
-        "podman",
+fn status() -> EngineStatus {
+    EngineStatus {
+        connected: true,
+        synced: true,
+        reason: None,
+        version: Some("4.3.1".into()),
+        api_version: Some("4.3.1".into()),
+    }
+}
+
+/// One engine with `inv` published, as the watcher leaves it: the metrics to render and the
+/// engine's publisher.
+fn publish(inv: Inventory) -> (Metrics, Publisher) {
+    let (registry, instruments) = register_instruments(&["podman"]);
+    instruments[0].set_last_event_nanos(T0);
+    let (engines, mut publishers) = Engines::new(vec![(
+        "podman".into(),
         "unix:///run/podman/podman.sock".into(),
-        LabelPolicy::new(Allowlist::parse(ALLOWLIST), 500),
-    ));
-    cell.publish(EngineSnapshot {
-        name: Arc::from("podman"),
-        url: "unix:///run/podman/podman.sock".into(),
-        status: EngineStatus {
-            connected: true,
-            synced: true,
-            reason: None,
-            version: Some("4.3.1".into()),
-            api_version: Some("4.3.1".into()),
-        },
-        stats: EngineStats {
-            last_event_nanos: Some(T0),
-            ..EngineStats::default()
-        },
-        inventory: inv,
-    });
-    Engines::new(vec![cell])
+        inv.clone(),
+    )]);
+    let publisher = publishers.remove(0);
+    publisher.publish(&status(), &inv);
+    (Metrics::new(engines, registry), publisher)
 }
 
 /// CPU time of this thread, in seconds (`CLOCK_THREAD_CPUTIME_ID`, nanosecond resolution).
@@ -236,7 +234,7 @@ struct Row {
 }
 
 fn run_size(containers: usize, pods: usize) -> Row {
-    let metrics = Metrics::new(publish(build(containers, pods)));
+    let (metrics, _) = publish(build(containers, pods));
     let text = metrics.render(false).expect("render");
     let om = metrics.render(true).expect("render");
     assert!(om.ends_with("# EOF\n"));
@@ -276,7 +274,7 @@ fn main() {
             .ok()
             .and_then(|v| v.parse().ok())
             .unwrap_or(10_000);
-        let metrics = Metrics::new(publish(build(size, size / 10)));
+        let (metrics, _) = publish(build(size, size / 10));
         let c = thread_cpu();
         for _ in 0..n {
             black_box(metrics.render(false).expect("render"));
@@ -391,20 +389,13 @@ fn main() {
         "Inventory snapshot clone: {:.3} us CPU median (per clone, batches of 1,000)",
         clone.cpu_median / 1_000.0 * 1e6
     );
-    let engines = publish(inv.clone());
-    let cell = engines.cells()[0].clone();
+    let (_, publisher) = publish(inv.clone());
+    let status = status();
     let mut inv2 = inv.clone();
     let (w, c) = (Instant::now(), thread_cpu());
     for ev in &events[..20_000] {
         inv2.apply(ev);
-        let old = cell.load();
-        cell.publish(EngineSnapshot {
-            name: old.name.clone(),
-            url: old.url.clone(),
-            status: old.status.clone(),
-            stats: old.stats.clone(),
-            inventory: inv2.clone(),
-        });
+        publisher.publish(&status, &inv2);
     }
     let (wall, cpu) = (w.elapsed().as_secs_f64(), thread_cpu() - c);
     println!(

@@ -32,7 +32,7 @@ pub enum LogFormat {
 /// Every flag can also be set by an environment variable SEALWATCH_<FLAG> (upper case, `.` and `-`
 /// as `_`), for example SEALWATCH_PODMAN_URL.
 #[derive(Debug, Parser)]
-#[command(name = "sealwatch", version = VERSION_LINE, about, long_about = None)]
+#[command(name = "sealwatch", version = crate::build_info::VERSION_LINE, about, long_about = None)]
 pub struct Cli {
     /// A Podman API service to watch, `[NAME=]unix:///path` or `[NAME=]tcp://host:port`;
     /// repeat the flag (or separate with commas) to watch several. Default: $CONTAINER_HOST, else
@@ -114,15 +114,6 @@ pub enum Command {
     /// (for container HEALTHCHECKs, where there is no curl).
     Healthcheck,
 }
-
-const VERSION_LINE: &str = concat!(
-    env!("CARGO_PKG_VERSION"),
-    " (revision ",
-    env!("SEALWATCH_REVISION"),
-    ", rustc ",
-    env!("SEALWATCH_RUSTC"),
-    ")"
-);
 
 /// One engine to watch.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,13 +1,36 @@
 //! sealwatch: an event-driven Prometheus exporter and inventory sidecar for Podman.
 //!
-//! Data flows one way: `podman` (wire) -> `watcher` (sync, reconnect) -> `inventory` (pure state)
-//! -> `state` (published snapshots) -> `web` and `metrics` (readers that never call Podman).
+//! Data flows one way, and the modules follow it:
+//!
+//! ```text
+//! podman     the libpod REST API on the wire: connection, tolerant types, NDJSON framing
+//!   -> watcher    one task per engine: list + events sync, de-duplication, reconnect, backoff
+//!   -> inventory  pure state and its transitions: containers, pods, counters, label policy
+//!   -> snapshot   the hand-over: immutable snapshots and live instruments, one writer per engine
+//!   -> metrics    /metrics, rendered at scrape time from the snapshots
+//!   -> web        HTTP: routing, JSON API, pages, negotiation, serving
+//! ```
+//!
+//! Nothing flows back up: readers never call Podman, and a scrape never waits for an engine.
+//! `config` and `webconfig` turn the command line and the web config file into what `main`
+//! wires together. Everything is crate-private except what the binary, the tests and the
+//! benchmarks need, re-exported here.
 
+pub mod build_info;
 pub mod config;
-pub mod inventory;
-pub mod metrics;
-pub mod podman;
-pub mod state;
-pub mod watcher;
-pub mod web;
-pub mod webconfig;
+mod inventory;
+mod metrics;
+mod podman;
+mod snapshot;
+mod watcher;
+mod web;
+mod webconfig;
+
+pub use inventory::{Allowlist, Inventory, LabelPolicy};
+pub use metrics::{register_instruments, Metrics};
+pub use podman::wire::{Event, ListContainer, ListPod};
+pub use podman::Client;
+pub use snapshot::{EngineStatus, Engines, Publisher};
+pub use watcher::Watcher;
+pub use web::negotiate::gzip_bytes;
+pub use web::{router, serve};

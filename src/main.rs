@@ -2,18 +2,15 @@
 //! server, and run until SIGTERM or SIGINT. The only place that uses `anyhow`.
 
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
 use tokio_util::sync::CancellationToken;
 
+use sealwatch::build_info;
 use sealwatch::config::{Cli, Command, Config, Environment, LogFormat, LogLevel};
-use sealwatch::inventory::LabelPolicy;
-use sealwatch::podman::Client;
-use sealwatch::state::{EngineCell, Engines};
-use sealwatch::watcher::Watcher;
+use sealwatch::{Client, Engines, Inventory, LabelPolicy, Metrics, Watcher};
 
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
@@ -93,90 +90,63 @@ fn init_logging(level: LogLevel, format: LogFormat) {
 async fn run(config: Config) -> anyhow::Result<()> {
     let listener = bind(&config.listen_address).await?;
     let shutdown = CancellationToken::new();
-    let mut cells = Vec::new();
+    let names: Vec<&str> = config.engines.iter().map(|e| e.name.as_str()).collect();
+    let (registry, instruments) = sealwatch::register_instruments(&names);
+    let inventories: Vec<Inventory> = config
+        .engines
+        .iter()
+        .map(|_| {
+            Inventory::new(LabelPolicy::new(
+                config.allowlist.clone(),
+                config.max_label_values,
+            ))
+        })
+        .collect();
+    let (engines, publishers) = Engines::new(
+        config
+            .engines
+            .iter()
+            .zip(&inventories)
+            .map(|(e, inv)| (e.name.clone(), e.endpoint.to_string(), inv.clone()))
+            .collect(),
+    );
     let mut watchers = Vec::new();
-    for engine in &config.engines {
-        let policy = LabelPolicy::new(config.allowlist.clone(), config.max_label_values);
-        let cell = Arc::new(EngineCell::new(
-            &engine.name,
-            engine.endpoint.to_string(),
-            policy,
-        ));
-        let watcher = Watcher::new(cell.clone(), Client::new(engine.endpoint.clone()));
+    for (((engine, publisher), inventory), instruments) in config
+        .engines
+        .iter()
+        .zip(publishers)
+        .zip(inventories)
+        .zip(instruments)
+    {
+        let client = Client::new(engine.endpoint.clone());
+        let watcher = Watcher::new(publisher, client, inventory, instruments);
         watchers.push(tokio::spawn(watcher.run(shutdown.clone())));
-        cells.push(cell);
     }
-    let engines = Engines::new(cells);
-    let app = sealwatch::web::router(engines, &config.telemetry_path, config.web.auth.clone());
+    let metrics = Metrics::new(engines.clone(), registry);
+    let app = sealwatch::router(
+        engines,
+        metrics,
+        &config.telemetry_path,
+        config.web.auth.clone(),
+    );
     tracing::info!(
-        version = env!("CARGO_PKG_VERSION"),
+        version = build_info::VERSION,
         engines = %config.engines.iter().map(|e| format!("{}={}", e.name, e.endpoint)).collect::<Vec<_>>().join(","),
         "listening on http://{}",
         listener.local_addr().map(|a| a.to_string()).unwrap_or_default()
     );
     let stop = shutdown.clone();
-    let on_signal = async move {
+    tokio::spawn(async move {
         wait_for_signal().await;
         tracing::info!("shutting down");
         stop.cancel();
-    };
-    match config.web.tls.clone() {
-        None => axum::serve(listener, app)
-            .with_graceful_shutdown(on_signal)
-            .await
-            .context("HTTP server failed")?,
-        Some(tls) => {
-            tokio::spawn(on_signal);
-            serve_tls(listener, app, tls, shutdown.clone()).await;
-        }
-    }
+    });
+    sealwatch::serve(listener, app, config.web.tls.clone(), shutdown.clone()).await;
     shutdown.cancel();
     for w in watchers {
         let _ = tokio::time::timeout(Duration::from_secs(2), w).await;
     }
     Ok(())
-}
-
-/// HTTPS: accept, handshake, serve each connection with HTTP/1.1, until shutdown.
-async fn serve_tls(
-    listener: tokio::net::TcpListener,
-    app: axum::Router,
-    tls: Arc<rustls::ServerConfig>,
-    shutdown: CancellationToken,
-) {
-    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
-    loop {
-        let (tcp, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
-                Err(e) => {
-                    tracing::warn!("accept failed: {e}");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
-            _ = shutdown.cancelled() => return,
-        };
-        let acceptor = acceptor.clone();
-        let app = app.clone();
-        tokio::spawn(async move {
-            let stream =
-                match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
-                    Ok(Ok(s)) => s,
-                    Ok(Err(e)) => {
-                        tracing::debug!(%peer, "TLS handshake failed: {e}");
-                        return;
-                    }
-                    Err(_) => return,
-                };
-            let service = hyper_util::service::TowerToHyperService::new(app);
-            let conn = hyper::server::conn::http1::Builder::new()
-                .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
-            if let Err(e) = conn.await {
-                tracing::debug!(%peer, "connection ended: {e}");
-            }
-        });
-    }
 }
 
 async fn bind(addr: &str) -> anyhow::Result<tokio::net::TcpListener> {

@@ -2,15 +2,15 @@
 //!
 //! Owns `apply(event)` (state plus counters) and `resync(lists)` (state only). Pure: no I/O, no
 //! async, no clock; time comes from the events and lists. Never decides *when* to resync or
-//! whether an event is a replayed duplicate (that is the watcher's job, with `Dedup`).
+//! whether an event is a replayed duplicate (that is the watcher's job).
 //!
 //! Maps are persistent (`imbl`), so cloning an `Inventory` to publish a snapshot shares all
 //! structure and costs O(1), whatever the number of containers.
 
-pub mod counters;
-pub mod dedup;
-pub mod labels;
-pub mod model;
+mod counters;
+mod labels;
+mod model;
+mod pods;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -18,9 +18,10 @@ use std::sync::Arc;
 use crate::podman::wire::{Event, ListContainer, ListPod, RESERVED_ATTRIBUTES};
 pub use counters::Counters;
 use counters::{action_label, bump, type_label};
-pub use dedup::Dedup;
-pub use labels::{Allowlist, LabelPolicy, OTHER_VALUE};
-pub use model::{pod_state, short_id, Container, Labels, Pod};
+pub use labels::{Allowlist, LabelPolicy};
+use model::short_id;
+pub use model::{Container, Labels, Pod, PROJECT_LABELS};
+pub use pods::{PodIndex, PodMembers, PodState};
 
 #[derive(Debug, Clone)]
 pub struct Inventory {

@@ -1,7 +1,7 @@
 //! The records the inventory keeps: containers and pods as sealwatch knows them.
 //!
-//! Owns their fields and the derivations Podman itself makes from them (a pod's state from its
-//! containers' states). Never changes them: transitions live in `inventory::Inventory`.
+//! Owns their fields and what is read straight off them (short ID, compose project). Never
+//! changes them: transitions live in `inventory::Inventory`; pod state lives in `inventory::pods`.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -65,48 +65,4 @@ pub struct Pod {
     /// Pod labels: known from the list only (pod events carry none).
     pub labels: Labels,
     pub created_at: Option<i64>,
-}
-
-/// A pod's state from its containers' states (infra included), exactly as Podman derives it
-/// (`createPodStatusResults` in libpod/pod_status.go): Running, Degraded, Paused, Exited, Stopped,
-/// Error or Created.
-pub fn pod_state<'a>(states: impl IntoIterator<Item = &'a str>) -> &'static str {
-    let (mut total, mut running, mut paused, mut stopped, mut errored) = (0, 0, 0, 0, 0);
-    for s in states {
-        total += 1;
-        match s {
-            "exited" | "stopped" => stopped += 1,
-            "running" => running += 1,
-            "paused" => paused += 1,
-            "created" | "initialized" => {}
-            _ => errored += 1,
-        }
-    }
-    match () {
-        _ if total == 0 => "Created",
-        _ if running == total => "Running",
-        _ if running > 0 => "Degraded",
-        _ if paused == total => "Paused",
-        _ if stopped == total => "Exited",
-        _ if stopped > 0 => "Stopped",
-        _ if errored > 0 => "Error",
-        _ => "Created",
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn pod_state_follows_podman() {
-        assert_eq!(pod_state([]), "Created");
-        assert_eq!(pod_state(["running", "running"]), "Running");
-        assert_eq!(pod_state(["running", "exited"]), "Degraded");
-        assert_eq!(pod_state(["paused", "paused"]), "Paused");
-        assert_eq!(pod_state(["exited", "stopped"]), "Exited");
-        assert_eq!(pod_state(["exited", "created"]), "Stopped");
-        assert_eq!(pod_state(["removing", "created"]), "Error");
-        assert_eq!(pod_state(["created", "initialized"]), "Created");
-    }
 }

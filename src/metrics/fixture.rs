@@ -8,9 +8,9 @@ use serde_json::json;
 use crate::inventory::{Allowlist, Inventory, LabelPolicy};
 use crate::podman::wire::{decode_stream_line, Event, ListContainer, ListPod, StreamItem};
 
-const EVENTS: &str = include_str!("../tests/fixtures/events.ndjson");
-const CONTAINERS: &str = include_str!("../tests/fixtures/containers-json.json");
-const PODS: &str = include_str!("../tests/fixtures/pods-json.json");
+const EVENTS: &str = include_str!("../../tests/fixtures/events.ndjson");
+const CONTAINERS: &str = include_str!("../../tests/fixtures/containers-json.json");
+const PODS: &str = include_str!("../../tests/fixtures/pods-json.json");
 
 fn real_events() -> Vec<Event> {
     EVENTS

@@ -1,20 +1,26 @@
 //! The per-engine state machine: list + events sync, reconnect with backoff, replay with `since`,
 //! de-duplication, resync. The only place in sealwatch that retries.
 //!
-//! Owns the engine's `Inventory` (nothing else mutates it) and publishes a snapshot after each
-//! batch of events. Never serves readers directly and never makes an HTTP call per event.
+//! Owns the engine's `Inventory` (nothing else mutates it), the de-duplication of replayed
+//! events (`dedup`) and the retry schedule (`backoff`); publishes a snapshot after each batch of
+//! events through its `Publisher`. Never serves readers directly and never makes an HTTP call per
+//! event.
+
+mod backoff;
+mod dedup;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
-use crate::inventory::dedup::REPLAY_OVERLAP_NANOS;
-use crate::inventory::{Dedup, Inventory};
+use crate::inventory::Inventory;
 use crate::podman::ndjson::{LineSplitter, MAX_LINE};
 use crate::podman::wire::{decode_stream_line, StreamItem};
 use crate::podman::{Client, ClientError, EventStream};
-use crate::state::{EngineCell, EngineSnapshot, EngineStats, EngineStatus};
+use crate::snapshot::{EngineInstruments, EngineStatus, Publisher};
+pub use backoff::Backoff;
+use dedup::{Dedup, REPLAY_OVERLAP_NANOS};
 
 /// How long to wait for the event stream's response head before listing anyway (Podman 5.1 and
 /// 5.2 hold it until the first event).
@@ -35,51 +41,17 @@ pub enum SessionEnd {
     Shutdown,
 }
 
-/// Capped exponential backoff with jitter; reset after a healthy period.
-#[derive(Debug, Clone)]
-pub struct Backoff {
-    next: Duration,
-    initial: Duration,
-    max: Duration,
-}
-
-impl Backoff {
-    pub fn new(initial: Duration, max: Duration) -> Self {
-        Self {
-            next: initial,
-            initial,
-            max,
-        }
-    }
-
-    /// The next delay: the current step with ±20% jitter; the step then doubles up to the cap.
-    pub fn next_delay(&mut self) -> Duration {
-        let base = self.next;
-        self.next = (self.next * 2).min(self.max);
-        base.mul_f64(0.8 + fastrand::f64() * 0.4)
-    }
-
-    pub fn reset(&mut self) {
-        self.next = self.initial;
-    }
-}
-
-impl Default for Backoff {
-    fn default() -> Self {
-        Self::new(Duration::from_millis(500), Duration::from_secs(30))
-    }
-}
-
 /// A connection that stayed synced this long resets the backoff.
 const HEALTHY_PERIOD: Duration = Duration::from_secs(30);
 
+/// One engine's watcher: the only writer of its inventory.
 pub struct Watcher {
-    cell: Arc<EngineCell>,
+    publisher: Publisher,
     client: Client,
     inventory: Inventory,
     dedup: Dedup,
     status: EngineStatus,
-    stats: EngineStats,
+    instruments: EngineInstruments,
     /// Unix nanoseconds when watching began: the first stream replays from here, so nothing
     /// that happens after sealwatch started is missed, and nothing before it is counted.
     started_nanos: i64,
@@ -88,29 +60,31 @@ pub struct Watcher {
 }
 
 impl Watcher {
-    pub fn new(cell: Arc<EngineCell>, client: Client) -> Self {
-        let first = cell.load();
+    /// A watcher that starts from `inventory` (empty, with the engine's label policy) and
+    /// counts into `instruments`.
+    pub fn new(
+        publisher: Publisher,
+        client: Client,
+        inventory: Inventory,
+        instruments: EngineInstruments,
+    ) -> Self {
         Self {
-            inventory: first.inventory.clone(),
-            status: first.status.clone(),
-            stats: first.stats.clone(),
-            cell,
+            engine: publisher.name().clone(),
+            publisher,
             client,
+            inventory,
             dedup: Dedup::default(),
+            status: EngineStatus {
+                reason: Some("connecting".into()),
+                ..EngineStatus::default()
+            },
+            instruments,
             started_nanos: now_nanos(),
-            engine: first.name.clone(),
         }
     }
 
     fn publish(&self) {
-        let old = self.cell.load();
-        self.cell.publish(EngineSnapshot {
-            name: old.name.clone(),
-            url: old.url.clone(),
-            status: self.status.clone(),
-            stats: self.stats.clone(),
-            inventory: self.inventory.clone(),
-        });
+        self.publisher.publish(&self.status, &self.inventory);
     }
 
     /// Runs until `shutdown` is cancelled; never returns an error: every failure is reported,
@@ -122,7 +96,7 @@ impl Watcher {
         let mut last_reason = String::new();
         loop {
             if attempt > 0 {
-                self.stats.reconnects += 1;
+                self.instruments.reconnects.inc();
             }
             attempt += 1;
             let began = Instant::now();
@@ -187,7 +161,7 @@ impl Watcher {
             Err(e) => return e.into(),
         };
         self.inventory.resync(containers, pods);
-        self.stats.resyncs += 1;
+        self.instruments.resyncs.inc();
         self.status.connected = true;
         self.status.synced = true;
         self.status.reason = None;
@@ -217,7 +191,7 @@ impl Watcher {
             let pushed = splitter.push(&chunk, |line| self.handle_line(line));
             self.publish();
             if let Err(e) = pushed {
-                self.stats.decode_errors += 1;
+                self.instruments.decode_errors.inc();
                 return e.into();
             }
         }
@@ -243,13 +217,15 @@ impl Watcher {
             Ok(StreamItem::Event(ev)) => {
                 if self.dedup.first_time(&ev) {
                     self.inventory.apply(&ev);
-                    self.stats.last_event_nanos = self.dedup.newest();
+                    if let Some(newest) = self.dedup.newest() {
+                        self.instruments.set_last_event_nanos(newest);
+                    }
                 } else {
-                    self.stats.duplicates_dropped += 1;
+                    self.instruments.duplicates_dropped.inc();
                 }
             }
             Ok(StreamItem::Error(err)) => {
-                self.stats.stream_errors += 1;
+                self.instruments.stream_errors.inc();
                 let text = if err.message.is_empty() {
                     err.cause
                 } else {
@@ -258,7 +234,7 @@ impl Watcher {
                 tracing::warn!(engine = %self.engine, "Podman reported an error in the event stream: {text}");
             }
             Err(e) => {
-                self.stats.decode_errors += 1;
+                self.instruments.decode_errors.inc();
                 tracing::warn!(engine = %self.engine, "skipping an event line: {e}");
             }
         }
@@ -267,23 +243,4 @@ impl Watcher {
 
 fn now_nanos() -> i64 {
     chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_doubles_to_the_cap_with_jitter_and_resets() {
-        let mut b = Backoff::new(Duration::from_secs(1), Duration::from_secs(8));
-        let d: Vec<f64> = (0..6).map(|_| b.next_delay().as_secs_f64()).collect();
-        for (got, want) in d.iter().zip([1.0, 2.0, 4.0, 8.0, 8.0, 8.0]) {
-            assert!(
-                (want * 0.8..=want * 1.2).contains(got),
-                "{got} not near {want}"
-            );
-        }
-        b.reset();
-        assert!(b.next_delay() <= Duration::from_millis(1200));
-    }
 }

@@ -1,0 +1,215 @@
+//! The hand-over from each engine's watcher to every reader: published snapshots and live counters.
+//!
+//! Owns the one-way hand-over: the watcher holds its engine's `Publisher` and is the only writer;
+//! readers (HTTP handlers, `/metrics`) hold `Engines` and load an immutable `Snapshot` that never
+//! changes after it is published. An engine's name and URL never change, so they live beside the
+//! swapped snapshot and publishing never reads the old one back. Never talks to Podman.
+
+use std::ops::Deref;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use std::sync::atomic::{AtomicI64, Ordering};
+
+use prometheus_client::metrics::counter::Counter;
+
+use crate::inventory::Inventory;
+
+/// How an engine's connection stands, as shown by `/-/ready`, `/` and `podman_up`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct EngineStatus {
+    /// Podman answered `version` and both lists in the current session and the event stream was
+    /// requested; its response head may still be on its way (Podman 5.1 and 5.2 hold it until the
+    /// first event). False from the moment a session ends.
+    pub connected: bool,
+    /// The inventory has been rebuilt from the lists during the current session.
+    pub synced: bool,
+    /// Why the engine is not ready, for humans.
+    pub reason: Option<String>,
+    /// Podman's version, once it has answered.
+    pub version: Option<String>,
+    /// The libpod API version Podman reported.
+    pub api_version: Option<String>,
+}
+
+/// What one engine looked like at one moment: immutable once published.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    pub status: EngineStatus,
+    pub inventory: Inventory,
+}
+
+impl Snapshot {
+    /// Ready means connected and synced: what `/-/ready` and `podman_up` report.
+    pub fn ready(&self) -> bool {
+        self.status.connected && self.status.synced
+    }
+}
+
+/// One engine as readers see it: its fixed identity and the snapshot that is current.
+#[derive(Debug)]
+struct Engine {
+    name: Arc<str>,
+    url: Arc<str>,
+    current: ArcSwap<Snapshot>,
+}
+
+/// The exporter's own counters for one engine (`sealwatch_*`), live: the watcher updates them as
+/// things happen and `/metrics` reads them through the registry they are registered in.
+#[derive(Debug, Clone)]
+pub struct EngineInstruments {
+    /// Sessions that ended and were retried.
+    pub reconnects: Counter,
+    /// Inventories rebuilt from Podman's lists.
+    pub resyncs: Counter,
+    /// Event lines that could not be decoded (skipped).
+    pub decode_errors: Counter,
+    /// Error objects Podman sent inside the event stream.
+    pub stream_errors: Counter,
+    /// Replayed events dropped as already counted.
+    pub duplicates_dropped: Counter,
+    /// Podman's time of the newest event applied, unix nanoseconds; `i64::MIN` until the first
+    /// event, when the series is absent.
+    last_event_nanos: Arc<AtomicI64>,
+}
+
+impl Default for EngineInstruments {
+    fn default() -> Self {
+        Self {
+            reconnects: Counter::default(),
+            resyncs: Counter::default(),
+            decode_errors: Counter::default(),
+            stream_errors: Counter::default(),
+            duplicates_dropped: Counter::default(),
+            last_event_nanos: Arc::new(AtomicI64::new(i64::MIN)),
+        }
+    }
+}
+
+impl EngineInstruments {
+    pub fn set_last_event_nanos(&self, nanos: i64) {
+        self.last_event_nanos.store(nanos, Ordering::Relaxed);
+    }
+
+    /// Podman's time of the newest event applied, once there was one.
+    pub fn last_event_nanos(&self) -> Option<i64> {
+        Some(self.last_event_nanos.load(Ordering::Relaxed)).filter(|n| *n != i64::MIN)
+    }
+}
+
+/// The writing half of one engine's hand-over; only its watcher holds it.
+#[derive(Debug)]
+pub struct Publisher {
+    engine: Arc<Engine>,
+}
+
+impl Publisher {
+    /// The engine's name, for logs.
+    pub fn name(&self) -> &Arc<str> {
+        &self.engine.name
+    }
+
+    /// Replaces the engine's snapshot. The inventory clone shares all structure (O(1)).
+    pub fn publish(&self, status: &EngineStatus, inventory: &Inventory) {
+        self.engine.current.store(Arc::new(Snapshot {
+            status: status.clone(),
+            inventory: inventory.clone(),
+        }));
+    }
+}
+
+/// Every engine, in the order they were configured: the readers' half of the hand-over.
+#[derive(Debug, Clone, Default)]
+pub struct Engines {
+    engines: Arc<[Arc<Engine>]>,
+}
+
+impl Engines {
+    /// Creates one engine per `(name, url, first snapshot)` and returns the readers' view with a
+    /// publisher for each engine, in the same order.
+    pub fn new(engines: Vec<(String, String, Inventory)>) -> (Self, Vec<Publisher>) {
+        let engines: Vec<Arc<Engine>> = engines
+            .into_iter()
+            .map(|(name, url, inventory)| {
+                Arc::new(Engine {
+                    name: Arc::from(name),
+                    url: Arc::from(url),
+                    current: ArcSwap::from_pointee(Snapshot {
+                        status: EngineStatus {
+                            reason: Some("connecting".into()),
+                            ..EngineStatus::default()
+                        },
+                        inventory,
+                    }),
+                })
+            })
+            .collect();
+        let publishers = engines
+            .iter()
+            .map(|engine| Publisher {
+                engine: engine.clone(),
+            })
+            .collect();
+        (
+            Self {
+                engines: engines.into(),
+            },
+            publishers,
+        )
+    }
+
+    /// The current snapshot of each engine, taken once per request so that a request sees one
+    /// consistent view of each engine.
+    pub fn views(&self) -> Vec<EngineView> {
+        self.engines
+            .iter()
+            .map(|e| EngineView {
+                name: e.name.clone(),
+                url: e.url.clone(),
+                snapshot: e.current.load_full(),
+            })
+            .collect()
+    }
+}
+
+/// One engine's identity with the snapshot a request reads; derefs to the snapshot.
+#[derive(Debug, Clone)]
+pub struct EngineView {
+    pub name: Arc<str>,
+    pub url: Arc<str>,
+    snapshot: Arc<Snapshot>,
+}
+
+impl Deref for EngineView {
+    type Target = Snapshot;
+
+    fn deref(&self) -> &Snapshot {
+        &self.snapshot
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::inventory::{Allowlist, LabelPolicy};
+
+    /// A reader's view taken before a publish keeps the old snapshot; a new view sees the new one.
+    #[test]
+    fn views_are_immutable_and_publishing_replaces_them() {
+        let inv = Inventory::new(LabelPolicy::new(Allowlist::default(), 10));
+        let (engines, publishers) =
+            Engines::new(vec![("a".into(), "unix:///a".into(), inv.clone())]);
+        let before = engines.views();
+        assert!(!before[0].ready());
+        let status = EngineStatus {
+            connected: true,
+            synced: true,
+            ..EngineStatus::default()
+        };
+        publishers[0].publish(&status, &inv);
+        assert!(!before[0].ready(), "an old view never changes");
+        let after = engines.views();
+        assert!(after[0].ready());
+        assert_eq!((&*after[0].name, &*after[0].url), ("a", "unix:///a"));
+    }
+}

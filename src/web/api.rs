@@ -1,0 +1,219 @@
+//! The JSON API: `/containers`, `/containers/{reference}`, `/pods`, `/pods/{reference}`.
+//!
+//! Owns query filters (validated, 400 with the name of the bad parameter), lookup by ID, name or
+//! unique ID prefix, and ordering. Reads one set of snapshots per request; never calls Podman.
+
+use std::collections::BTreeMap;
+
+use axum::extract::{Path, RawQuery, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+
+use super::json::{ContainerJson, PodJson};
+use super::{error, AppState};
+use crate::inventory::PodIndex;
+use crate::snapshot::EngineView;
+
+/// The filters of `/containers` and `/pods`.
+#[derive(Debug, Default)]
+struct Filters {
+    all: bool,
+    pod: Option<String>,
+    labels: Vec<(String, Option<String>)>,
+    state: Option<String>,
+    engine: Option<String>,
+}
+
+fn parse_filters(query: Option<&str>, allowed: &[&str]) -> Result<Filters, String> {
+    let mut f = Filters::default();
+    for (k, v) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
+        if !allowed.contains(&k.as_ref()) {
+            return Err(format!(
+                "unknown query parameter {k:?}; allowed: {}",
+                allowed.join(", ")
+            ));
+        }
+        let v = v.into_owned();
+        match k.as_ref() {
+            "all" => {
+                f.all = match v.as_str() {
+                    "true" | "1" | "" => true,
+                    "false" | "0" => false,
+                    _ => return Err(format!("all={v:?}: use true or false")),
+                }
+            }
+            "pod" => f.pod = Some(v).filter(|s| !s.is_empty()),
+            "state" => {
+                if v.is_empty() {
+                    return Err("state= needs a value, e.g. state=running".into());
+                }
+                f.state = Some(v.to_lowercase());
+            }
+            "engine" => f.engine = Some(v),
+            "label" => {
+                let (key, value) = match v.split_once('=') {
+                    Some((k, v)) => (k.to_owned(), Some(v.to_owned())),
+                    None => (v, None),
+                };
+                if key.is_empty() {
+                    return Err("label= needs a key: label=key or label=key=value".into());
+                }
+                f.labels.push((key, value));
+            }
+            _ => {}
+        }
+    }
+    Ok(f)
+}
+
+fn labels_match(labels: &BTreeMap<String, String>, wanted: &[(String, Option<String>)]) -> bool {
+    wanted.iter().all(|(k, v)| match (labels.get(k), v) {
+        (Some(_), None) => true,
+        (Some(have), Some(want)) => have == want,
+        (None, _) => false,
+    })
+}
+
+fn engine_matches(view: &EngineView, f: &Filters) -> bool {
+    f.engine.as_deref().is_none_or(|e| *view.name == *e)
+}
+
+pub async fn list_containers(State(app): State<AppState>, RawQuery(q): RawQuery) -> Response {
+    let f = match parse_filters(q.as_deref(), &["all", "pod", "label", "state", "engine"]) {
+        Ok(f) => f,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e),
+    };
+    let views = app.engines.views();
+    let mut out: Vec<ContainerJson> = Vec::new();
+    for view in views.iter().filter(|v| engine_matches(v, &f)) {
+        for c in view.inventory.containers() {
+            let state_ok = match &f.state {
+                Some(s) => c.state == *s,
+                // Like `podman ps`, plus paused: what is "up".
+                None => f.all || matches!(c.state.as_str(), "running" | "paused"),
+            };
+            let pod_ok = f.pod.as_deref().is_none_or(|want| {
+                c.pod_id
+                    .as_deref()
+                    .is_some_and(|id| id.starts_with(want) || view.inventory.pod_name(id) == want)
+            });
+            if state_ok && pod_ok && labels_match(&c.labels, &f.labels) {
+                out.push(ContainerJson::new(view, c));
+            }
+        }
+    }
+    out.sort_by(|a, b| (a.engine, a.name, a.id).cmp(&(b.engine, b.name, b.id)));
+    Json(out).into_response()
+}
+
+/// Finds one object by full ID, name, or unique ID prefix across engines.
+fn find_one<'a, T>(
+    candidates: impl Iterator<Item = (&'a EngineView, &'a T, &'a str, &'a str)>,
+    reference: &str,
+    what: &str,
+) -> Result<(&'a EngineView, &'a T), (StatusCode, String)> {
+    let mut exact = None;
+    let mut prefixed = Vec::new();
+    for (view, obj, id, name) in candidates {
+        if id == reference || name == reference {
+            exact = Some((view, obj));
+            break;
+        }
+        if id.starts_with(reference) {
+            prefixed.push((view, obj));
+        }
+    }
+    if let Some(found) = exact {
+        return Ok(found);
+    }
+    match prefixed.len() {
+        1 => Ok(prefixed[0]),
+        0 => Err((
+            StatusCode::NOT_FOUND,
+            format!("no {what} with ID or name {reference:?}"),
+        )),
+        n => Err((
+            StatusCode::NOT_FOUND,
+            format!("{reference:?} is ambiguous: it prefixes {n} {what} IDs; give more of the ID"),
+        )),
+    }
+}
+
+pub async fn one_container(State(app): State<AppState>, Path(reference): Path<String>) -> Response {
+    let views = app.engines.views();
+    let all = views.iter().flat_map(|v| {
+        v.inventory
+            .containers()
+            .map(move |c| (v, &**c, c.id.as_str(), c.name.as_str()))
+    });
+    match find_one(all, &reference, "container") {
+        Ok((view, c)) => Json(ContainerJson::new(view, c)).into_response(),
+        Err((status, msg)) => error(status, msg),
+    }
+}
+
+pub async fn list_pods(State(app): State<AppState>, RawQuery(q): RawQuery) -> Response {
+    let f = match parse_filters(q.as_deref(), &["label", "state", "engine"]) {
+        Ok(f) => f,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e),
+    };
+    let views = app.engines.views();
+    let mut out: Vec<PodJson> = views
+        .iter()
+        .filter(|v| engine_matches(v, &f))
+        .flat_map(|v| {
+            let index = PodIndex::new(&v.inventory);
+            v.inventory
+                .pods()
+                .map(|p| PodJson::new(v, p, index.get(&p.id)))
+                .collect::<Vec<_>>()
+        })
+        .filter(|p| f.state.as_deref().is_none_or(|s| p.state == s))
+        .filter(|p| labels_match(p.labels, &f.labels))
+        .collect();
+    out.sort_by(|a, b| (a.engine, a.name).cmp(&(b.engine, b.name)));
+    Json(out).into_response()
+}
+
+pub async fn one_pod(State(app): State<AppState>, Path(reference): Path<String>) -> Response {
+    let views = app.engines.views();
+    let all = views.iter().flat_map(|v| {
+        v.inventory
+            .pods()
+            .map(move |p| (v, &**p, p.id.as_str(), p.name.as_str()))
+    });
+    match find_one(all, &reference, "pod") {
+        Ok((view, p)) => {
+            let index = PodIndex::new(&view.inventory);
+            Json(PodJson::new(view, p, index.get(&p.id))).into_response()
+        }
+        Err((status, msg)) => error(status, msg),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Filters parse, lower-case the state, and reject unknown parameters and bad values.
+    #[test]
+    fn filters_parse_and_reject_unknown_parameters() {
+        let f = parse_filters(
+            Some("all=true&label=app&label=tier%3Dweb&state=Running"),
+            &["all", "label", "state"],
+        )
+        .unwrap();
+        assert!(f.all);
+        assert_eq!(
+            f.labels,
+            vec![("app".into(), None), ("tier".into(), Some("web".into()))]
+        );
+        assert_eq!(f.state.as_deref(), Some("running"));
+        assert!(parse_filters(Some("colour=red"), &["all"])
+            .unwrap_err()
+            .contains("colour"));
+        assert!(parse_filters(Some("all=maybe"), &["all"]).is_err());
+        assert!(parse_filters(Some("label="), &["label"]).is_err());
+    }
+}
