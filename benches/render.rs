@@ -6,6 +6,9 @@
 //! the counters. Times are per call: the median and p90 of wall time and of this thread's CPU
 //! time (`CLOCK_THREAD_CPUTIME_ID`), over `ITERATIONS` calls after a warm-up.
 
+// A benchmark stops on the first broken fixture; a panic says which.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
 use std::hint::black_box;
 use std::time::Instant;
 

@@ -94,4 +94,6 @@ fn sorted<K: Ord, V>(map: FxMap<K, V>) -> Vec<(K, V)> {
 #[cfg(test)]
 mod fixture;
 #[cfg(test)]
+mod reference;
+#[cfg(test)]
 mod tests;

@@ -99,6 +99,14 @@ pub enum ClientError {
         #[source]
         source: hyper::Error,
     },
+    /// The request could not even be built (a path sealwatch made is not a valid URI); nothing
+    /// was sent.
+    #[error("cannot build the request for {path}: {source}")]
+    Request {
+        path: String,
+        #[source]
+        source: hyper::http::Error,
+    },
     #[error("{path} answered {status}: {cause}")]
     Status {
         path: String,
@@ -183,15 +191,11 @@ impl Client {
         };
         let req = Request::get(path_and_query)
             .header(hyper::header::HOST, host)
-            .header(
-                hyper::header::USER_AGENT,
-                concat!("sealwatch/", env!("CARGO_PKG_VERSION")),
-            )
+            .header(hyper::header::USER_AGENT, crate::build_info::USER_AGENT)
             .body(Empty::<Bytes>::new())
-            .map_err(|e| ClientError::Status {
+            .map_err(|source| ClientError::Request {
                 path: path_and_query.to_owned(),
-                status: StatusCode::BAD_REQUEST,
-                cause: e.to_string(),
+                source,
             })?;
         sender
             .send_request(req)

@@ -1,0 +1,377 @@
+//! The reference for the exposition test: every inventory family computed the plain way from
+//! the snapshots and encoded by prometheus-client, sharing no code with the families it checks.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::MetricType;
+
+use crate::inventory::{Inventory, PodState};
+use crate::snapshot::EngineView;
+
+/// Every inventory family, computed the plain way (ordered maps, one pass per family) and
+/// encoded by prometheus-client.
+pub struct Naive(pub Vec<EngineView>);
+
+impl std::fmt::Debug for Naive {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Naive")
+    }
+}
+
+type Series = BTreeMap<Vec<(String, String)>, f64>;
+
+fn labels(pairs: &[(&str, Option<&str>)]) -> Vec<(String, String)> {
+    pairs
+        .iter()
+        .filter_map(|(k, v)| Some((k.to_string(), (*v)?.to_string())))
+        .collect()
+}
+
+fn emit(
+    enc: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    kind: MetricType,
+    series: Series,
+) -> std::fmt::Result {
+    if series.is_empty() {
+        return Ok(());
+    }
+    let mut family = enc.encode_descriptor(name, help, None, kind)?;
+    for (l, v) in series {
+        let m = family.encode_family(&l)?;
+        match kind {
+            MetricType::Counter => ConstCounter::new(v as u64).encode(m)?,
+            _ if v.fract() == 0.0 && v.abs() < 1e15 => ConstGauge::new(v as i64).encode(m)?,
+            _ => ConstGauge::new(v).encode(m)?,
+        }
+    }
+    Ok(())
+}
+
+/// The kube-state-metrics rule, written independently of `containers::sanitize_label_key`.
+fn label_name(key: &str) -> String {
+    let tail: String = key
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect();
+    format!("label_{tail}")
+}
+
+fn pod_name(inv: &Inventory, id: &str) -> String {
+    inv.pods()
+        .find(|p| p.id == id)
+        .map(|p| p.name.clone())
+        .unwrap_or_else(|| inv.pod_name(id).to_owned())
+}
+
+impl Collector for Naive {
+    fn encode(&self, mut enc: DescriptorEncoder) -> std::fmt::Result {
+        let (gauge, counter) = (MetricType::Gauge, MetricType::Counter);
+        let mut up = Series::new();
+        let mut info = Series::new();
+        let mut pod_info = Series::new();
+        let mut events = Series::new();
+        let mut pod_events = Series::new();
+        let mut label_events = Series::new();
+        let mut exits = Series::new();
+        let mut by_state = Series::new();
+        let mut by_pod = Series::new();
+        let mut by_label = Series::new();
+        let mut pods = Series::new();
+        let (
+            mut c_info,
+            mut c_state,
+            mut c_labels,
+            mut c_started,
+            mut c_exit,
+            mut c_health,
+            mut c_restarts,
+        ) = (
+            Series::new(),
+            Series::new(),
+            Series::new(),
+            Series::new(),
+            Series::new(),
+            Series::new(),
+            Series::new(),
+        );
+        for v in &self.0 {
+            let (e, inv) = (Some(&*v.name), &v.inventory);
+            up.insert(labels(&[("engine", e)]), if v.ready() { 1.0 } else { 0.0 });
+            if let Some(version) = v.status.version.as_deref() {
+                let api = Some(v.status.api_version.as_deref().unwrap_or(""));
+                info.insert(
+                    labels(&[
+                        ("engine", e),
+                        ("version", Some(version)),
+                        ("api_version", api),
+                    ]),
+                    1.0,
+                );
+            }
+            for p in inv.pods() {
+                let l = [
+                    ("engine", e),
+                    ("pod", Some(&*p.name)),
+                    ("pod_id", Some(&*p.id)),
+                    ("infra_id", Some(p.infra_id.as_deref().unwrap_or(""))),
+                ];
+                pod_info.insert(labels(&l), 1.0);
+                let states: Vec<&str> = inv
+                    .containers()
+                    .filter(|c| c.pod_id.as_deref() == Some(&p.id))
+                    .map(|c| c.state.as_str())
+                    .collect();
+                *pods
+                    .entry(labels(&[
+                        ("engine", e),
+                        ("state", Some(PodState::derive(states).as_str())),
+                    ]))
+                    .or_default() += 1.0;
+            }
+            let c = inv.counters();
+            for ((t, a), n) in c.events.iter() {
+                *events
+                    .entry(labels(&[
+                        ("engine", e),
+                        ("type", Some(t)),
+                        ("action", Some(a)),
+                    ]))
+                    .or_default() += *n as f64;
+            }
+            for ((pod, a), n) in c.pod_container_events.iter() {
+                let name = inv.pod_name(pod);
+                *pod_events
+                    .entry(labels(&[
+                        ("engine", e),
+                        ("pod", Some(name)),
+                        ("action", Some(a)),
+                    ]))
+                    .or_default() += *n as f64;
+            }
+            for ((k, val, a), n) in c.label_container_events.iter() {
+                *label_events
+                    .entry(labels(&[
+                        ("engine", e),
+                        ("label", Some(k)),
+                        ("value", Some(val)),
+                        ("action", Some(a)),
+                    ]))
+                    .or_default() += *n as f64;
+            }
+            for ((pod, code), n) in c.container_exits.iter() {
+                let pod = pod.as_deref().map(|p| inv.pod_name(p));
+                *exits
+                    .entry(labels(&[
+                        ("engine", e),
+                        ("pod", pod),
+                        ("exit_code", Some(code)),
+                    ]))
+                    .or_default() += *n as f64;
+            }
+            for ct in inv.containers() {
+                let pod = ct.pod_id.as_deref().map(|p| pod_name(inv, p));
+                let id = &ct.id[..12.min(ct.id.len())];
+                let head = [
+                    ("engine", e),
+                    ("id", Some(id)),
+                    ("name", Some(&*ct.name)),
+                    ("pod", pod.as_deref()),
+                ];
+                let with = |extra: &[(&str, Option<&str>)]| {
+                    let mut l = labels(&head);
+                    l.extend(labels(extra));
+                    l
+                };
+                let project = ct
+                    .labels
+                    .get("io.podman.compose.project")
+                    .or(ct.labels.get("com.docker.compose.project"));
+                c_info.insert(
+                    with(&[
+                        ("image", Some(&ct.image)),
+                        ("project", project.map(String::as_str)),
+                    ]),
+                    1.0,
+                );
+                c_state.insert(with(&[("state", Some(&ct.state))]), 1.0);
+                let mut l = labels(&head[..3]);
+                let mut seen = BTreeSet::new();
+                let allow = inv.label_policy().allowlist();
+                for (k, val) in ct.labels.iter().filter(|(k, _)| allow.allows(k)) {
+                    if seen.insert(label_name(k)) {
+                        l.push((label_name(k), val.clone()));
+                    }
+                    if !ct.infra {
+                        let folded = inv.label_policy().folded(k, val).unwrap_or_default();
+                        *by_label
+                            .entry(labels(&[
+                                ("engine", e),
+                                ("label", Some(k)),
+                                ("value", Some(folded)),
+                                ("state", Some(&ct.state)),
+                            ]))
+                            .or_default() += 1.0;
+                    }
+                }
+                c_labels.insert(l, 1.0);
+                if let Some(t) = ct.started_at {
+                    c_started.insert(labels(&head), t as f64 / 1e9);
+                }
+                if let Some(code) = ct.exit_code {
+                    c_exit.insert(labels(&head), code as f64);
+                }
+                if let Some(h) = ct.health.as_deref() {
+                    c_health.insert(with(&[("status", Some(h))]), 1.0);
+                }
+                c_restarts.insert(labels(&head), ct.restarts as f64);
+                if !ct.infra {
+                    *by_state
+                        .entry(labels(&[("engine", e), ("state", Some(&ct.state))]))
+                        .or_default() += 1.0;
+                    if let Some(p) = pod.as_deref() {
+                        *by_pod
+                            .entry(labels(&[
+                                ("engine", e),
+                                ("pod", Some(p)),
+                                ("state", Some(&ct.state)),
+                            ]))
+                            .or_default() += 1.0;
+                    }
+                }
+            }
+        }
+        let e = &mut enc;
+        emit(
+            e,
+            "podman_up",
+            "1 while the engine's event stream is open and its inventory is synced, else 0.",
+            gauge,
+            up,
+        )?;
+        emit(
+            e,
+            "podman_engine_info",
+            "Podman engine version; 1 once the engine has answered.",
+            gauge,
+            info,
+        )?;
+        emit(
+            e,
+            "podman_pod_info",
+            "Pod metadata; always 1.",
+            gauge,
+            pod_info,
+        )?;
+        emit(
+            e,
+            "podman_events",
+            "Events received, by Podman's Type and Action (unknown ones as other).",
+            counter,
+            events,
+        )?;
+        emit(
+            e,
+            "podman_pod_container_events",
+            "Container events per pod and action.",
+            counter,
+            pod_events,
+        )?;
+        emit(
+            e,
+            "podman_label_container_events",
+            "Container events per allowlisted label key and value, and action.",
+            counter,
+            label_events,
+        )?;
+        emit(
+            e,
+            "podman_container_exits",
+            "Container deaths (died events) by exit code.",
+            counter,
+            exits,
+        )?;
+        emit(
+            e,
+            "podman_containers",
+            "Containers in each state (infra containers excluded).",
+            gauge,
+            by_state,
+        )?;
+        emit(
+            e,
+            "podman_pod_containers",
+            "Containers of each pod in each state (infra containers excluded).",
+            gauge,
+            by_pod,
+        )?;
+        emit(
+            e,
+            "podman_label_containers",
+            "Containers per allowlisted label key and value, in each state.",
+            gauge,
+            by_label,
+        )?;
+        emit(
+            e,
+            "podman_pods",
+            "Pods in each state (lower case).",
+            gauge,
+            pods,
+        )?;
+        emit(
+            e,
+            "podman_container_info",
+            "Container metadata; always 1.",
+            gauge,
+            c_info,
+        )?;
+        emit(
+            e,
+            "podman_container_state",
+            "1 for the container's current state.",
+            gauge,
+            c_state,
+        )?;
+        emit(
+            e,
+            "podman_container_labels",
+            "Allowlisted container labels as label_<key> labels; always 1.",
+            gauge,
+            c_labels,
+        )?;
+        emit(
+            e,
+            "podman_container_started_time_seconds",
+            "Unix time of the container's last start.",
+            gauge,
+            c_started,
+        )?;
+        emit(
+            e,
+            "podman_container_exit_code",
+            "Exit code of the container's last run, while it is exited.",
+            gauge,
+            c_exit,
+        )?;
+        emit(
+            e,
+            "podman_container_health",
+            "1 for the container's current health status (containers with a healthcheck only).",
+            gauge,
+            c_health,
+        )?;
+        emit(
+            e,
+            "podman_container_restarts",
+            "Starts seen after a death of the same container.",
+            counter,
+            c_restarts,
+        )
+    }
+}
