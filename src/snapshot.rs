@@ -66,8 +66,11 @@ pub struct EngineInstruments {
     pub decode_errors: Counter,
     /// Error objects Podman sent inside the event stream.
     pub stream_errors: Counter,
-    /// Replayed events dropped as already counted.
+    /// Replayed or re-delivered events dropped as already counted.
     pub duplicates_dropped: Counter,
+    /// Podman rotated its file event log (`Type: system`, `Action: log-rotation`): Podman may
+    /// have lost events then, which no counter can show.
+    pub log_rotations: Counter,
     /// Podman's time of the newest event applied, unix nanoseconds; `i64::MIN` until the first
     /// event, when the series is absent.
     last_event_nanos: Arc<AtomicI64>,
@@ -81,6 +84,7 @@ impl Default for EngineInstruments {
             decode_errors: Counter::default(),
             stream_errors: Counter::default(),
             duplicates_dropped: Counter::default(),
+            log_rotations: Counter::default(),
             last_event_nanos: Arc::new(AtomicI64::new(i64::MIN)),
         }
     }

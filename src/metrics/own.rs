@@ -77,7 +77,12 @@ pub fn register_instruments(engines: &[&str]) -> (Registry, Vec<EngineInstrument
     let duplicates = counter(
         &mut registry,
         "sealwatch_replayed_duplicate_events",
-        "Events replayed after a reconnect and dropped as already counted",
+        "Events Podman delivered again (replayed after a reconnect, or re-sent after rotating its event log) and dropped as already counted",
+    );
+    let rotations = counter(
+        &mut registry,
+        "sealwatch_event_log_rotations",
+        "Rotations of Podman's event log seen; Podman may lose events while it rotates",
     );
 
     let mut instruments = Vec::with_capacity(engines.len());
@@ -94,6 +99,8 @@ pub fn register_instruments(engines: &[&str]) -> (Registry, Vec<EngineInstrument
         engine.decode_errors = child(&decode_errors);
         engine.stream_errors = child(&stream_errors);
         engine.duplicates_dropped = child(&duplicates);
+        engine.log_rotations = child(&rotations);
+        engine.log_rotations = child(&rotations);
         last_events.push((Arc::<str>::from(*name), engine.clone()));
         instruments.push(engine);
     }

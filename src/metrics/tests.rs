@@ -65,6 +65,11 @@ fn render_equals_the_recorded_golden_text() {
     ] {
         let got = fixture::normalize(&metrics.render(openmetrics).unwrap());
         let path = format!("{}/src/testdata/{file}", env!("CARGO_MANIFEST_DIR"));
+        // An intended change of the output is recorded with SEALWATCH_WRITE_GOLDEN=1, and the
+        // diff of the golden files then shows it in review.
+        if std::env::var_os("SEALWATCH_WRITE_GOLDEN").is_some() {
+            std::fs::write(&path, &got).unwrap();
+        }
         let want = std::fs::read_to_string(&path).unwrap();
         assert!(
             got == want,

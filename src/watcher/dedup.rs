@@ -1,7 +1,10 @@
-//! Recognising events that a `since` replay delivers a second time.
+//! Recognising events that Podman delivers a second time: replayed by a `since` after a
+//! reconnect, or re-sent on a live stream after Podman rotated its file event log.
 //!
-//! Owns the set of recently applied event keys `(timeNano, Actor.ID, Action)` and its pruning.
-//! Never decides what an event does; it only answers "seen before?".
+//! Owns the set of recently applied event keys `(timeNano, Actor.ID, Action)`, bounded by time and
+//! by count, and the `since` of the next stream. Never decides what an event does; it only answers
+//! "seen before?". When it cannot tell (an event older than what it still remembers), it answers
+//! "seen": a counter may miss an event Podman wrote very late, but never counts one twice.
 
 use std::collections::BTreeSet;
 use std::hash::BuildHasher;
@@ -12,33 +15,46 @@ use crate::podman::wire::Event;
 /// out of time order.
 pub const REPLAY_OVERLAP_NANOS: i64 = 5_000_000_000;
 
-/// How far back keys are kept: at least the replay overlap, or replayed events would count twice.
-pub const DEFAULT_WINDOW_NANOS: i64 = 2 * REPLAY_OVERLAP_NANOS;
+/// How far back keys are kept. Podman 5.4 re-sends events up to ~20 s older than the newest one
+/// already delivered after rotating its log; a minute covers that with room to spare.
+pub const DEFAULT_WINDOW_NANOS: i64 = 60_000_000_000;
 
-/// Keys are `(timeNano, hash of (Actor.ID, Action))`: 16 bytes instead of two strings, so a
-/// busy engine's window stays small. Two different events would have to share the nanosecond
-/// and a 64-bit hash to be confused.
+/// At most this many keys are kept (16 bytes each, about 2 MB in the tree), whatever the rate: a
+/// burst of a million events within one second of Podman time must not hold a million keys.
+pub const DEFAULT_MAX_KEYS: usize = 100_000;
+
+/// Keys are `(timeNano, hash of (Actor.ID, Action))`: 16 bytes instead of two strings. Two
+/// different events would have to share the nanosecond and a 64-bit hash to be confused.
 #[derive(Debug, Clone)]
 pub struct Dedup {
     keys: BTreeSet<(i64, u64)>,
     hasher: std::collections::hash_map::RandomState,
+    /// Podman's time of the newest event seen, but never later than this machine's clock was
+    /// then: an event stamped years ahead must not make every later event look too old, nor the
+    /// next `since` ask for the future (Podman then sends nothing until that time). `i64::MIN`
+    /// before the first.
     newest: i64,
+    /// Events older than this are no longer remembered and are answered "seen".
+    horizon: i64,
     window: i64,
+    max_keys: usize,
 }
 
 impl Default for Dedup {
     fn default() -> Self {
-        Self::new(DEFAULT_WINDOW_NANOS)
+        Self::new(DEFAULT_WINDOW_NANOS, DEFAULT_MAX_KEYS)
     }
 }
 
 impl Dedup {
-    pub fn new(window_nanos: i64) -> Self {
+    pub fn new(window_nanos: i64, max_keys: usize) -> Self {
         Self {
             keys: BTreeSet::new(),
             hasher: std::collections::hash_map::RandomState::new(),
             newest: i64::MIN,
+            horizon: i64::MIN,
             window: window_nanos,
+            max_keys: max_keys.max(1),
         }
     }
 
@@ -47,26 +63,45 @@ impl Dedup {
         (self.newest != i64::MIN).then_some(self.newest)
     }
 
-    /// True the first time an event is offered, false for a replayed copy. Events older than
-    /// the window are never replayed (the watcher's `since` excludes them), so they are not kept.
-    pub fn first_time(&mut self, ev: &Event) -> bool {
+    /// Where the next stream starts: a little before the newest event seen (to catch events
+    /// Podman wrote out of order), never before `first` (when watching began) and never after
+    /// `now`.
+    pub fn next_since(&self, first: i64, now: i64) -> i64 {
+        self.newest()
+            .map_or(first, |n| n.saturating_sub(REPLAY_OVERLAP_NANOS))
+            .max(first)
+            .min(now.max(first))
+    }
+
+    /// True the first time an event is offered, false for a copy of one already offered, and
+    /// false for an event older than what is still remembered. `now` is this machine's clock in
+    /// unix nanoseconds. An event without a time cannot be recognised: it is always new.
+    pub fn first_time(&mut self, ev: &Event, now: i64) -> bool {
         let t = ev.nanos();
+        if t == 0 {
+            return true;
+        }
+        if t < self.horizon {
+            return false;
+        }
         let fresh = self
             .keys
             .insert((t, self.hasher.hash_one((&ev.actor.id, &ev.action))));
         if !fresh {
             return false;
         }
+        let t = t.min(now);
         if t > self.newest {
             self.newest = t;
-            let horizon = self.newest.saturating_sub(self.window);
-            // Keys are ordered by time first: drop the expired prefix.
-            while let Some(first) = self.keys.first() {
-                if first.0 >= horizon {
-                    break;
-                }
-                self.keys.pop_first();
+            self.horizon = self.horizon.max(t.saturating_sub(self.window));
+        }
+        // Keys are ordered by time first: drop the expired prefix, then the oldest past the cap.
+        while let Some(&(first, _)) = self.keys.first() {
+            if first >= self.horizon && self.keys.len() <= self.max_keys {
+                break;
             }
+            self.keys.pop_first();
+            self.horizon = self.horizon.max(first);
         }
         true
     }
@@ -81,6 +116,8 @@ impl Dedup {
 mod tests {
     use super::*;
 
+    const NOW: i64 = 1_795_976_183_000_000_000;
+
     fn ev(t: i64, id: &str, action: &str) -> Event {
         serde_json::from_value(serde_json::json!({
             "Type": "container", "Action": action, "timeNano": t, "Actor": {"ID": id, "Attributes": {}}
@@ -88,41 +125,119 @@ mod tests {
         .unwrap()
     }
 
+    /// The same (time, ID, action) is new once; another action or container at the same time is
+    /// new.
     #[test]
     fn a_replayed_event_is_recognised_once() {
-        let mut d = Dedup::new(100);
-        assert!(d.first_time(&ev(10, "a", "start")));
-        assert!(!d.first_time(&ev(10, "a", "start")));
+        let mut d = Dedup::new(100, 1000);
+        assert!(d.first_time(&ev(10, "a", "start"), NOW));
+        assert!(!d.first_time(&ev(10, "a", "start"), NOW));
         assert!(
-            d.first_time(&ev(10, "a", "died")),
+            d.first_time(&ev(10, "a", "died"), NOW),
             "same time, other action"
         );
         assert!(
-            d.first_time(&ev(10, "b", "start")),
+            d.first_time(&ev(10, "b", "start"), NOW),
             "same time, other container"
         );
         assert_eq!(d.newest(), Some(10));
     }
 
+    /// Keys older than the window are dropped, and events older than the window are answered
+    /// "seen", so a re-delivery older than the window can never count twice.
     #[test]
-    fn keys_older_than_the_window_are_pruned() {
-        let mut d = Dedup::new(100);
-        for t in 0..1000 {
-            d.first_time(&ev(t, "a", "x"));
+    fn keys_older_than_the_window_are_pruned_and_older_events_are_not_counted() {
+        let mut d = Dedup::new(100, 1000);
+        for t in 1..1000 {
+            d.first_time(&ev(t, "a", "x"), NOW);
         }
         assert!(d.len() <= 101, "kept {}", d.len());
         assert!(
-            !d.first_time(&ev(950, "a", "x")),
+            !d.first_time(&ev(950, "a", "x"), NOW),
             "inside the window still known"
+        );
+        assert!(
+            !d.first_time(&ev(10, "a", "x"), NOW),
+            "older than the window"
+        );
+        assert!(
+            d.first_time(&ev(950, "late", "x"), NOW),
+            "late but inside the window"
         );
     }
 
+    /// Podman 5.4 re-sends events up to ~20 s old on a live stream after a log rotation: none of
+    /// them counts twice with the default window.
     #[test]
-    fn late_written_older_events_count_once() {
-        let mut d = Dedup::new(100);
-        d.first_time(&ev(500, "a", "x"));
-        assert!(d.first_time(&ev(450, "img", "pull")));
-        assert!(!d.first_time(&ev(450, "img", "pull")));
-        assert_eq!(d.newest(), Some(500));
+    fn rotation_redeliveries_twenty_seconds_old_count_once() {
+        let mut d = Dedup::default();
+        let second = 1_000_000_000;
+        let mut fresh = 0;
+        for s in 0..30 {
+            fresh +=
+                usize::from(d.first_time(&ev(NOW + s * second, "c", "start"), NOW + 60 * second));
+        }
+        for s in 10..30 {
+            fresh +=
+                usize::from(d.first_time(&ev(NOW + s * second, "c", "start"), NOW + 60 * second));
+        }
+        assert_eq!(fresh, 30);
+    }
+
+    /// A burst of events in one second of Podman time keeps at most `max_keys` keys, and what
+    /// fell out is answered "seen".
+    #[test]
+    fn memory_is_bounded_by_count_as_well_as_by_time() {
+        let mut d = Dedup::new(DEFAULT_WINDOW_NANOS, 1000);
+        for i in 0..100_000 {
+            assert!(d.first_time(&ev(NOW + i, "c", "exec"), NOW));
+        }
+        assert!(d.len() <= 1000, "kept {}", d.len());
+        assert!(!d.first_time(&ev(NOW + 5, "c", "exec"), NOW));
+        assert!(!d.first_time(&ev(NOW + 99_999, "c", "exec"), NOW));
+    }
+
+    /// An event stamped ten years ahead neither moves `since` into the future nor makes the
+    /// next real events look too old; i64 extremes do not wrap.
+    #[test]
+    fn future_and_extreme_times_do_not_move_since_past_now() {
+        let mut d = Dedup::default();
+        let ten_years = 10 * 365 * 86_400 * 1_000_000_000i64;
+        assert!(d.first_time(&ev(NOW + ten_years, "c", "start"), NOW));
+        assert_eq!(d.newest(), Some(NOW));
+        assert_eq!(d.next_since(NOW - 1_000, NOW), NOW - 1_000, "never past now");
+        assert_eq!(d.next_since(0, NOW), NOW - REPLAY_OVERLAP_NANOS);
+        assert!(
+            d.first_time(&ev(NOW - 1_000, "c", "died"), NOW),
+            "a real event after it"
+        );
+        assert!(d.first_time(&ev(i64::MAX, "c", "x"), NOW));
+        assert!(d.next_since(0, NOW) <= NOW);
+        let mut d = Dedup::default();
+        assert!(d.first_time(&ev(i64::MIN, "c", "x"), NOW));
+        assert_eq!(
+            d.next_since(NOW - 7, NOW),
+            NOW - 7,
+            "never before watching began"
+        );
+    }
+
+    /// Events without `time`/`timeNano` never collapse into one key.
+    #[test]
+    fn events_without_a_time_are_each_new() {
+        let mut d = Dedup::default();
+        assert!(d.first_time(&ev(0, "img", "pull"), NOW));
+        assert!(d.first_time(&ev(0, "img", "pull"), NOW));
+        assert_eq!(d.newest(), None);
+    }
+
+    /// Before any event, the first stream starts when watching began; later, 5 s before the
+    /// newest event.
+    #[test]
+    fn since_starts_at_the_first_event_minus_the_overlap() {
+        let mut d = Dedup::default();
+        assert_eq!(d.next_since(NOW - 100, NOW), NOW - 100);
+        d.first_time(&ev(NOW - 10, "c", "x"), NOW);
+        assert_eq!(d.next_since(0, NOW), NOW - 10 - REPLAY_OVERLAP_NANOS);
     }
 }

@@ -20,7 +20,7 @@ use crate::podman::wire::{decode_stream_line, StreamItem};
 use crate::podman::{Client, ClientError, EventStream};
 use crate::snapshot::{EngineInstruments, EngineStatus, Publisher};
 pub use backoff::Backoff;
-use dedup::{Dedup, REPLAY_OVERLAP_NANOS};
+use dedup::Dedup;
 
 /// How long to wait for the event stream's response head before listing anyway (Podman 5.1 and
 /// 5.2 hold it until the first event).
@@ -141,9 +141,7 @@ impl Watcher {
         self.status.api_version = Some(version.libpod_api_version());
         tracing::info!(%engine, version = %version.version, "connected to {}", self.client.endpoint());
 
-        let since = self.dedup.newest().map_or(self.started_nanos, |n| {
-            (n - REPLAY_OVERLAP_NANOS).max(self.started_nanos)
-        });
+        let since = self.dedup.next_since(self.started_nanos, now_nanos());
         let client = self.client.clone();
         let mut pending = Box::pin(async move { client.events(Some(since)).await });
         let mut stream: Option<EventStream> = tokio::select! {
@@ -215,7 +213,10 @@ impl Watcher {
     fn handle_line(&mut self, line: &[u8]) {
         match decode_stream_line(line) {
             Ok(StreamItem::Event(ev)) => {
-                if self.dedup.first_time(&ev) {
+                if self.dedup.first_time(&ev, now_nanos()) {
+                    if ev.kind == "system" && ev.action == "log-rotation" {
+                        self.instruments.log_rotations.inc();
+                    }
                     self.inventory.apply(&ev);
                     if let Some(newest) = self.dedup.newest() {
                         self.instruments.set_last_event_nanos(newest);
