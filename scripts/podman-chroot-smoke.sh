@@ -1,0 +1,111 @@
+#!/usr/bin/env bash
+# End-to-end check of scripts/podman-chroot.sh for one Podman VERSION (5 or 6): what a Rust
+# integration test will do, by hand. Sets up (or reuses) the root, starts a private
+# `podman system service` in a temp dir, talks to it from the host with curl, runs a container,
+# checks that `podman exec` sees the container's root, reads the events, then cleans up.
+#
+#   scripts/podman-chroot-smoke.sh VERSION [file|journald]
+#
+# journald: events_logger = "journald"; needs a running systemd-journald on the host (see
+# /work/shared/podman/TEST-SERVICE.md): mkdir -p /run/systemd/journal && /lib/systemd/systemd-journald &
+set -euo pipefail
+cd "$(dirname "$0")/.."
+V=${1:?usage: $0 VERSION [file|journald]}
+EVENTS=${2:-file}
+S=scripts/podman-chroot.sh
+now() { date +%s.%N; }
+secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", b - a }'; }
+say() { echo "== $*"; }
+fail() { echo "SMOKE $V ($EVENTS): FAILED: $*" >&2; exit 1; }
+
+t=$(now)
+$S setup "$V"
+say "setup $V: $(secs "$t" "$(now)") s"
+say "version inside: $($S version "$V")"
+
+D=$(mktemp -d /tmp/sealwatch-p$V-XXXXXX)
+SOCK=$D/podman.sock
+URL=unix://$SOCK
+SVC_PID=
+cleanup() {
+    set +e
+    if [ -S "$SOCK" ]; then
+        $S exec "$V" -- podman --url "$URL" rm -af -t 0 >/dev/null 2>&1
+    fi
+    # The serving process: found by its socket URL (podman re-execs itself).
+    for p in $(pgrep -f -- "system service --time=0 $URL" || true); do kill -TERM "$p"; done
+    for _ in $(seq 50); do pgrep -f -- "system service --time=0 $URL" >/dev/null || break; sleep 0.1; done
+    [ -n "$SVC_PID" ] && wait "$SVC_PID" 2>/dev/null
+    # conmon/container leftovers that name the dir (none when rm -af worked)
+    for p in $(pgrep -f -- "$D/" || true); do kill -KILL "$p"; done
+    $S unbind "$V" "$D"
+    rm -rf "$D"
+}
+trap cleanup EXIT
+
+mkdir -p "$D/tmp"
+{
+    echo '[containers]'
+    echo 'default_ulimits = ["nofile=1024:1024", "nproc=1024:1024"]'
+    echo 'netns = "none"'
+    [ "$V" = 6 ] && echo 'pids_limit = 0'
+    echo '[engine]'
+    echo 'runtime = "runc"'
+    echo 'cgroup_manager = "cgroupfs"'
+    echo "events_logger = \"$EVENTS\""
+    echo "tmp_dir = \"$D/tmp\""
+} >"$D/containers.conf"
+printf '[storage]\ndriver = "vfs"\ngraphroot = "%s/root"\nrunroot = "%s/run"\n' "$D" "$D" >"$D/storage.conf"
+export CONTAINERS_CONF=$D/containers.conf CONTAINERS_STORAGE_CONF=$D/storage.conf
+
+# the workload image, as tests/support/mod.rs makes it for 4.3.1
+mkdir -p "$D/bb/bin"
+cp "$(command -v busybox)" "$D/bb/bin/busybox"
+for c in sh sleep true false test touch cat echo rm ls; do ln -s busybox "$D/bb/bin/$c"; done
+tar -C "$D/bb" -cf "$D/busybox.tar" .
+t=$(now)
+$S exec "$V" --bind "$D" -- podman import --quiet "$D/busybox.tar" localhost/busybox:latest >/dev/null
+say "import (first exec, binds $D): $(secs "$t" "$(now)") s"
+
+t=$(now)
+$S exec "$V" --bind "$D" -- podman system service --time=0 "$URL" >"$D/service.log" 2>&1 &
+SVC_PID=$!
+until [ "$(curl -s --unix-socket "$SOCK" http://d/_ping 2>/dev/null)" = OK ]; do
+    kill -0 "$SVC_PID" 2>/dev/null || { cat "$D/service.log" >&2; fail "service exited"; }
+    [ "$(secs "$t" "$(now)" | cut -d. -f1)" -lt 30 ] || fail "no _ping OK within 30 s"
+    sleep 0.02
+done
+say "service start to first _ping OK: $(secs "$t" "$(now)") s"
+
+say "host: curl /v4.0.0/libpod/version"
+curl -sf --unix-socket "$SOCK" http://d/v4.0.0/libpod/version | tee "$D/version.json" | head -c 300
+echo
+grep -q "\"Version\":\"$($S version "$V")\"" "$D/version.json" || fail "version endpoint does not report the root's podman"
+
+t=$(now)
+cid=$($S exec "$V" -- podman --url "$URL" run -d --name x localhost/busybox:latest sleep 100)
+say "run -d x: $cid ($(secs "$t" "$(now)") s)"
+
+say "podman exec x ls / (must be the container's root)"
+inside=$($S exec "$V" -- podman --url "$URL" exec x ls /)
+echo "$inside" | tr '\n' ' '
+echo
+echo "$inside" | grep -qx bin || fail "exec x ls / has no bin"
+for h in work var usr; do
+    ! echo "$inside" | grep -qx "$h" || fail "exec x ls / shows '$h': that is not the busybox container's root"
+done
+$S exec "$V" -- podman --url "$URL" exec x touch /run/smoke-ok
+[ ! -e /run/smoke-ok ] || fail "exec x touch /run/smoke-ok created /run/smoke-ok on the HOST"
+$S exec "$V" -- podman --url "$URL" exec x test -e /run/smoke-ok || fail "/run/smoke-ok not in the container"
+say "exec touch /run/smoke-ok: in the container, not on the host"
+
+sleep 0.5
+say "host: curl /v4.0.0/libpod/events?stream=false&since=5m"
+curl -sf --unix-socket "$SOCK" 'http://d/v4.0.0/libpod/events?stream=false&since=5m' >"$D/events.ndjson"
+grep -o '"Action":"[a-z_]*"' "$D/events.ndjson" | sort | uniq -c | tr '\n' ' '
+echo
+for a in create init start exec_died; do
+    grep "\"ID\":\"$cid\"" "$D/events.ndjson" | grep -q "\"Action\":\"$a\"" || fail "no '$a' event for x"
+done
+curl -sf --unix-socket "$SOCK" http://d/v4.0.0/libpod/info | grep -o '"eventLogger":"[a-z]*"'
+say "SMOKE $V ($EVENTS): OK"
