@@ -21,13 +21,17 @@
 # VERSION is 5 (Debian trixie: podman 5.4.2) or 6 (Debian sid + experimental: podman 6.x).
 # Needs root. Mirror: the Debian archive URI of the host's apt sources, read at run time
 # (override: SEALWATCH_DEBIAN_MIRROR). Cache: /var/cache/sealwatch (override: SEALWATCH_PODMAN_CACHE).
-# Runtime state (namespace files): /run/sealwatch/podmanV (override: SEALWATCH_PODMAN_STATE).
+# Runtime state (namespace files): /run/sealwatch/podmanV (override: SEALWATCH_PODMAN_STATE); the
+# sub-cgroup for 6: /sys/fs/cgroup/unified/sealwatch-podman6.
 set -euo pipefail
 
 PROG=podman-chroot.sh
 RECIPE=1   # bump when the package list or the root's layout changes: cached roots are rebuilt
 CACHE=${SEALWATCH_PODMAN_CACHE:-/var/cache/sealwatch}
-STATE_BASE=${SEALWATCH_PODMAN_STATE:-/run/sealwatch}
+# A non-default cache gets its own namespaces and sub-cgroup, so it never touches the default's.
+KEY=
+[ "$CACHE" = /var/cache/sealwatch ] || KEY=-$(printf %s "$CACHE" | md5sum | cut -c1-8)
+STATE_BASE=${SEALWATCH_PODMAN_STATE:-/run/sealwatch$KEY}
 CGROUP2=${SEALWATCH_CGROUP2:-/sys/fs/cgroup/unified}
 PACKAGES=(podman runc conmon catatonit netavark aardvark-dns busybox-static)
 export LC_ALL=C
@@ -60,7 +64,7 @@ paths() { # VERSION -> globals
     CGNS=$NSDIR/cgroup
     XFER=$STATE/xfer         # shared bind mount: a host mount under it appears inside at /.sealwatch-xfer
     LOCK=$STATE_BASE/podman$V.lock
-    SUBCG=$CGROUP2/sealwatch-podman$V
+    SUBCG=$CGROUP2/sealwatch-podman$V$KEY
 }
 
 need_root() {
@@ -159,6 +163,9 @@ cmd_setup() {
 
     local suite mirror partial=$ROOT.partial t0
     t0=$(date +%s)
+    # be gentle with the machine: the build is mostly dpkg and decompression
+    renice -n 10 -p $$ >/dev/null 2>&1 || true
+    ionice -c 3 -p $$ >/dev/null 2>&1 || true
     mkdir -p "$CACHE"
     : >"$SETUP_LOG"
     exec 3>&1 4>&2
