@@ -260,7 +260,7 @@ live_ns_pids() {
 
 # Move the calling shell into the sub-cgroup of the host's cgroup2 (Podman 6 only).
 enter_subcg() {
-    echo $$ >"$SUBCG/cgroup.procs" || die "cannot move into $SUBCG"
+    echo "$BASHPID" >"$SUBCG/cgroup.procs" || die "cannot move into $SUBCG"
 }
 
 # Create the persistent mount namespace (and for 6 the cgroup namespace) with ROOT as its root.
@@ -318,6 +318,17 @@ ns_create() {
     else
         unshare --mount="$MNTNS" --propagation slave -- /bin/sh -c "$init" sh "$ROOT" "$V" "$XFER" ||
             { teardown_mounts 2>/dev/null || true; die "cannot create the namespace of $ROOT"; }
+    fi
+    if [ "$V" = 6 ]; then
+        # The cgroup2 seen inside must be the sub-cgroup, never the host's whole hierarchy (runc
+        # would then enable controllers such as hugetlb in the host's root cgroup.subtree_control).
+        local want got
+        want=$(stat -c %i "$SUBCG")
+        got=$(nsenter --mount="$MNTNS" -- stat -c %i /sys/fs/cgroup 2>/dev/null || true)
+        if [ "$want" != "$got" ]; then
+            teardown_mounts 2>/dev/null || true
+            die "the namespace's /sys/fs/cgroup is not $SUBCG (inode $got, want $want)"
+        fi
     fi
 }
 
