@@ -125,4 +125,36 @@ for a in create init start exec_died; do
     grep "\"ID\":\"$cid\"" "$D/events.ndjson" | grep -q "\"Action\":\"$a\"" || fail "no '$a' event for x"
 done
 curl -sf --unix-socket "$SOCK" http://d/v4.0.0/libpod/info | grep -o '"eventLogger":"[a-z]*"'
+
+t=$(now)
+P -- podman --url "$URL" pod create --name p1 >/dev/null
+P -- podman --url "$URL" run -d --pod p1 --name m1 localhost/busybox:latest sleep 100 >/dev/null
+say "pod create + run --pod: $(secs "$t" "$(now)") s"
+P -- podman --url "$URL" run -d --name h --health-cmd 'test -e /run/ok' --health-interval disable \
+    localhost/busybox:latest sleep 100 >/dev/null
+P -- podman --url "$URL" healthcheck run h >/dev/null 2>&1 && fail "healthcheck passed before /run/ok exists"
+P -- podman --url "$URL" exec h touch /run/ok
+P -- podman --url "$URL" healthcheck run h >/dev/null || fail "healthcheck failed after touch /run/ok"
+[ ! -e /run/ok ] || fail "/run/ok appeared on the HOST"
+say "healthcheck: unhealthy, then healthy after exec touch /run/ok (inside the container)"
+
+# stop the service; a change while it is down (local CLI on the same storage); restart
+for p in $(pgrep -f -- "system service --time=0 $URL"); do kill -TERM "$p"; done
+wait "$SVC_PID" 2>/dev/null || true
+curl -s --unix-socket "$SOCK" http://d/_ping >/dev/null 2>&1 && fail "service still answers after SIGTERM"
+P -- podman stop -t 0 x >/dev/null
+t=$(now)
+P --bind "$D" -- podman system service --time=0 "$URL" >>"$D/service.log" 2>&1 &
+SVC_PID=$!
+until [ "$(curl -s --unix-socket "$SOCK" http://d/_ping 2>/dev/null)" = OK ]; do
+    kill -0 "$SVC_PID" 2>/dev/null || { cat "$D/service.log" >&2; fail "service exited on restart"; }
+    sleep 0.02
+done
+say "service restart to first _ping OK: $(secs "$t" "$(now)") s"
+P -- podman --url "$URL" ps -a --format '{{.Names}}={{.State}}' | sort | tr '\n' ' '
+echo
+curl -sf --unix-socket "$SOCK" 'http://d/v4.0.0/libpod/containers/json?all=true' | grep -q '"Names":\["h"\]' || fail "h missing after restart"
+P -- podman --url "$URL" inspect --format '{{.State.Status}}' x | grep -qx exited || fail "x is not exited after the offline stop"
+P -- podman --url "$URL" inspect --format '{{.State.Status}}' m1 | grep -qx running || fail "m1 did not survive the service restart"
+P -- podman --url "$URL" pod rm -f -t 0 p1 >/dev/null
 say "SMOKE $V ($EVENTS): OK"
