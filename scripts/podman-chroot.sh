@@ -485,6 +485,7 @@ cmd_teardown() {
         [ -z "$(live_ns_pids)" ] || die "teardown $V: processes survived SIGKILL: $(live_ns_pids | tr '\n' ' ')"
     fi
     teardown_mounts || die "teardown $V: could not unmount everything under $STATE"
+    rm -f "$MNTNS" "$CGNS"
     rmdir "$NSDIR" "$XFER" "$STATE" 2>/dev/null || true
     if [ $purge = 1 ]; then
         take_lock "$LOCK.setup"
