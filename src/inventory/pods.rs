@@ -78,6 +78,7 @@ impl PodMembers<'_> {
 /// state is `Created`.
 #[derive(Debug)]
 pub struct PodIndex<'a> {
+    inv: &'a Inventory,
     /// Position in `pods`, keyed by pod ID. Keys are IDs sealwatch already holds and the index
     /// lives for one request, so SipHash's flood resistance buys nothing here.
     slots: FxHashMap<&'a str, usize>,
@@ -85,23 +86,40 @@ pub struct PodIndex<'a> {
 }
 
 impl<'a> PodIndex<'a> {
+    /// The index of every container of `inv`, in one pass.
     pub fn new(inv: &'a Inventory) -> Self {
-        let mut slots = FxHashMap::with_capacity_and_hasher(inv.pod_count(), Default::default());
-        let mut pods: Vec<PodMembers<'a>> = Vec::with_capacity(inv.pod_count());
+        let mut index = Self::empty(inv);
         for c in inv.containers() {
-            let Some(id) = c.pod_id.as_deref() else {
-                continue;
-            };
-            let slot = *slots.entry(id).or_insert_with(|| {
-                pods.push(PodMembers {
-                    name: inv.pod_name(id),
-                    members: Vec::new(),
-                });
-                pods.len() - 1
-            });
-            pods[slot].members.push(&**c);
+            index.add(c);
         }
-        Self { slots, pods }
+        index
+    }
+
+    /// An index to fill with `add`, for a reader that walks the containers anyway and so
+    /// builds the index in the same pass.
+    pub fn empty(inv: &'a Inventory) -> Self {
+        Self {
+            inv,
+            slots: FxHashMap::with_capacity_and_hasher(inv.pod_count(), Default::default()),
+            pods: Vec::with_capacity(inv.pod_count()),
+        }
+    }
+
+    /// Records a container of the inventory with its pod; returns the pod's name, `None`
+    /// outside a pod.
+    pub fn add(&mut self, c: &'a Container) -> Option<&'a str> {
+        let id = c.pod_id.as_deref()?;
+        let (inv, pods) = (self.inv, &mut self.pods);
+        let slot = *self.slots.entry(id).or_insert_with(|| {
+            pods.push(PodMembers {
+                name: inv.pod_name(id),
+                members: Vec::new(),
+            });
+            pods.len() - 1
+        });
+        let pod = &mut self.pods[slot];
+        pod.members.push(c);
+        Some(pod.name)
     }
 
     /// The pod with this ID, if it has any container.

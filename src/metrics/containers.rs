@@ -120,15 +120,11 @@ impl<'a> ContainerWalk<'a> {
         for (e, view) in views.iter().enumerate() {
             let inv = &view.inventory;
             let allow = inv.label_policy().allowlist();
-            let pods = PodIndex::new(inv);
+            let mut pods = PodIndex::empty(inv);
             for c in inv.containers() {
                 let c: &Container = c;
                 let state = c.state.as_str();
-                let pod = c
-                    .pod_id
-                    .as_deref()
-                    .and_then(|id| pods.get(id))
-                    .map(|p| p.name);
+                let pod = pods.add(c);
                 if !c.infra {
                     tally(&mut by_state, (e, state));
                     if let Some(p) = pod {
