@@ -58,8 +58,10 @@ struct Engine {
 /// things happen and `/metrics` reads them through the registry they are registered in.
 #[derive(Debug, Clone)]
 pub struct EngineInstruments {
-    /// Sessions that ended and were retried.
+    /// Sessions that synced again after an earlier one had synced: reconnections that worked.
     pub reconnects: Counter,
+    /// Attempts that ended before the inventory was synced (Podman down, refusing, failing).
+    pub connect_failures: Counter,
     /// Inventories rebuilt from Podman's lists.
     pub resyncs: Counter,
     /// Event lines that could not be decoded (skipped).
@@ -80,6 +82,7 @@ impl Default for EngineInstruments {
     fn default() -> Self {
         Self {
             reconnects: Counter::default(),
+            connect_failures: Counter::default(),
             resyncs: Counter::default(),
             decode_errors: Counter::default(),
             stream_errors: Counter::default(),

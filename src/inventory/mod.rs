@@ -1,6 +1,7 @@
 //! The live model of one engine: containers, pods and event counters, and every transition of it.
 //!
-//! Owns `apply(event)` (state plus counters) and `resync(lists)` (state only). Pure: no I/O, no
+//! Owns `apply(event)` (state plus counters), `resync(lists)` and `refresh(lists)` (state only,
+//! in `lists`). Pure: no I/O, no
 //! async, no clock; time comes from the events and lists. Never decides *when* to resync or
 //! whether an event is a replayed duplicate (that is the watcher's job).
 //!
@@ -9,13 +10,13 @@
 
 mod counters;
 mod labels;
+mod lists;
 mod model;
 mod pods;
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use crate::podman::wire::{Event, ListContainer, ListPod, RESERVED_ATTRIBUTES};
+use crate::podman::wire::{Event, RESERVED_ATTRIBUTES};
 pub use counters::Counters;
 use counters::{action_label, bump, type_label};
 pub use labels::{Allowlist, LabelPolicy};
@@ -34,6 +35,12 @@ pub struct Inventory {
     pod_names: imbl::HashMap<Arc<str>, Arc<str>>,
     counters: Counters,
     labels: LabelPolicy,
+    /// Podman's time (unix nanoseconds) just before the last resync's lists were taken: events
+    /// older than this are already reflected in the lists, so they are counted but move no state
+    /// (a replayed `start` would otherwise lose the pid the fresher list has).
+    listed_at: i64,
+    /// The engine lists `Restarts` (Podman 4.6+): that is the restart count, not sealwatch's own.
+    podman_counts_restarts: bool,
 }
 
 impl Inventory {
@@ -44,6 +51,8 @@ impl Inventory {
             pod_names: imbl::HashMap::new(),
             counters: Counters::default(),
             labels,
+            listed_at: i64::MIN,
+            podman_counts_restarts: false,
         }
     }
 
@@ -93,6 +102,12 @@ impl Inventory {
     pub fn apply(&mut self, ev: &Event) {
         let action = action_label(&ev.action);
         bump(&mut self.counters.events, (type_label(&ev.kind), action));
+        if ev.nanos() < self.listed_at {
+            if ev.kind == "container" {
+                self.count_container_event(ev, action);
+            }
+            return;
+        }
         match ev.kind.as_str() {
             "container" => self.apply_container(ev, action),
             "pod" => self.apply_pod(ev),
@@ -106,20 +121,10 @@ impl Inventory {
             return;
         }
         let known = self.containers.get(id).cloned();
-        // Attribute the event before the transition: `remove` deletes the record, and `died`
-        // carries an empty podId, so the pod comes from what we know of the container.
-        let pod_id: Option<Arc<str>> = known
-            .as_ref()
-            .and_then(|c| c.pod_id.as_deref())
-            .or_else(|| ev.attr("podId"))
-            .map(Arc::from);
-        let labels = known
-            .as_ref()
-            .map(|c| c.labels.clone())
-            .unwrap_or_else(|| labels_from_attributes(ev));
-        self.count_container_event(ev, action, pod_id, &labels);
+        let labels = self.count_container_event(ev, action);
 
         let t = ev.nanos();
+        let counts_restarts = self.podman_counts_restarts;
         match ev.action.as_str() {
             "create" if known.is_none() => {
                 let c = self.container_from_event(ev, labels, "created");
@@ -132,7 +137,7 @@ impl Inventory {
                     c.state = "initialized".into();
                 }
             }),
-            "start" => self.upsert(ev, labels, "running", |c| {
+            "start" => self.upsert(ev, labels, "running", move |c| {
                 if c.state != "running" {
                     c.pid = None;
                 }
@@ -144,10 +149,10 @@ impl Inventory {
                 if c.health.is_some() {
                     c.health = Some("starting".into());
                 }
-                if c.awaiting_restart {
+                if c.awaiting_restart && !counts_restarts {
                     c.restarts += 1;
-                    c.awaiting_restart = false;
                 }
+                c.awaiting_restart = false;
             }),
             "pause" => self.upsert(ev, labels, "paused", |c| c.state = "paused".into()),
             "unpause" => self.upsert(ev, labels, "running", |c| c.state = "running".into()),
@@ -178,13 +183,18 @@ impl Inventory {
         }
     }
 
-    fn count_container_event(
-        &mut self,
-        ev: &Event,
-        action: &'static str,
-        pod_id: Option<Arc<str>>,
-        labels: &BTreeMap<String, String>,
-    ) {
+    /// Counts a container event by pod, label and exit code, before any transition: `remove`
+    /// deletes the record, and `died` carries an empty podId, so pod and labels come from what
+    /// is known of the container. Returns the labels it used.
+    fn count_container_event(&mut self, ev: &Event, action: &'static str) -> Labels {
+        let known = self.containers.get(ev.actor.id.as_str());
+        let pod_id: Option<Arc<str>> = known
+            .and_then(|c| c.pod_id.as_deref())
+            .or_else(|| ev.attr("podId"))
+            .map(Arc::from);
+        let labels = known
+            .map(|c| c.labels.clone())
+            .unwrap_or_else(|| labels_from_attributes(ev));
         if let Some(pod) = &pod_id {
             bump(
                 &mut self.counters.pod_container_events,
@@ -203,6 +213,7 @@ impl Inventory {
             let code: Arc<str> = Arc::from(ev.attr("containerExitCode").unwrap_or("unknown"));
             bump(&mut self.counters.container_exits, (pod_id, code));
         }
+        labels
     }
 
     fn container_from_event(&self, ev: &Event, labels: Labels, state: &str) -> Container {
@@ -295,43 +306,6 @@ impl Inventory {
             _ => {}
         }
     }
-
-    /// Replaces containers and pods with what the lists say, keeping every counter and each
-    /// surviving container's restart count. Events that arrived while listing are applied after
-    /// this, in order.
-    pub fn resync(&mut self, containers: Vec<ListContainer>, pods: Vec<ListPod>) {
-        let mut fresh = imbl::HashMap::new();
-        for lc in containers {
-            let old = self.containers.get(lc.id.as_str());
-            let (restarts, awaiting_restart) =
-                old.map_or((0, false), |o| (o.restarts, o.awaiting_restart));
-            if !lc.pod.is_empty() && !lc.pod_name.is_empty() {
-                self.pod_names
-                    .insert(Arc::from(lc.pod.as_str()), Arc::from(lc.pod_name.as_str()));
-            }
-            let c = container_from_list(lc, restarts, awaiting_restart);
-            for (k, v) in c.labels.iter() {
-                self.labels.admit(k, v);
-            }
-            fresh.insert(Arc::from(c.id.as_str()), Arc::new(c));
-        }
-        self.containers = fresh;
-
-        let mut fresh_pods = imbl::HashMap::new();
-        for lp in pods {
-            self.pod_names
-                .insert(Arc::from(lp.id.as_str()), Arc::from(lp.name.as_str()));
-            let pod = Pod {
-                created_at: parse_created(&lp.created),
-                infra_id: Some(lp.infra_id).filter(|s| !s.is_empty()),
-                labels: Arc::new(lp.labels),
-                name: lp.name,
-                id: lp.id,
-            };
-            fresh_pods.insert(Arc::from(pod.id.as_str()), Arc::new(pod));
-        }
-        self.pods = fresh_pods;
-    }
 }
 
 /// An event's labels: its attributes without the keys Podman reserves for itself.
@@ -344,45 +318,6 @@ fn labels_from_attributes(ev: &Event) -> Labels {
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect(),
     )
-}
-
-/// Unix seconds from a list, where Podman writes `-62135596800` (Go's zero time) for "never".
-fn list_time(secs: i64) -> Option<i64> {
-    (secs > 0).then(|| secs.saturating_mul(1_000_000_000))
-}
-
-/// `Created` is an RFC3339 string in libpod, a unix integer in Docker's compat shape.
-fn parse_created(v: &serde_json::Value) -> Option<i64> {
-    match v {
-        serde_json::Value::String(s) => chrono::DateTime::parse_from_rfc3339(s)
-            .ok()
-            .and_then(|t| t.timestamp_nanos_opt())
-            .filter(|t| *t > 0),
-        serde_json::Value::Number(n) => n.as_i64().and_then(list_time),
-        _ => None,
-    }
-}
-
-fn container_from_list(lc: ListContainer, restarts: u64, awaiting_restart: bool) -> Container {
-    let exited_at = list_time(lc.exited_at);
-    let has_exited = matches!(lc.state.as_str(), "exited" | "stopped");
-    Container {
-        name: lc.names.into_iter().next().unwrap_or_default(),
-        image: lc.image,
-        pid: u32::try_from(lc.pid).ok().filter(|p| *p > 0),
-        pod_id: Some(lc.pod).filter(|p| !p.is_empty()),
-        infra: lc.is_infra,
-        labels: Arc::new(lc.labels),
-        created_at: parse_created(&lc.created),
-        started_at: list_time(lc.started_at),
-        exited_at,
-        exit_code: has_exited.then_some(lc.exit_code),
-        health: Some(lc.status).filter(|s| !s.is_empty()),
-        state: lc.state,
-        id: lc.id,
-        restarts,
-        awaiting_restart,
-    }
 }
 
 #[cfg(test)]

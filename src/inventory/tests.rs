@@ -1,7 +1,7 @@
 //! Transitions of the inventory, driven by the real events captured from Podman 4.3.1.
 
 use super::*;
-use crate::podman::wire::{decode_stream_line, StreamItem};
+use crate::podman::wire::{decode_stream_line, ListContainer, ListPod, StreamItem};
 
 const EVENTS: &str = include_str!("../../tests/fixtures/events.ndjson");
 const CONTAINERS: &str = include_str!("../../tests/fixtures/containers-json.json");
@@ -74,7 +74,7 @@ fn events_alone_rebuild_the_listed_containers_at_the_snapshot_point() {
     let mut from_events = inventory();
     replay(&mut from_events, &evs[..SNAPSHOT_LINES]);
     let mut from_list = inventory();
-    from_list.resync(list_containers(), list_pods());
+    from_list.resync(list_containers(), list_pods(), i64::MIN);
     assert_eq!(from_list.container_count(), 8);
     assert_eq!(essences(&from_events), essences(&from_list));
 }
@@ -169,7 +169,7 @@ fn a_resync_changes_state_but_never_counters() {
         .find(|c| c.name == "rx-plain")
         .unwrap()
         .restarts;
-    inv.resync(list_containers(), list_pods());
+    inv.resync(list_containers(), list_pods(), i64::MIN);
     assert_eq!(inv.counters().events, before.events);
     assert_eq!(
         inv.counters().label_container_events,
@@ -182,7 +182,7 @@ fn a_resync_changes_state_but_never_counters() {
     );
     assert_eq!(plain.pid, Some(10281), "the list brings the pid");
 
-    inv.resync(vec![], vec![]);
+    inv.resync(vec![], vec![], i64::MIN);
     assert_eq!(
         inv.container_count(),
         0,
@@ -196,7 +196,7 @@ fn events_applied_over_a_later_list_converge_to_the_list() {
     // The watcher lists, then applies events that may already be reflected in the list.
     let evs = events();
     let mut inv = inventory();
-    inv.resync(list_containers(), list_pods());
+    inv.resync(list_containers(), list_pods(), i64::MIN);
     let listed = essences(&inv);
     replay(&mut inv, &evs[SNAPSHOT_LINES - 10..SNAPSHOT_LINES]);
     assert_eq!(essences(&inv), listed);
@@ -292,7 +292,7 @@ fn publishing_a_snapshot_does_not_see_later_changes() {
 fn replaying_create_init_start_over_a_list_keeps_the_listed_pid() {
     let evs = events();
     let mut inv = inventory();
-    inv.resync(list_containers(), list_pods());
+    inv.resync(list_containers(), list_pods(), i64::MIN);
     let plain_id = "c16d4af1a5bda3c7f9e60255fc0bc6bd4cdd5cdb9c2f8dc4ed801ffdd00776b3";
     // create, init, start of rx-plain: the first, third and fourth lines.
     for i in [0, 2, 3] {
@@ -325,4 +325,131 @@ fn a_start_resets_a_known_health_to_starting_as_podman_does() {
         inv.container("h").unwrap().health.as_deref(),
         Some("starting")
     );
+}
+
+fn listed(id: &str, state: &str, pid: i64, extra: serde_json::Value) -> ListContainer {
+    let mut v = serde_json::json!({
+        "Id": id, "Names": [format!("n-{id}")], "Image": "img", "State": state, "Pid": pid,
+        "Created": "2026-11-29T18:00:00.5Z", "StartedAt": 1_795_000_100, "ExitedAt": -62_135_596_800i64,
+        "ExitCode": 0, "Labels": {"app": "x"}
+    });
+    if let (Some(o), Some(e)) = (v.as_object_mut(), extra.as_object()) {
+        o.extend(e.clone());
+    }
+    serde_json::from_value(v).unwrap()
+}
+
+fn container_event(t: i64, action: &str, id: &str) -> Event {
+    serde_json::from_value(serde_json::json!({
+        "Type": "container", "Action": action, "timeNano": t,
+        "Actor": {"ID": id, "Attributes": {"name": format!("n-{id}"), "app": "x", "containerExitCode": "0"}}
+    }))
+    .unwrap()
+}
+
+/// Events older than the list (a stop and start made while sealwatch was away, replayed after
+/// the resync) are counted but never overwrite what the fresher list says, such as the pid.
+#[test]
+fn events_older_than_the_list_count_but_do_not_move_state() {
+    let mut inv = inventory();
+    let t = 1_795_000_200_000_000_000;
+    inv.resync(
+        vec![listed("c1", "running", 42, serde_json::json!({}))],
+        vec![],
+        t,
+    );
+    inv.apply(&container_event(t - 2, "died", "c1"));
+    inv.apply(&container_event(t - 1, "start", "c1"));
+    let c = inv.container("c1").unwrap();
+    assert_eq!((c.state.as_str(), c.pid), ("running", Some(42)));
+    assert_eq!(inv.counters().total_events(), 2);
+    inv.apply(&container_event(t + 1, "died", "c1"));
+    assert_eq!(
+        inv.container("c1").unwrap().state,
+        "exited",
+        "newer events still move it"
+    );
+}
+
+/// A refresh fills pid, health and Podman's times where the listed state agrees with the
+/// inventory's, and leaves a container alone where a newer event moved it; no counter moves.
+#[test]
+fn a_refresh_fills_fields_only_where_the_state_agrees() {
+    let mut inv = inventory();
+    inv.apply(&container_event(10, "create", "c1"));
+    inv.apply(&container_event(11, "start", "c1"));
+    inv.apply(&container_event(12, "create", "c2"));
+    inv.apply(&container_event(13, "start", "c2"));
+    inv.apply(&container_event(14, "died", "c2"));
+    let before = inv.counters().total_events();
+    assert_eq!(inv.container("c1").unwrap().pid, None);
+    let health = serde_json::json!({"Status": "starting"});
+    inv.refresh(
+        vec![
+            listed("c1", "running", 77, health),
+            listed("c2", "running", 78, serde_json::json!({})),
+            listed("gone", "running", 79, serde_json::json!({})),
+        ],
+        vec![],
+    );
+    let c1 = inv.container("c1").unwrap();
+    assert_eq!(c1.pid, Some(77));
+    assert_eq!(c1.health.as_deref(), Some("starting"));
+    assert_eq!(c1.started_at, Some(1_795_000_100_000_000_000));
+    let created = chrono::DateTime::parse_from_rfc3339("2026-11-29T18:00:00.5Z").unwrap();
+    assert_eq!(c1.created_at, created.timestamp_nanos_opt());
+    let c2 = inv.container("c2").unwrap();
+    assert_eq!(
+        (c2.state.as_str(), c2.pid),
+        ("exited", None),
+        "a newer died wins"
+    );
+    assert!(inv.container("gone").is_none(), "a refresh adds nothing");
+    assert_eq!(inv.counters().total_events(), before);
+}
+
+/// Where Podman lists `Restarts` (4.6+), that is the restart count; sealwatch's own count of
+/// starts after a death applies only to Podman that does not list it.
+#[test]
+fn podman_restart_count_wins_where_it_is_listed() {
+    let mut inv = inventory();
+    let restarts = serde_json::json!({"Restarts": 3});
+    inv.resync(vec![listed("c1", "running", 42, restarts)], vec![], 0);
+    assert_eq!(inv.container("c1").unwrap().restarts, 3);
+    inv.apply(&container_event(5, "died", "c1"));
+    inv.apply(&container_event(6, "start", "c1"));
+    assert_eq!(
+        inv.container("c1").unwrap().restarts,
+        3,
+        "not counted by sealwatch"
+    );
+    let mut old = inventory();
+    old.resync(
+        vec![listed("c1", "running", 42, serde_json::json!({}))],
+        vec![],
+        0,
+    );
+    old.apply(&container_event(5, "died", "c1"));
+    old.apply(&container_event(6, "start", "c1"));
+    assert_eq!(old.container("c1").unwrap().restarts, 1);
+}
+
+/// A pod created while sealwatch runs gets its labels from the refresh.
+#[test]
+fn a_refresh_gives_a_new_pod_its_labels() {
+    let mut inv = inventory();
+    let pod: Event = serde_json::from_value(serde_json::json!({
+        "Type": "pod", "Action": "create", "timeNano": 5, "Actor": {"ID": "p1", "Attributes": {"name": "shop"}}
+    }))
+    .unwrap();
+    inv.apply(&pod);
+    assert!(inv.pod("p1").unwrap().labels.is_empty());
+    let listed: ListPod = serde_json::from_value(serde_json::json!({
+        "Id": "p1", "Name": "shop", "Labels": {"team": "a"}, "InfraId": "i1", "Created": "2026-11-29T18:00:00Z"
+    }))
+    .unwrap();
+    inv.refresh(vec![], vec![listed]);
+    let p = inv.pod("p1").unwrap();
+    assert_eq!(p.labels.get("team").map(String::as_str), Some("a"));
+    assert_eq!(p.infra_id.as_deref(), Some("i1"));
 }

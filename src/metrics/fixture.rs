@@ -90,7 +90,7 @@ pub(crate) fn inventories() -> Vec<(&'static str, Inventory)> {
     ));
     let containers: Vec<ListContainer> = serde_json::from_str(CONTAINERS).expect("list");
     let pods: Vec<ListPod> = serde_json::from_str(PODS).expect("pods");
-    alpha.resync(containers, pods);
+    alpha.resync(containers, pods, i64::MIN);
     for e in real_events().iter().chain(synthetic_events().iter()) {
         alpha.apply(e);
     }

@@ -57,7 +57,12 @@ pub fn register_instruments(engines: &[&str]) -> (Registry, Vec<EngineInstrument
     let reconnects = counter(
         &mut registry,
         "sealwatch_engine_reconnects",
-        "Event-stream reconnects",
+        "Reconnections to the engine that synced again after an earlier session had synced",
+    );
+    let failures = counter(
+        &mut registry,
+        "sealwatch_engine_connect_failures",
+        "Attempts to reach the engine that ended before the inventory was synced",
     );
     let resyncs = counter(
         &mut registry,
@@ -95,6 +100,7 @@ pub fn register_instruments(engines: &[&str]) -> (Registry, Vec<EngineInstrument
         let child = |f: &Family<EngineLabel, Counter>| f.get_or_create(&label).clone();
         let mut engine = EngineInstruments::default();
         engine.reconnects = child(&reconnects);
+        engine.connect_failures = child(&failures);
         engine.resyncs = child(&resyncs);
         engine.decode_errors = child(&decode_errors);
         engine.stream_errors = child(&stream_errors);

@@ -253,6 +253,29 @@ impl Client {
         Ok(list.unwrap_or_default())
     }
 
+    /// The containers with these IDs (`filters={"id":[...]}`), in any state.
+    pub async fn containers_with_ids(
+        &self,
+        ids: &[String],
+    ) -> Result<Vec<ListContainer>, ClientError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let path = format!("/containers/json?all=true&filters={}", id_filter(ids));
+        let list: Option<Vec<ListContainer>> = self.get_json(&path).await?;
+        Ok(list.unwrap_or_default())
+    }
+
+    /// The pods with these IDs.
+    pub async fn pods_with_ids(&self, ids: &[String]) -> Result<Vec<ListPod>, ClientError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let path = format!("/pods/json?filters={}", id_filter(ids));
+        let list: Option<Vec<ListPod>> = self.get_json(&path).await?;
+        Ok(list.unwrap_or_default())
+    }
+
     /// Opens `GET /libpod/events?stream=true&since=…` and returns once the response head has
     /// arrived. Podman 5.1 and 5.2 hold the head until the first event, so the caller must not
     /// put a short timeout on this future. `since_nanos` is exclusive on Podman's side.
@@ -326,6 +349,12 @@ fn status_error(path: &str, status: StatusCode, body: &[u8]) -> ClientError {
     }
 }
 
+/// `{"id":[...]}`, percent-encoded for a query value.
+fn id_filter(ids: &[String]) -> String {
+    let json = serde_json::json!({ "id": ids }).to_string();
+    percent_encoding::utf8_percent_encode(&json, QUERY_VALUE).to_string()
+}
+
 /// Formats unix nanoseconds as RFC3339 with nanoseconds, the only `since` format Podman parses
 /// without float rounding.
 pub fn rfc3339_nanos(nanos: i64) -> String {
@@ -383,6 +412,15 @@ mod tests {
             .unwrap_err()
             .contains("ssh"));
         assert!(Endpoint::parse("unix://").is_err());
+    }
+
+    /// The ID filter is the JSON Podman expects, percent-encoded.
+    #[test]
+    fn id_filters_are_encoded_json() {
+        assert_eq!(
+            id_filter(&["ab".into(), "c-d".into()]),
+            "%7B%22id%22%3A%5B%22ab%22%2C%22c-d%22%5D%7D"
+        );
     }
 
     #[test]

@@ -117,6 +117,9 @@ pub struct ListContainer {
     pub exited_at: i64,
     #[serde(rename = "ExitCode", default)]
     pub exit_code: i64,
+    /// Podman's own restart count (restarts by the restart policy); listed from Podman 4.6.
+    #[serde(rename = "Restarts", default)]
+    pub restarts: Option<u64>,
 }
 
 /// One entry of `GET /libpod/pods/json`.

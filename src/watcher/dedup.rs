@@ -205,7 +205,11 @@ mod tests {
         let ten_years = 10 * 365 * 86_400 * 1_000_000_000i64;
         assert!(d.first_time(&ev(NOW + ten_years, "c", "start"), NOW));
         assert_eq!(d.newest(), Some(NOW));
-        assert_eq!(d.next_since(NOW - 1_000, NOW), NOW - 1_000, "never past now");
+        assert_eq!(
+            d.next_since(NOW - 1_000, NOW),
+            NOW - 1_000,
+            "never past now"
+        );
         assert_eq!(d.next_since(0, NOW), NOW - REPLAY_OVERLAP_NANOS);
         assert!(
             d.first_time(&ev(NOW - 1_000, "c", "died"), NOW),

@@ -8,23 +8,39 @@
 
 mod backoff;
 mod dedup;
+mod refresh;
+mod socket;
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use tokio_util::sync::CancellationToken;
 
 use crate::inventory::Inventory;
 use crate::podman::ndjson::{LineSplitter, MAX_LINE};
-use crate::podman::wire::{decode_stream_line, StreamItem};
-use crate::podman::{Client, ClientError, EventStream};
+use crate::podman::wire::{decode_stream_line, ListContainer, ListPod, StreamItem};
+use crate::podman::{Client, ClientError, Endpoint, EventStream};
 use crate::snapshot::{EngineInstruments, EngineStatus, Publisher};
 pub use backoff::Backoff;
 use dedup::Dedup;
+use refresh::Stale;
+use socket::SocketWatch;
 
-/// How long to wait for the event stream's response head before listing anyway (Podman 5.1 and
-/// 5.2 hold it until the first event).
+/// How long to wait for the event stream's response head before listing anyway, on Podman 5.1
+/// and 5.2, which hold it until the first event.
 const HEAD_GRACE: Duration = Duration::from_secs(3);
+
+/// How long every other Podman may take to answer the event stream request (they answer at
+/// once): one that accepts the request and never answers is not a ready engine.
+const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Whether this Podman version writes the event stream's response head only with the first event
+/// (5.1.x and 5.2.x; fixed in 5.3).
+fn holds_event_head(version: &str) -> bool {
+    version.starts_with("5.1.") || version.starts_with("5.2.")
+}
 
 /// Why a session with the engine ended.
 #[derive(Debug, thiserror::Error)]
@@ -37,8 +53,20 @@ pub enum SessionEnd {
     Eof,
     #[error(transparent)]
     LineTooLong(#[from] crate::podman::ndjson::LineTooLong),
+    #[error("Podman accepted the event stream request but did not answer it within {0:?}")]
+    NoEventHead(Duration),
     #[error("shutting down")]
     Shutdown,
+}
+
+impl SessionEnd {
+    /// The engine's socket refused or was missing: worth watching for its return.
+    fn unreachable(&self) -> bool {
+        matches!(
+            self,
+            SessionEnd::Client(ClientError::Connect { .. } | ClientError::Timeout { .. })
+        )
+    }
 }
 
 /// A connection that stayed synced this long resets the backoff.
@@ -57,7 +85,19 @@ pub struct Watcher {
     started_nanos: i64,
     /// The engine's name, for logs.
     engine: Arc<str>,
+    /// A session synced before: the next one to sync is a reconnection.
+    synced_before: bool,
+    /// Objects whose list fields events left stale, for the next refresh.
+    stale: Stale,
 }
+
+/// A refresh's list calls in flight.
+type Refreshing = std::pin::Pin<
+    Box<
+        dyn std::future::Future<Output = Result<(Vec<ListContainer>, Vec<ListPod>), ClientError>>
+            + Send,
+    >,
+>;
 
 impl Watcher {
     /// A watcher that starts from `inventory` (empty, with the engine's label policy) and
@@ -80,6 +120,8 @@ impl Watcher {
             },
             instruments,
             started_nanos: now_nanos(),
+            synced_before: false,
+            stale: Stale::default(),
         }
     }
 
@@ -88,17 +130,17 @@ impl Watcher {
     }
 
     /// Runs until `shutdown` is cancelled; never returns an error: every failure is reported,
-    /// published and retried.
+    /// published and retried. Retries follow the backoff; a unix socket that refused is also
+    /// watched, so the engine is retried the moment it accepts again.
     pub async fn run(mut self, shutdown: CancellationToken) {
         let engine = self.engine.clone();
         let mut backoff = Backoff::default();
-        let mut attempt = 0u64;
         let mut last_reason = String::new();
+        let socket = match self.client.endpoint() {
+            Endpoint::Unix(path) => Some(path.clone()),
+            Endpoint::Tcp(_) => None,
+        };
         loop {
-            if attempt > 0 {
-                self.instruments.reconnects.inc();
-            }
-            attempt += 1;
             let began = Instant::now();
             let end = tokio::select! {
                 end = self.session() => end,
@@ -107,23 +149,49 @@ impl Watcher {
             if matches!(end, SessionEnd::Shutdown) {
                 return;
             }
-            if self.status.synced && began.elapsed() >= HEALTHY_PERIOD {
-                backoff.reset();
+            if self.status.synced {
+                // A new break after a good session is news, even with the same text.
+                last_reason.clear();
+                if began.elapsed() >= HEALTHY_PERIOD {
+                    backoff.reset();
+                }
+            } else {
+                self.instruments.connect_failures.inc();
             }
+            // Watch before the first look, so a socket that comes back in between is not missed.
+            let mut watch = socket
+                .as_deref()
+                .filter(|_| end.unreachable())
+                .and_then(SocketWatch::new);
             let delay = backoff.next_delay();
             let reason = end.to_string();
             self.status.connected = false;
             self.status.synced = false;
             self.status.reason = Some(format!("disconnected: {reason}"));
             self.publish();
-            if reason != last_reason {
-                tracing::warn!(%engine, "disconnected: {reason}; retrying in {:.1} s", delay.as_secs_f64());
+            let retry = if watch.is_some() {
+                format!(
+                    "retrying when the socket accepts, or in {:.1} s",
+                    delay.as_secs_f64()
+                )
             } else {
-                tracing::debug!(%engine, "still unreachable: {reason}; retrying in {:.1} s", delay.as_secs_f64());
+                format!("retrying in {:.1} s", delay.as_secs_f64())
+            };
+            if reason != last_reason {
+                tracing::warn!(%engine, "disconnected: {reason}; {retry}");
+            } else {
+                tracing::debug!(%engine, "still unreachable: {reason}; {retry}");
             }
             last_reason = reason;
+            let back = async {
+                match watch.as_mut() {
+                    Some(w) => w.accepting().await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 _ = tokio::time::sleep(delay) => {}
+                _ = back => tracing::debug!(%engine, "the socket accepts again"),
                 _ = shutdown.cancelled() => return,
             }
         }
@@ -144,22 +212,33 @@ impl Watcher {
         let since = self.dedup.next_since(self.started_nanos, now_nanos());
         let client = self.client.clone();
         let mut pending = Box::pin(async move { client.events(Some(since)).await });
+        let holds_head = holds_event_head(&version.version);
+        let head_wait = if holds_head { HEAD_GRACE } else { HEAD_TIMEOUT };
         let mut stream: Option<EventStream> = tokio::select! {
             s = &mut pending => match s {
                 Ok(s) => Some(s),
                 Err(e) => return e.into(),
             },
-            _ = tokio::time::sleep(HEAD_GRACE) => None,
+            _ = tokio::time::sleep(head_wait) => None,
         };
+        if stream.is_none() && !holds_head {
+            return SessionEnd::NoEventHead(head_wait);
+        }
 
         let t0 = Instant::now();
+        let listed_at = now_nanos();
         let lists = tokio::try_join!(self.client.containers(), self.client.pods());
         let (containers, pods) = match lists {
             Ok(l) => l,
             Err(e) => return e.into(),
         };
-        self.inventory.resync(containers, pods);
+        self.inventory.resync(containers, pods, listed_at);
+        self.stale = Stale::default();
         self.instruments.resyncs.inc();
+        if self.synced_before {
+            self.instruments.reconnects.inc();
+        }
+        self.synced_before = true;
         self.status.connected = true;
         self.status.synced = true;
         self.status.reason = None;
@@ -180,19 +259,59 @@ impl Watcher {
             },
         };
         let mut splitter = LineSplitter::new(MAX_LINE);
+        let mut refreshing: Option<Refreshing> = None;
         loop {
-            let chunk = match stream.next_chunk().await {
-                Ok(Some(chunk)) => chunk,
-                Ok(None) => return self.end_stream(&mut splitter, SessionEnd::Eof),
-                Err(e) => return self.end_stream(&mut splitter, SessionEnd::Stream(e)),
-            };
-            let pushed = splitter.push(&chunk, |line| self.handle_line(line));
-            self.publish();
-            if let Err(e) = pushed {
-                self.instruments.decode_errors.inc();
-                return e.into();
+            let due = refreshing.is_none().then(|| self.stale.due()).flatten();
+            tokio::select! {
+                chunk = stream.next_chunk() => {
+                    let chunk = match chunk {
+                        Ok(Some(chunk)) => chunk,
+                        Ok(None) => return self.end_stream(&mut splitter, SessionEnd::Eof),
+                        Err(e) => return self.end_stream(&mut splitter, SessionEnd::Stream(e)),
+                    };
+                    let (now, nanos) = (Instant::now(), now_nanos());
+                    let pushed = splitter.push(&chunk, |line| self.handle_line(line, now, nanos));
+                    self.publish();
+                    if let Err(e) = pushed {
+                        self.instruments.decode_errors.inc();
+                        return e.into();
+                    }
+                }
+                listed = async {
+                    match refreshing.as_mut() {
+                        Some(call) => call.await,
+                        None => std::future::pending().await,
+                    }
+                }, if refreshing.is_some() => {
+                    refreshing = None;
+                    match listed {
+                        Ok((containers, pods)) => {
+                            self.inventory.refresh(containers, pods);
+                            self.publish();
+                        }
+                        // The next change, or the next session's resync, lists them again.
+                        Err(e) => tracing::debug!(engine = %self.engine, "refresh failed: {e}"),
+                    }
+                }
+                _ = tokio::time::sleep_until(due.unwrap_or_else(Instant::now)), if due.is_some() => {
+                    refreshing = Some(self.refresh_call());
+                }
             }
         }
+    }
+
+    /// Sends the follow-up list calls for what events left stale.
+    fn refresh_call(&mut self) -> Refreshing {
+        let request = self.stale.take(Instant::now());
+        let client = self.client.clone();
+        Box::pin(async move {
+            let containers = match request.containers {
+                Some(ids) => client.containers_with_ids(&ids).await?,
+                None => client.containers().await?,
+            };
+            let pods = client.pods_with_ids(&request.pods).await?;
+            Ok((containers, pods))
+        })
     }
 
     /// A stream cut mid-line (a Podman restart) leaves a partial event: it is not applied and
@@ -210,14 +329,15 @@ impl Watcher {
 
     /// Applies one line. Undecodable lines and Podman's in-stream error objects are skipped and
     /// counted; Podman ends the stream after an error object, which then reconnects.
-    fn handle_line(&mut self, line: &[u8]) {
+    fn handle_line(&mut self, line: &[u8], now: Instant, now_nanos: i64) {
         match decode_stream_line(line) {
             Ok(StreamItem::Event(ev)) => {
-                if self.dedup.first_time(&ev, now_nanos()) {
+                if self.dedup.first_time(&ev, now_nanos) {
                     if ev.kind == "system" && ev.action == "log-rotation" {
                         self.instruments.log_rotations.inc();
                     }
                     self.inventory.apply(&ev);
+                    self.stale.note(&ev, now);
                     if let Some(newest) = self.dedup.newest() {
                         self.instruments.set_last_event_nanos(newest);
                     }

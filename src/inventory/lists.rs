@@ -1,0 +1,133 @@
+//! What Podman's lists say, merged into the inventory: `resync` (the whole lists, on every
+//! connection) and `refresh` (the lists filtered to objects that events changed, for the fields
+//! events do not carry: pid, health, exact times, restart count, pod labels).
+//!
+//! Owns turning list entries into records and the rule that a refresh never moves state: it fills
+//! fields only where the listed state agrees with the inventory's, because events applied since
+//! the list was taken are newer than it. Never touches a counter.
+
+use std::sync::Arc;
+
+use super::{Container, Inventory, Pod};
+use crate::podman::wire::{ListContainer, ListPod};
+
+impl Inventory {
+    /// Replaces containers and pods with what the lists say, keeping every counter and each
+    /// surviving container's restart count. `listed_at` is Podman's time just before the lists
+    /// were requested: the events that arrive with the stream afterwards and are older than that
+    /// are counted but move no state, since the lists already show their effect.
+    pub fn resync(&mut self, containers: Vec<ListContainer>, pods: Vec<ListPod>, listed_at: i64) {
+        self.listed_at = listed_at;
+        self.podman_counts_restarts = containers.iter().any(|c| c.restarts.is_some());
+        let mut fresh = imbl::HashMap::new();
+        for lc in containers {
+            let old = self.containers.get(lc.id.as_str());
+            let (restarts, awaiting_restart) =
+                old.map_or((0, false), |o| (o.restarts, o.awaiting_restart));
+            if !lc.pod.is_empty() && !lc.pod_name.is_empty() {
+                self.pod_names
+                    .insert(Arc::from(lc.pod.as_str()), Arc::from(lc.pod_name.as_str()));
+            }
+            let c = container_from_list(lc, restarts, awaiting_restart);
+            for (k, v) in c.labels.iter() {
+                self.labels.admit(k, v);
+            }
+            fresh.insert(Arc::from(c.id.as_str()), Arc::new(c));
+        }
+        self.containers = fresh;
+
+        let mut fresh_pods = imbl::HashMap::new();
+        for lp in pods {
+            self.pod_names
+                .insert(Arc::from(lp.id.as_str()), Arc::from(lp.name.as_str()));
+            let pod = pod_from_list(lp);
+            fresh_pods.insert(Arc::from(pod.id.as_str()), Arc::new(pod));
+        }
+        self.pods = fresh_pods;
+    }
+
+    /// Fills in, from lists filtered to recently changed objects, the fields that events do
+    /// not carry. A container is updated only while the list shows the same state as the
+    /// inventory (otherwise a newer event has moved it, and it is refreshed again); nothing is
+    /// added or removed, and no counter moves.
+    pub fn refresh(&mut self, containers: Vec<ListContainer>, pods: Vec<ListPod>) {
+        for lc in containers {
+            let Some(c) = self.containers.get_mut(lc.id.as_str()) else {
+                continue;
+            };
+            if c.state != lc.state {
+                continue;
+            }
+            let listed = container_from_list(lc, c.restarts, c.awaiting_restart);
+            let c = Arc::make_mut(c);
+            c.pid = listed.pid;
+            c.health = listed.health;
+            c.created_at = listed.created_at.or(c.created_at);
+            c.started_at = listed.started_at.or(c.started_at);
+            c.exited_at = listed.exited_at.or(c.exited_at);
+            c.exit_code = listed.exit_code;
+            c.restarts = listed.restarts;
+        }
+        for lp in pods {
+            let Some(p) = self.pods.get_mut(lp.id.as_str()) else {
+                continue;
+            };
+            let listed = pod_from_list(lp);
+            let p = Arc::make_mut(p);
+            p.labels = listed.labels;
+            p.created_at = listed.created_at.or(p.created_at);
+            p.infra_id = listed.infra_id.or(p.infra_id.take());
+        }
+    }
+}
+
+/// Unix seconds from a list, where Podman writes `-62135596800` (Go's zero time) for "never".
+fn list_time(secs: i64) -> Option<i64> {
+    (secs > 0).then(|| secs.saturating_mul(1_000_000_000))
+}
+
+/// `Created` is an RFC3339 string in libpod, a unix integer in Docker's compat shape.
+fn parse_created(v: &serde_json::Value) -> Option<i64> {
+    match v {
+        serde_json::Value::String(s) => chrono::DateTime::parse_from_rfc3339(s)
+            .ok()
+            .and_then(|t| t.timestamp_nanos_opt())
+            .filter(|t| *t > 0),
+        serde_json::Value::Number(n) => n.as_i64().and_then(list_time),
+        _ => None,
+    }
+}
+
+/// A container as listed. `restarts` is Podman's count where it lists one, else the one sealwatch
+/// kept.
+fn container_from_list(lc: ListContainer, restarts: u64, awaiting_restart: bool) -> Container {
+    let exited_at = list_time(lc.exited_at);
+    let has_exited = matches!(lc.state.as_str(), "exited" | "stopped");
+    Container {
+        name: lc.names.into_iter().next().unwrap_or_default(),
+        image: lc.image,
+        pid: u32::try_from(lc.pid).ok().filter(|p| *p > 0),
+        pod_id: Some(lc.pod).filter(|p| !p.is_empty()),
+        infra: lc.is_infra,
+        labels: Arc::new(lc.labels),
+        created_at: parse_created(&lc.created),
+        started_at: list_time(lc.started_at),
+        exited_at,
+        exit_code: has_exited.then_some(lc.exit_code),
+        health: Some(lc.status).filter(|s| !s.is_empty()),
+        state: lc.state,
+        id: lc.id,
+        restarts: lc.restarts.unwrap_or(restarts),
+        awaiting_restart,
+    }
+}
+
+fn pod_from_list(lp: ListPod) -> Pod {
+    Pod {
+        created_at: parse_created(&lp.created),
+        infra_id: Some(lp.infra_id).filter(|s| !s.is_empty()),
+        labels: Arc::new(lp.labels),
+        name: lp.name,
+        id: lp.id,
+    }
+}

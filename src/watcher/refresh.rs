@@ -1,0 +1,123 @@
+//! Which objects need their list fields fetched again, and when.
+//!
+//! Events do not carry a container's pid, its first health status, Podman's exact start and exit
+//! times or restart count, nor a pod's labels. Owns the set of objects that events changed and
+//! the pacing of the follow-up list calls: a first change waits `COALESCE` for others to join it,
+//! and calls are at least `MIN_INTERVAL` apart, so a crash loop or a burst of a thousand starts
+//! costs a few list calls, never one per event. Never calls Podman itself.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::podman::wire::Event;
+
+/// How long a first change waits for others before its refresh is sent.
+pub const COALESCE: Duration = Duration::from_millis(100);
+/// The least time between two refreshes of one engine.
+pub const MIN_INTERVAL: Duration = Duration::from_millis(500);
+/// Past this many changed containers one unfiltered list is cheaper than a long ID filter.
+pub const MAX_IDS: usize = 200;
+
+/// IDs whose list fields are stale, and since when.
+#[derive(Debug, Default)]
+pub struct Stale {
+    containers: HashSet<String>,
+    pods: HashSet<String>,
+    since: Option<Instant>,
+    /// When the last refresh was sent.
+    last_sent: Option<Instant>,
+}
+
+/// One refresh to send: `containers: None` means every container.
+#[derive(Debug, PartialEq)]
+pub struct Request {
+    pub containers: Option<Vec<String>>,
+    pub pods: Vec<String>,
+}
+
+impl Stale {
+    /// Notes what an applied event leaves stale.
+    pub fn note(&mut self, ev: &Event, now: Instant) {
+        let id = &ev.actor.id;
+        if id.is_empty() {
+            return;
+        }
+        let set = match (ev.kind.as_str(), ev.action.as_str()) {
+            (
+                "container",
+                "create" | "init" | "start" | "restart" | "died" | "health_status" | "unpause",
+            ) => &mut self.containers,
+            ("pod", "create") => &mut self.pods,
+            _ => return,
+        };
+        if !set.contains(id) {
+            set.insert(id.clone());
+        }
+        self.since.get_or_insert(now);
+    }
+
+    /// When the next refresh is due; `None` while nothing is stale.
+    pub fn due(&self) -> Option<Instant> {
+        let since = self.since?;
+        let paced = self.last_sent.map_or(since, |t| t + MIN_INTERVAL);
+        Some((since + COALESCE).max(paced))
+    }
+
+    /// Takes what is stale as one request, and starts the pacing from `now`.
+    pub fn take(&mut self, now: Instant) -> Request {
+        self.since = None;
+        self.last_sent = Some(now);
+        let containers: Vec<String> = self.containers.drain().collect();
+        Request {
+            containers: (containers.len() <= MAX_IDS).then_some(containers),
+            pods: self.pods.drain().collect(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ev(kind: &str, action: &str, id: &str) -> Event {
+        serde_json::from_value(serde_json::json!({
+            "Type": kind, "Action": action, "timeNano": 1, "Actor": {"ID": id, "Attributes": {}}
+        }))
+        .unwrap()
+    }
+
+    /// A burst of starts becomes one request after `COALESCE`; the next waits `MIN_INTERVAL`.
+    #[test]
+    fn bursts_coalesce_and_refreshes_are_paced() {
+        let t0 = Instant::now();
+        let mut s = Stale::default();
+        assert_eq!(s.due(), None);
+        for i in 0..50 {
+            s.note(&ev("container", "start", &format!("c{i}")), t0);
+            s.note(&ev("container", "died", &format!("c{i}")), t0);
+        }
+        s.note(&ev("container", "exec", "c0"), t0);
+        s.note(&ev("image", "pull", "img"), t0);
+        s.note(&ev("pod", "create", "p"), t0);
+        assert_eq!(s.due(), Some(t0 + COALESCE));
+        let req = s.take(t0 + COALESCE);
+        assert_eq!(req.containers.map(|c| c.len()), Some(50));
+        assert_eq!(req.pods, vec!["p".to_owned()]);
+        assert_eq!(s.due(), None);
+        s.note(&ev("container", "start", "c1"), t0 + COALESCE);
+        assert_eq!(s.due(), Some(t0 + COALESCE + MIN_INTERVAL));
+    }
+
+    /// Past `MAX_IDS` containers the request lists every container instead.
+    #[test]
+    fn many_changes_list_everything() {
+        let t0 = Instant::now();
+        let mut s = Stale::default();
+        for i in 0..=MAX_IDS {
+            s.note(&ev("container", "start", &format!("c{i}")), t0);
+        }
+        assert_eq!(s.take(t0).containers, None);
+    }
+}
