@@ -1,13 +1,11 @@
 //! The command line and HTTP surface a user meets first: flag errors, --version, environment
 //! variables, JSON errors, 405s, the landing page, readiness and a clean SIGTERM shutdown.
 
-mod support;
-
 use std::process::Command;
 use std::time::Duration;
 
-use support::scripted::ScriptedPodman;
-use support::{wait_until, Sealwatch};
+use crate::support::scripted::ScriptedPodman;
+use crate::support::{wait_until, Sealwatch};
 
 const BIN: &str = env!("CARGO_BIN_EXE_sealwatch");
 

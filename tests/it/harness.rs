@@ -1,9 +1,7 @@
 //! Smoke test for the integration-test harness in tests/support (real Podman, no sealwatch).
-mod support;
-
 use std::time::{Duration, Instant};
 
-use support::{wait_until, PodmanService};
+use crate::support::{wait_until, PodmanService};
 
 fn state_of(ps: &serde_json::Value, name: &str) -> Option<String> {
     ps.as_array()?

@@ -1,14 +1,12 @@
 //! `--web.config.file`: TLS and basic auth in the exporter-toolkit format, checked against
 //! promtool's own validator and with a real TLS client.
 
-mod support;
-
 use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
-use support::scripted::ScriptedPodman;
-use support::{free_port, wait_until};
+use crate::support::scripted::ScriptedPodman;
+use crate::support::{free_port, wait_until};
 
 const BIN: &str = env!("CARGO_BIN_EXE_sealwatch");
 

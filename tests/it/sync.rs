@@ -2,13 +2,11 @@
 //! `/containers` and `/pods` show equals what `podman ps -a` and `podman pod ps` say, also across
 //! a restart of the service, when sealwatch starts first, and with two engines at once.
 
-mod support;
-
 use std::collections::BTreeSet;
 use std::time::Duration;
 
+use crate::support::{wait_until, PodmanService, Sealwatch, BUSYBOX_IMAGE};
 use serde_json::Value;
-use support::{wait_until, PodmanService, Sealwatch, BUSYBOX_IMAGE};
 
 const BIN: &str = env!("CARGO_BIN_EXE_sealwatch");
 const SETTLE: Duration = Duration::from_secs(20);

@@ -1,8 +1,6 @@
 //! The Grafana dashboards under dashboards/: static checks (JSON, uids, datasource variable,
 //! PromQL) and an end-to-end check that every panel and variable query returns data from a real
 //! Prometheus that scrapes a real sealwatch watching a real private Podman.
-mod support;
-
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -10,8 +8,8 @@ use std::time::{Duration, Instant};
 use promql_parser::parser::{self, Expr};
 use serde_json::Value;
 
-use support::prometheus::Prometheus;
-use support::{wait_until, PodmanService, Sealwatch, BUSYBOX_IMAGE};
+use crate::support::prometheus::Prometheus;
+use crate::support::{wait_until, PodmanService, Sealwatch, BUSYBOX_IMAGE};
 
 const DATASOURCE: &str = "${datasource}";
 
@@ -209,7 +207,7 @@ fn substitute(expr: &str, interval: &str, vars: &HashMap<String, String>) -> Str
 
 /// Metric names selected anywhere in a parsed expression; panics on a selector without one.
 fn metric_names(expr: &Expr) -> BTreeSet<String> {
-    support::prometheus::metric_names(expr).unwrap_or_else(|e| panic!("{e} in {expr}"))
+    crate::support::prometheus::metric_names(expr).unwrap_or_else(|e| panic!("{e} in {expr}"))
 }
 
 /// Variable values for the static checks: a regex-safe value that also exercises quoting.

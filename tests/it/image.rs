@@ -3,14 +3,12 @@
 //! against a private Podman service whose socket is mounted into it.
 //!
 //! Needs target/x86_64-unknown-linux-gnu/release/sealwatch: `scripts/build-static.sh`.
-mod support;
-
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use support::{free_port, wait_until, PodmanService, BUSYBOX_IMAGE};
+use crate::support::{free_port, wait_until, PodmanService, BUSYBOX_IMAGE};
 
 const IMAGE: &str = "localhost/sealwatch:test";
 const STATIC_BINARY: &str = "target/x86_64-unknown-linux-gnu/release/sealwatch";
@@ -141,7 +139,7 @@ fn quadlet_run_args(socket: &Path, port: u16) -> (Vec<String>, Vec<String>) {
 }
 
 fn http_get(url: &str) -> Result<(u16, String), String> {
-    support::http_get(&support::http_agent(), url)
+    crate::support::http_get(&crate::support::http_agent(), url)
 }
 
 fn inspect(svc: &PodmanService, what: &str, name: &str) -> Value {

@@ -2,12 +2,10 @@
 //! lines, error objects, cut streams, oversized lines and replays. Behaviour with the real
 //! service is proven in `podman_sync.rs`; this file covers what a real Podman cannot be made to do.
 
-mod support;
-
 use std::time::Duration;
 
-use support::scripted::{container_event, ScriptedPodman, Step};
-use support::{wait_until, Sealwatch};
+use crate::support::scripted::{container_event, ScriptedPodman, Step};
+use crate::support::{wait_until, Sealwatch};
 
 const BIN: &str = env!("CARGO_BIN_EXE_sealwatch");
 const T0: i64 = 4_000_000_000_000_000_000; // far in the future: always after sealwatch's start

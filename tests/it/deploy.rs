@@ -1,8 +1,6 @@
 //! The deployment examples under deploy/: the Prometheus config and alert rules (promtool, and the
 //! rules evaluated by a real Prometheus against a real sealwatch watching a real private Podman),
 //! the systemd unit and the Quadlet unit.
-mod support;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -11,8 +9,8 @@ use std::time::{Duration, Instant};
 use promql_parser::parser;
 use serde_json::Value;
 
-use support::prometheus::Prometheus;
-use support::{wait_until, PodmanService, Sealwatch, BUSYBOX_IMAGE};
+use crate::support::prometheus::Prometheus;
+use crate::support::{wait_until, PodmanService, Sealwatch, BUSYBOX_IMAGE};
 
 fn repo() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -353,7 +351,7 @@ fn quadlet_unit_is_consistent() {
 /// Metric names selected anywhere in a PromQL expression.
 fn metric_names(expr: &str) -> BTreeSet<String> {
     let parsed = parser::parse(expr).unwrap_or_else(|e| panic!("not PromQL: {e}: {expr}"));
-    support::prometheus::metric_names(&parsed).unwrap_or_else(|e| panic!("{e} in {expr}"))
+    crate::support::prometheus::metric_names(&parsed).unwrap_or_else(|e| panic!("{e} in {expr}"))
 }
 
 /// Sample names of a text-format exposition.

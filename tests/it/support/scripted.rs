@@ -39,7 +39,10 @@ pub struct ScriptedPodman {
     script: Arc<Mutex<Script>>,
 }
 
-const VERSION_JSON: &str = include_str!("../fixtures/version.json");
+const VERSION_JSON: &str = include_str!(concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/fixtures/version.json"
+));
 
 impl ScriptedPodman {
     /// Starts serving with empty lists and the given event-stream sessions.

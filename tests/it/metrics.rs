@@ -4,17 +4,15 @@
 //! Every expectation is computed from what Podman itself reports, never hard-coded from what
 //! sealwatch happens to print. Waits are bounded polls (`wait_until`), never timing assertions.
 
-mod support;
-
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use crate::support::prometheus::{sample_value, Prometheus};
+use crate::support::{wait_until, PodmanService, Sealwatch, BUSYBOX_IMAGE as IMAGE};
 use serde_json::Value;
-use support::prometheus::{sample_value, Prometheus};
-use support::{wait_until, PodmanService, Sealwatch, BUSYBOX_IMAGE as IMAGE};
 
 const BIN: &str = env!("CARGO_BIN_EXE_sealwatch");
 /// The allowlist of the gauge and exactness tests.
