@@ -1,22 +1,11 @@
 //! The command line and HTTP surface a user meets first: flag errors, --version, environment
 //! variables, JSON errors, 405s, the landing page, readiness and a clean SIGTERM shutdown.
 
-use std::process::Command;
 use std::time::Duration;
 
 use crate::support::scripted::ScriptedPodman;
+use crate::support::sealwatch::run_once as sealwatch;
 use crate::support::{wait_until, Sealwatch};
-
-const BIN: &str = env!("CARGO_BIN_EXE_sealwatch");
-
-fn sealwatch(args: &[&str]) -> std::process::Output {
-    Command::new(BIN)
-        .args(args)
-        .env_remove("SEALWATCH_PODMAN_URL")
-        .env_remove("CONTAINER_HOST")
-        .output()
-        .expect("run sealwatch")
-}
 
 /// Every bad flag exits with status 2 and exactly one line on stderr that names the problem.
 #[test]
@@ -100,7 +89,6 @@ fn environment_variables_configure_sealwatch() {
     let podman = ScriptedPodman::start(vec![]);
     let url = format!("fromenv={}", podman.url());
     let sw = Sealwatch::start_with_env(
-        BIN,
         &[],
         &[
             ("SEALWATCH_PODMAN_URL", &url),
@@ -115,16 +103,15 @@ fn environment_variables_configure_sealwatch() {
             Err(body)
         }
     });
-    let (status, body) = sw.get("/m");
-    assert_eq!(status, 200);
-    assert!(body.contains("podman_up{engine=\"fromenv\"} 1"), "{body}");
+    let m = sw.scrape_path("/m");
+    assert_eq!(m.value("podman_up", &[("engine", "fromenv")]), 1.0);
 }
 
 /// Unknown paths are JSON 404s, other methods JSON 405s; the landing page links every endpoint.
 #[test]
 fn http_errors_are_json_and_the_landing_page_links_everything() {
     let podman = ScriptedPodman::start(vec![]);
-    let sw = Sealwatch::start(BIN, &["--podman.url", &format!("e={}", podman.url())]);
+    let sw = Sealwatch::start(&["--podman.url", &format!("e={}", podman.url())]);
     let (status, body) = sw.get("/nope");
     assert_eq!(status, 404);
     let v: serde_json::Value = serde_json::from_str(&body).unwrap();
@@ -161,10 +148,7 @@ fn http_errors_are_json_and_the_landing_page_links_everything() {
 /// serves; SIGTERM then ends the process cleanly with status 0.
 #[test]
 fn unreachable_engine_is_reported_and_sigterm_exits_cleanly() {
-    let mut sw = Sealwatch::start(
-        BIN,
-        &["--podman.url", "ghost=unix:///nonexistent/podman.sock"],
-    );
+    let mut sw = Sealwatch::start(&["--podman.url", "ghost=unix:///nonexistent/podman.sock"]);
     let body = wait_until("a reason for ghost", Duration::from_secs(10), || {
         let (status, body) = sw.try_get("/-/ready")?;
         if status == 503 && body.contains("No such file") {

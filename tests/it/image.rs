@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::support::{free_port, wait_until, PodmanService, BUSYBOX_IMAGE};
+use crate::support::process::{http_agent, http_get as get_with};
+use crate::support::{free_port, wait_until, Exposition, PodmanService, Run, BUSYBOX_IMAGE};
 
 const IMAGE: &str = "localhost/sealwatch:test";
 const STATIC_BINARY: &str = "target/x86_64-unknown-linux-gnu/release/sealwatch";
@@ -125,7 +126,7 @@ fn quadlet_run_args(socket: &Path, port: u16) -> (Vec<String>, Vec<String>) {
             "PodmanArgs" => opts.extend(v.split_whitespace().map(String::from)),
             "Exec" => exec.extend(v.split_whitespace().map(String::from)),
             other => panic!(
-                "{}: translate [Container] {other}= in tests/image.rs",
+                "{}: translate [Container] {other}= in tests/it/image.rs",
                 path.display()
             ),
         }
@@ -139,7 +140,7 @@ fn quadlet_run_args(socket: &Path, port: u16) -> (Vec<String>, Vec<String>) {
 }
 
 fn http_get(url: &str) -> Result<(u16, String), String> {
-    crate::support::http_get(&crate::support::http_agent(), url)
+    get_with(&http_agent(), url)
 }
 
 fn inspect(svc: &PodmanService, what: &str, name: &str) -> Value {
@@ -226,39 +227,29 @@ fn prebuilt_image_runs_against_mounted_socket_and_stops_fast() {
 
     // Test containers to find.
     svc.podman(&["pod", "create", "--name", "shop"]);
-    svc.podman(&[
-        "run",
-        "-d",
-        "--pod",
-        "shop",
-        "--name",
-        "web",
-        "--label",
-        "app=web",
-        BUSYBOX_IMAGE,
-        "sleep",
-        "1000",
-    ]);
-    svc.podman(&[
-        "run",
-        "-d",
-        "--name",
-        "solo",
-        BUSYBOX_IMAGE,
-        "sleep",
-        "1000",
-    ]);
-    svc.podman(&["create", "--name", "never-started", BUSYBOX_IMAGE, "true"]);
+    svc.run(
+        &Run::new(BUSYBOX_IMAGE)
+            .pod("shop")
+            .name("web")
+            .label("app", "web")
+            .sleeping(),
+    );
+    svc.run(&Run::new(BUSYBOX_IMAGE).name("solo").sleeping());
+    svc.run(
+        &Run::create(BUSYBOX_IMAGE)
+            .name("never-started")
+            .cmd(["true"]),
+    );
 
     // Run it the Quadlet way.
     let port = free_port();
     let (opts, exec) = quadlet_run_args(svc.socket_path(), port);
-    let mut args: Vec<&str> = vec!["run", "-d"];
-    args.extend(opts.iter().map(String::as_str));
-    args.push(IMAGE);
-    args.extend(exec.iter().map(String::as_str));
-    eprintln!("podman {}", args.join(" "));
-    svc.podman(&args);
+    let run = opts
+        .iter()
+        .fold(Run::new(IMAGE), |run, o| run.opt(o))
+        .cmd(exec);
+    eprintln!("podman {}", run.args().join(" "));
+    svc.run(&run);
     let base = format!("http://127.0.0.1:{port}");
     let logs = || svc.try_podman(&["logs", "sealwatch"]);
     let ready = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -300,12 +291,8 @@ fn prebuilt_image_runs_against_mounted_socket_and_stops_fast() {
     assert_eq!(find("never-started")["state"], "created");
     assert_eq!(find("sealwatch")["state"], "running", "it sees itself");
     let (_, metrics) = http_get(&format!("{base}/metrics")).unwrap();
-    assert!(
-        metrics
-            .lines()
-            .any(|l| l.starts_with("podman_up{") && l.ends_with(" 1")),
-        "podman_up is not 1:\n{metrics}"
-    );
+    let metrics = Exposition::parse_or_panic(&metrics);
+    assert_eq!(metrics.value("podman_up", &[]), 1.0, "podman_up");
 
     // HEALTHCHECK: the binary checks its own readiness, no curl in the image.
     let out = svc.try_podman(&["healthcheck", "run", "sealwatch"]);
