@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
+use crate::support::binary::run_once as sealwatch;
 use crate::support::scripted::ScriptedPodman;
-use crate::support::sealwatch::run_once as sealwatch;
 use crate::support::{wait_until, Sealwatch};
 
 /// Every bad flag exits with status 2 and exactly one line on stderr that names the problem.

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::support::scripted::ScriptedPodman;
-use crate::support::{free_port, promtool, sealwatch, wait_until};
+use crate::support::{binary, free_port, promtool, wait_until};
 
 struct Files {
     dir: tempfile::TempDir,
@@ -74,7 +74,7 @@ fn tls_and_basic_auth_protect_every_endpoint() {
     let podman = ScriptedPodman::start(vec![]);
     let port = free_port();
     let child = Child(
-        sealwatch::command()
+        binary::command()
             .args(["--podman.url", &format!("e={}", podman.url())])
             .args(["--web.listen-address", &format!("127.0.0.1:{port}")])
             .arg("--web.config.file")
@@ -145,7 +145,7 @@ fn a_broken_web_config_exits_2() {
     for (name, text, mention) in cases {
         let p = dir.path().join(name);
         std::fs::write(&p, text).unwrap();
-        let out = sealwatch::command()
+        let out = binary::command()
             .args([
                 "--podman.url",
                 "unix:///nonexistent.sock",

@@ -4,8 +4,8 @@
 use std::path::Path;
 
 use super::repo;
+use crate::support::binary;
 use crate::support::process::{assert_success, run_tool};
-use crate::support::sealwatch;
 
 /// A systemd-style unit file: (section, key, value) in file order. Comments and blank lines
 /// skipped; line continuations are not supported (and asserted absent).
@@ -58,7 +58,7 @@ fn unit_values<'a>(
 /// subcommand validates the whole command line first (exit 2 with one line on a bad flag, URL or
 /// address), then probes the listen address (exit 0 or 1, either is fine here).
 fn assert_sealwatch_accepts(what: &str, args: &[&str], env: &[(String, String)]) {
-    let out = sealwatch::command()
+    let out = binary::command()
         .args(args)
         .arg("healthcheck")
         .envs(env.iter().map(|(k, v)| (k, v)))

@@ -5,6 +5,7 @@
 //! Everything here is per instance (temp dirs, sockets, ports), so tests can run in parallel
 //! threads. Plain std + `tempfile`, `ureq`, `serde_json`; synchronous.
 
+pub mod binary;
 pub mod exposition;
 pub mod podman;
 pub mod process;
@@ -12,10 +13,9 @@ pub mod prometheus;
 pub mod promtool;
 pub mod run;
 pub mod scripted;
-pub mod sealwatch;
 
+pub use binary::Sealwatch;
 pub use exposition::{assert_lint_clean, Exposition, Format};
 pub use podman::{PodmanService, Via, BUSYBOX_IMAGE};
 pub use process::{free_port, wait_until};
 pub use run::Run;
-pub use sealwatch::Sealwatch;
