@@ -59,14 +59,40 @@ fn static_binary() -> PathBuf {
     });
     let inputs = deps.split_once(": ").map_or("", |(_, d)| d);
     for input in inputs.split_whitespace() {
-        let changed = std::fs::metadata(input).and_then(|m| m.modified());
+        let input = in_git_dir(input);
+        let changed = std::fs::metadata(&input).and_then(|m| m.modified());
         assert!(
             changed.is_ok_and(|c| c <= built),
-            "{} is older than {input}: run scripts/build-static.sh first (scripts/test.sh does)",
-            bin.display()
+            "{} is older than {}: run scripts/build-static.sh first (scripts/test.sh does)",
+            bin.display(),
+            input.display()
         );
     }
     bin
+}
+
+/// Where a dep-info input under `.git/` really is: in a git worktree `.git` is a file that names
+/// the repository's git dir, and build.rs's `.git/HEAD` and `.git/refs/heads` live there
+/// (`git rev-parse --git-path`). Any other input is returned as it is.
+fn in_git_dir(input: &str) -> PathBuf {
+    let git = repo().join(".git");
+    match Path::new(input).strip_prefix(&git) {
+        Ok(rest) if git.is_file() => {
+            let out = std::process::Command::new("git")
+                .arg("-C")
+                .arg(repo())
+                .args(["rev-parse", "--path-format=absolute", "--git-path"])
+                .arg(rest)
+                .output()
+                .unwrap_or_else(|e| panic!("cannot run git to find {input}: {e}"));
+            assert!(
+                out.status.success(),
+                "git rev-parse --git-path {input}: {out:?}"
+            );
+            PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+        }
+        _ => PathBuf::from(input),
+    }
 }
 
 /// The `podman run` options the shipped Quadlet unit (deploy/quadlet/sealwatch.container) turns
