@@ -1,6 +1,6 @@
 //! Fault injection through a scripted Podman that speaks the exact 4.3.1 wire format: broken
 //! lines, error objects, cut streams, oversized lines and replays. Behaviour with the real
-//! service is proven in `podman_sync.rs`; this file covers what a real Podman cannot be made to do.
+//! service is proven in `sync.rs`; this module covers what a real Podman cannot be made to do.
 
 use std::time::Duration;
 
