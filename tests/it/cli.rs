@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use crate::support::binary::run_once as sealwatch;
+use crate::support::process::http_agent;
 use crate::support::scripted::ScriptedPodman;
 use crate::support::{wait_until, Sealwatch};
 
@@ -117,11 +118,7 @@ fn http_errors_are_json_and_the_landing_page_links_everything() {
     let v: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert!(v["error"].is_string());
 
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .build()
-        .into();
-    let mut resp = agent
+    let mut resp = http_agent()
         .post(&format!("{}/containers", sw.base_url()))
         .send("x")
         .unwrap();

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::support::process::{http_agent, http_get as get_with};
+use crate::support::unit_file::unit_entries;
 use crate::support::{free_port, wait_until, Exposition, PodmanService, Run, BUSYBOX_IMAGE};
 
 const IMAGE: &str = "localhost/sealwatch:test";
@@ -100,23 +101,14 @@ fn in_git_dir(input: &str) -> PathBuf {
 /// network and a free port instead of PublishPort, the test image. Returns (options, Exec args).
 fn quadlet_run_args(socket: &Path, port: u16) -> (Vec<String>, Vec<String>) {
     let path = repo().join("deploy/quadlet/sealwatch.container");
-    let text = std::fs::read_to_string(&path).unwrap();
-    let mut section = "";
     let (mut opts, mut exec) = (Vec::new(), Vec::new());
     let mut saw_listen = false;
-    for line in text.lines().map(str::trim) {
-        if line.is_empty() || line.starts_with('#') {
+    for (section, k, v) in &unit_entries(&path) {
+        if section != "Container" {
             continue;
         }
-        if line.starts_with('[') {
-            section = line;
-            continue;
-        }
-        if section != "[Container]" {
-            continue;
-        }
-        let (k, v) = line.split_once('=').unwrap();
-        match k {
+        let v = v.as_str();
+        match k.as_str() {
             "ContainerName" => opts.push(format!("--name={v}")),
             "Image" => {} // the image under test instead
             "Volume" => {

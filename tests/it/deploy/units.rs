@@ -1,58 +1,10 @@
 //! The systemd unit and the Quadlet unit under deploy/: well-formed, verified by systemd where
 //! that can run here, and their sealwatch flags accepted by the real binary.
 
-use std::path::Path;
-
 use super::repo;
 use crate::support::binary;
 use crate::support::process::{assert_success, run_tool};
-
-/// A systemd-style unit file: (section, key, value) in file order. Comments and blank lines
-/// skipped; line continuations are not supported (and asserted absent).
-fn unit_entries(path: &Path) -> Vec<(String, String, String)> {
-    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let mut section = String::new();
-    let mut out = Vec::new();
-    for (n, line) in text.lines().enumerate() {
-        let l = line.trim();
-        if l.is_empty() || l.starts_with('#') || l.starts_with(';') {
-            continue;
-        }
-        assert!(
-            !l.ends_with('\\'),
-            "{}:{}: line continuation",
-            path.display(),
-            n + 1
-        );
-        if let Some(s) = l.strip_prefix('[').and_then(|s| s.strip_suffix(']')) {
-            section = s.to_string();
-            continue;
-        }
-        let (k, v) = l
-            .split_once('=')
-            .unwrap_or_else(|| panic!("{}:{}: not key=value: {l}", path.display(), n + 1));
-        assert!(
-            !section.is_empty(),
-            "{}:{}: key outside a section",
-            path.display(),
-            n + 1
-        );
-        out.push((section.clone(), k.trim().to_string(), v.trim().to_string()));
-    }
-    out
-}
-
-fn unit_values<'a>(
-    entries: &'a [(String, String, String)],
-    section: &str,
-    key: &str,
-) -> Vec<&'a str> {
-    entries
-        .iter()
-        .filter(|(s, k, _)| s == section && k == key)
-        .map(|(_, _, v)| v.as_str())
-        .collect()
-}
+use crate::support::unit_file::{unit_entries, unit_values};
 
 /// Runs the sealwatch binary with `args` + `healthcheck` and only `env` from the unit: the
 /// subcommand validates the whole command line first (exit 2 with one line on a bad flag, URL or

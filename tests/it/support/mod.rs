@@ -13,6 +13,7 @@ pub mod prometheus;
 pub mod promtool;
 pub mod run;
 pub mod scripted;
+pub mod unit_file;
 
 pub use binary::Sealwatch;
 pub use exposition::{assert_lint_clean, Exposition, Format};
