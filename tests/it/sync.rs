@@ -137,17 +137,6 @@ fn assert_converges(sw: &Sealwatch, engines: &[(&str, &PodmanService)]) {
     );
 }
 
-fn wait_ready(sw: &Sealwatch, want: u16) -> Value {
-    wait_until(&format!("/-/ready answers {want}"), SETTLE, || {
-        let (status, body) = sw.try_get("/-/ready")?;
-        if status == want {
-            serde_json::from_str(&body).map_err(|e| e.to_string())
-        } else {
-            Err(format!("{status}: {body}"))
-        }
-    })
-}
-
 /// `podman run -d --name NAME busybox …`, still to be given its command.
 fn busybox(name: &str) -> Run {
     Run::new(BUSYBOX_IMAGE).name(name)
@@ -169,7 +158,7 @@ fn inventory_equals_podman_after_a_burst_of_changes() {
     svc.run(&busybox("early-exit").sh("exit 0"));
 
     let sw = Sealwatch::start(&["--podman.url", &format!("local={}", svc.url())]);
-    wait_ready(&sw, 200);
+    sw.wait_ready(200, SETTLE);
     assert_converges(&sw, &[("local", &svc)]);
 
     // The burst, while sealwatch watches.
@@ -296,11 +285,11 @@ fn changes_while_the_service_is_down_are_picked_up_after_it_returns() {
     svc.run(&busybox("will-stop").sleeping());
     svc.run(&busybox("will-go").sleeping());
     let sw = Sealwatch::start(&["--podman.url", &format!("local={}", svc.url())]);
-    wait_ready(&sw, 200);
+    sw.wait_ready(200, SETTLE);
     assert_converges(&sw, &[("local", &svc)]);
 
     svc.stop_service();
-    let body = wait_ready(&sw, 503);
+    let body = sw.wait_ready(503, SETTLE);
     let reason = body["not_ready"][0]["reason"]
         .as_str()
         .unwrap_or_default()
@@ -318,7 +307,7 @@ fn changes_while_the_service_is_down_are_picked_up_after_it_returns() {
     );
 
     svc.start_service();
-    wait_ready(&sw, 200);
+    sw.wait_ready(200, SETTLE);
     assert_converges(&sw, &[("local", &svc)]);
     assert_eq!(
         sw.scrape()
@@ -335,12 +324,12 @@ fn sealwatch_waits_for_a_service_that_does_not_exist_yet() {
     svc.stop_service();
     svc.podman_direct(&busybox("before-service").sleeping().args());
     let sw = Sealwatch::start(&["--podman.url", &format!("late={}", svc.url())]);
-    let body = wait_ready(&sw, 503);
+    let body = sw.wait_ready(503, SETTLE);
     assert_eq!(body["not_ready"][0]["engine"], "late", "{body}");
     assert_eq!(sw.scrape().value("podman_up", &[("engine", "late")]), 0.0);
 
     svc.start_service();
-    wait_ready(&sw, 200);
+    sw.wait_ready(200, SETTLE);
     assert_converges(&sw, &[("late", &svc)]);
 }
 
@@ -357,7 +346,7 @@ fn two_engines_at_once() {
         "--podman.url",
         &format!("b={}", b.url()),
     ]);
-    wait_ready(&sw, 200);
+    sw.wait_ready(200, SETTLE);
     b.run(&busybox("also-in-b").sleeping());
     assert_converges(&sw, &[("a", &a), ("b", &b)]);
     let only_b = sealwatch_containers(&sw, "&engine=b").unwrap();

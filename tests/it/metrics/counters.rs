@@ -192,12 +192,7 @@ fn event_counters_stay_exact_across_a_podman_restart() {
     wait_counters_match(&svc, &sw, &t0);
 
     svc.stop_service();
-    wait_until("sealwatch notices the outage", CATCH_UP, || {
-        match sw.try_get("/-/ready")? {
-            (503, _) => Ok(()),
-            (s, b) => Err(format!("{s}: {b}")),
-        }
-    });
+    sw.wait_ready(503, CATCH_UP); // sealwatch noticed the outage
     lifecycle(&svc, Via::Storage, "down");
     svc.podman_direct(&["stop", "-t", "0", "survivor"]);
     svc.start_service();

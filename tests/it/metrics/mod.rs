@@ -30,12 +30,7 @@ const CATCH_UP: Duration = Duration::from_secs(90);
 
 /// Waits (up to a minute) until sealwatch's `/-/ready` answers 200.
 fn wait_ready(sw: &Sealwatch) {
-    wait_until("sealwatch /-/ready", Duration::from_secs(60), || {
-        match sw.try_get("/-/ready")? {
-            (200, _) => Ok(()),
-            (status, body) => Err(format!("{status}: {body}")),
-        }
-    });
+    sw.wait_ready(200, Duration::from_secs(60));
 }
 
 /// A container's first name in `podman ps --format json`.

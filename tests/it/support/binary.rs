@@ -12,7 +12,9 @@ use std::time::{Duration, Instant};
 use tempfile::TempDir;
 
 use super::exposition::Exposition;
-use super::process::{free_port, http_agent, http_get, raw_get, read_lossy, signal, tail};
+use super::process::{
+    free_port, http_agent, http_get, raw_get, read_lossy, signal, tail, wait_until,
+};
 
 /// The binary cargo built for this test run.
 pub const BIN: &str = env!("CARGO_BIN_EXE_sealwatch");
@@ -179,6 +181,18 @@ impl Sealwatch {
         let (status, body) = self.get(path);
         serde_json::from_str(&body).unwrap_or_else(|e| {
             panic!("Sealwatch: GET {path} (status {status}) is not JSON: {e}\n--- body ---\n{body}")
+        })
+    }
+
+    /// Polls `/-/ready` until it answers `status` (200 ready, 503 not); returns its JSON body.
+    pub fn wait_ready(&self, status: u16, timeout: Duration) -> serde_json::Value {
+        wait_until(&format!("/-/ready answers {status}"), timeout, || {
+            let (got, body) = self.try_get("/-/ready")?;
+            if got == status {
+                serde_json::from_str(&body).map_err(|e| format!("{e}: {body}"))
+            } else {
+                Err(format!("{got}: {body}"))
+            }
         })
     }
 
