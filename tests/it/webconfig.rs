@@ -1,16 +1,11 @@
 //! `--web.config.file`: TLS and basic auth in the exporter-toolkit format, checked against
 //! promtool's own validator and with a real TLS client.
 
-mod support;
-
-use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
-use support::scripted::ScriptedPodman;
-use support::{free_port, wait_until};
-
-const BIN: &str = env!("CARGO_BIN_EXE_sealwatch");
+use crate::support::scripted::ScriptedPodman;
+use crate::support::{binary, free_port, promtool, wait_until};
 
 struct Files {
     dir: tempfile::TempDir,
@@ -69,17 +64,7 @@ impl Drop for Child {
 #[test]
 fn promtool_accepts_the_web_config_format() {
     let f = files();
-    let out = Command::new("promtool")
-        .arg("check")
-        .arg("web-config")
-        .arg(f.dir.path().join("web.yml"))
-        .output()
-        .expect("promtool must be installed (Debian package prometheus)");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    promtool::check_web_config(&f.dir.path().join("web.yml"));
 }
 
 /// With TLS and basic auth: HTTPS only, 401 without credentials, 200 with them.
@@ -89,7 +74,7 @@ fn tls_and_basic_auth_protect_every_endpoint() {
     let podman = ScriptedPodman::start(vec![]);
     let port = free_port();
     let child = Child(
-        Command::new(BIN)
+        binary::command()
             .args(["--podman.url", &format!("e={}", podman.url())])
             .args(["--web.listen-address", &format!("127.0.0.1:{port}")])
             .arg("--web.config.file")
@@ -160,7 +145,7 @@ fn a_broken_web_config_exits_2() {
     for (name, text, mention) in cases {
         let p = dir.path().join(name);
         std::fs::write(&p, text).unwrap();
-        let out = Command::new(BIN)
+        let out = binary::command()
             .args([
                 "--podman.url",
                 "unix:///nonexistent.sock",

@@ -1,6 +1,6 @@
 //! A scripted Podman API service on a unix socket that speaks Podman 4.3.1's exact wire format:
 //! for fault injection (garbage lines, error objects, cut streams, oversized lines) and scale,
-//! never as the only proof of a behaviour (that is what the real service in `mod.rs` is for).
+//! never as the only proof of a behaviour (that is what the real service in `podman.rs` is for).
 
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, Write};
@@ -14,7 +14,6 @@ use std::time::Duration;
 pub enum Step {
     /// Bytes sent as one HTTP chunk.
     Chunk(Vec<u8>),
-    Sleep(Duration),
     /// End the body properly (terminating chunk) and close.
     End,
     /// Close the connection mid-body, as a Podman restart does.
@@ -39,7 +38,10 @@ pub struct ScriptedPodman {
     script: Arc<Mutex<Script>>,
 }
 
-const VERSION_JSON: &str = include_str!("../fixtures/version.json");
+const VERSION_JSON: &str = include_str!(concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/fixtures/version.json"
+));
 
 impl ScriptedPodman {
     /// Starts serving with empty lists and the given event-stream sessions.
@@ -139,7 +141,6 @@ fn serve(conn: UnixStream, script: &Mutex<Script>) -> std::io::Result<()> {
                     out.write_all(b"\r\n")?;
                     out.flush()?;
                 }
-                Step::Sleep(d) => std::thread::sleep(d),
                 Step::End => {
                     out.write_all(b"0\r\n\r\n")?;
                     return Ok(());

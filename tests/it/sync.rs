@@ -2,15 +2,12 @@
 //! `/containers` and `/pods` show equals what `podman ps -a` and `podman pod ps` say, also across
 //! a restart of the service, when sealwatch starts first, and with two engines at once.
 
-mod support;
-
 use std::collections::BTreeSet;
 use std::time::Duration;
 
 use serde_json::Value;
-use support::{wait_until, PodmanService, Sealwatch, BUSYBOX_IMAGE};
 
-const BIN: &str = env!("CARGO_BIN_EXE_sealwatch");
+use crate::support::{wait_until, PodmanService, Run, Sealwatch, BUSYBOX_IMAGE};
 const SETTLE: Duration = Duration::from_secs(20);
 
 /// (engine, id, name, state, pod id) of every container.
@@ -140,21 +137,9 @@ fn assert_converges(sw: &Sealwatch, engines: &[(&str, &PodmanService)]) {
     );
 }
 
-fn wait_ready(sw: &Sealwatch, want: u16) -> Value {
-    wait_until(&format!("/-/ready answers {want}"), SETTLE, || {
-        let (status, body) = sw.try_get("/-/ready")?;
-        if status == want {
-            serde_json::from_str(&body).map_err(|e| e.to_string())
-        } else {
-            Err(format!("{status}: {body}"))
-        }
-    })
-}
-
-fn run(svc: &PodmanService, args: &[&str]) -> String {
-    let mut full = vec!["run", "-d"];
-    full.extend_from_slice(args);
-    svc.podman(&full)
+/// `podman run -d --name NAME busybox …`, still to be given its command.
+fn busybox(name: &str) -> Run {
+    Run::new(BUSYBOX_IMAGE).name(name)
 }
 
 /// Every lifecycle change a user makes shows up exactly: paused-before-start, created-only,
@@ -163,130 +148,60 @@ fn run(svc: &PodmanService, args: &[&str]) -> String {
 fn inventory_equals_podman_after_a_burst_of_changes() {
     let svc = PodmanService::start();
     // Before sealwatch starts: a paused container, a created-only one, an exited one.
-    run(
-        &svc,
-        &["--name", "paused-early", BUSYBOX_IMAGE, "sleep", "1000"],
-    );
+    svc.run(&busybox("paused-early").sleeping());
     svc.podman(&["pause", "paused-early"]);
-    svc.podman(&[
-        "create",
-        "--name",
-        "created-only",
-        BUSYBOX_IMAGE,
-        "sleep",
-        "1",
-    ]);
-    run(
-        &svc,
-        &["--name", "early-exit", BUSYBOX_IMAGE, "sh", "-c", "exit 0"],
+    svc.run(
+        &Run::create(BUSYBOX_IMAGE)
+            .name("created-only")
+            .cmd(["sleep", "1"]),
     );
+    svc.run(&busybox("early-exit").sh("exit 0"));
 
-    let sw = Sealwatch::start(BIN, &["--podman.url", &format!("local={}", svc.url())]);
-    wait_ready(&sw, 200);
+    let sw = Sealwatch::start(&["--podman.url", &format!("local={}", svc.url())]);
+    sw.wait_ready(200, SETTLE);
     assert_converges(&sw, &[("local", &svc)]);
 
     // The burst, while sealwatch watches.
-    run(
-        &svc,
-        &[
-            "--name",
-            "plain",
-            "--label",
-            "app=web",
-            BUSYBOX_IMAGE,
-            "sleep",
-            "1000",
-        ],
-    );
+    svc.run(&busybox("plain").label("app", "web").sleeping());
     svc.podman(&["pod", "create", "--name", "shop", "--label", "team=a"]);
-    run(
-        &svc,
-        &[
-            "--pod",
-            "shop",
-            "--name",
-            "shop-web",
-            "--label",
-            "app=web",
-            BUSYBOX_IMAGE,
-            "sleep",
-            "1000",
-        ],
+    svc.run(
+        &busybox("shop-web")
+            .pod("shop")
+            .label("app", "web")
+            .sleeping(),
     );
-    run(
-        &svc,
-        &[
-            "--pod",
-            "shop",
-            "--name",
-            "shop-db",
-            "--label",
-            "app=db",
-            BUSYBOX_IMAGE,
-            "sleep",
-            "1000",
-        ],
-    );
-    run(
-        &svc,
-        &["--name", "exit3", BUSYBOX_IMAGE, "sh", "-c", "exit 3"],
-    );
-    run(&svc, &["--name", "to-kill", BUSYBOX_IMAGE, "sleep", "1000"]);
+    svc.run(&busybox("shop-db").pod("shop").label("app", "db").sleeping());
+    svc.run(&busybox("exit3").sh("exit 3"));
+    svc.run(&busybox("to-kill").sleeping());
     svc.podman(&["kill", "to-kill"]);
-    run(
-        &svc,
-        &["--name", "to-restart", BUSYBOX_IMAGE, "sleep", "1000"],
-    );
+    svc.run(&busybox("to-restart").sleeping());
     svc.podman(&["restart", "-t", "0", "to-restart"]);
-    run(
-        &svc,
-        &["--name", "old-name", BUSYBOX_IMAGE, "sleep", "1000"],
-    );
+    svc.run(&busybox("old-name").sleeping());
     svc.podman(&["rename", "old-name", "new-name"]);
-    run(
-        &svc,
-        &[
-            "--name",
-            "checked",
-            "--health-cmd",
-            "test -e /run/ok",
-            "--health-interval",
-            "disable",
-            "--health-retries",
-            "1",
-            BUSYBOX_IMAGE,
-            "sleep",
-            "1000",
-        ],
+    svc.run(
+        &busybox("checked")
+            .health_cmd("test -e /run/ok")
+            .health_retries(1)
+            .sleeping(),
     );
     svc.podman(&["exec", "checked", "touch", "/run/ok"]);
     for _ in 0..2 {
         svc.podman(&["healthcheck", "run", "checked"]);
     }
-    run(&svc, &["--name", "doomed", BUSYBOX_IMAGE, "sleep", "1000"]);
+    svc.run(&busybox("doomed").sleeping());
     svc.podman(&["rm", "-f", "-t", "0", "doomed"]);
     svc.podman(&["pod", "create", "--name", "gone"]);
-    run(
-        &svc,
-        &[
-            "--pod",
-            "gone",
-            "--name",
-            "gone-member",
-            BUSYBOX_IMAGE,
-            "sleep",
-            "1000",
-        ],
-    );
+    svc.run(&busybox("gone-member").pod("gone").sleeping());
     svc.podman(&["pod", "rm", "-f", "-t", "0", "gone"]);
     svc.podman(&["unpause", "paused-early"]);
     svc.podman(&["pause", "plain"]);
 
     assert_converges(&sw, &[("local", &svc)]);
-    let (_, metrics) = sw.get("/metrics");
-    assert!(
-        metrics.contains("sealwatch_engine_resyncs_total{engine=\"local\"} 1"),
-        "events alone, without a resync, must have brought every change:\n{metrics}"
+    assert_eq!(
+        sw.scrape()
+            .value("sealwatch_engine_resyncs_total", &[("engine", "local")]),
+        1.0,
+        "events alone, without a resync, must have brought every change"
     );
 
     // Details beyond ps's columns.
@@ -366,21 +281,15 @@ fn inventory_equals_podman_after_a_burst_of_changes() {
 #[test]
 fn changes_while_the_service_is_down_are_picked_up_after_it_returns() {
     let mut svc = PodmanService::start();
-    run(
-        &svc,
-        &["--name", "keeps-running", BUSYBOX_IMAGE, "sleep", "1000"],
-    );
-    run(
-        &svc,
-        &["--name", "will-stop", BUSYBOX_IMAGE, "sleep", "1000"],
-    );
-    run(&svc, &["--name", "will-go", BUSYBOX_IMAGE, "sleep", "1000"]);
-    let sw = Sealwatch::start(BIN, &["--podman.url", &format!("local={}", svc.url())]);
-    wait_ready(&sw, 200);
+    svc.run(&busybox("keeps-running").sleeping());
+    svc.run(&busybox("will-stop").sleeping());
+    svc.run(&busybox("will-go").sleeping());
+    let sw = Sealwatch::start(&["--podman.url", &format!("local={}", svc.url())]);
+    sw.wait_ready(200, SETTLE);
     assert_converges(&sw, &[("local", &svc)]);
 
     svc.stop_service();
-    let body = wait_ready(&sw, 503);
+    let body = sw.wait_ready(503, SETTLE);
     let reason = body["not_ready"][0]["reason"]
         .as_str()
         .unwrap_or_default()
@@ -389,30 +298,21 @@ fn changes_while_the_service_is_down_are_picked_up_after_it_returns() {
 
     svc.podman_direct(&["stop", "-t", "0", "will-stop"]);
     svc.podman_direct(&["rm", "-f", "-t", "0", "will-go"]);
-    svc.podman_direct(&[
-        "run",
-        "-d",
-        "--name",
-        "born-while-down",
-        BUSYBOX_IMAGE,
-        "sleep",
-        "1000",
-    ]);
-    svc.podman_direct(&[
-        "create",
-        "--name",
-        "created-while-down",
-        BUSYBOX_IMAGE,
-        "true",
-    ]);
+    svc.podman_direct(&busybox("born-while-down").sleeping().args());
+    svc.podman_direct(
+        &Run::create(BUSYBOX_IMAGE)
+            .name("created-while-down")
+            .cmd(["true"])
+            .args(),
+    );
 
     svc.start_service();
-    wait_ready(&sw, 200);
+    sw.wait_ready(200, SETTLE);
     assert_converges(&sw, &[("local", &svc)]);
-    let (_, metrics) = sw.get("/metrics");
-    assert!(
-        metrics.contains("sealwatch_engine_resyncs_total{engine=\"local\"} 2"),
-        "{metrics}"
+    assert_eq!(
+        sw.scrape()
+            .value("sealwatch_engine_resyncs_total", &[("engine", "local")]),
+        2.0
     );
 }
 
@@ -422,26 +322,14 @@ fn changes_while_the_service_is_down_are_picked_up_after_it_returns() {
 fn sealwatch_waits_for_a_service_that_does_not_exist_yet() {
     let mut svc = PodmanService::start();
     svc.stop_service();
-    svc.podman_direct(&[
-        "run",
-        "-d",
-        "--name",
-        "before-service",
-        BUSYBOX_IMAGE,
-        "sleep",
-        "1000",
-    ]);
-    let sw = Sealwatch::start(BIN, &["--podman.url", &format!("late={}", svc.url())]);
-    let body = wait_ready(&sw, 503);
+    svc.podman_direct(&busybox("before-service").sleeping().args());
+    let sw = Sealwatch::start(&["--podman.url", &format!("late={}", svc.url())]);
+    let body = sw.wait_ready(503, SETTLE);
     assert_eq!(body["not_ready"][0]["engine"], "late", "{body}");
-    let (_, metrics) = sw.get("/metrics");
-    assert!(
-        metrics.contains("podman_up{engine=\"late\"} 0"),
-        "{metrics}"
-    );
+    assert_eq!(sw.scrape().value("podman_up", &[("engine", "late")]), 0.0);
 
     svc.start_service();
-    wait_ready(&sw, 200);
+    sw.wait_ready(200, SETTLE);
     assert_converges(&sw, &[("late", &svc)]);
 }
 
@@ -450,28 +338,23 @@ fn sealwatch_waits_for_a_service_that_does_not_exist_yet() {
 fn two_engines_at_once() {
     let a = PodmanService::start();
     let b = PodmanService::start();
-    run(&a, &["--name", "in-a", BUSYBOX_IMAGE, "sleep", "1000"]);
-    run(&b, &["--name", "in-b", BUSYBOX_IMAGE, "sleep", "1000"]);
-    let sw = Sealwatch::start(
-        BIN,
-        &[
-            "--podman.url",
-            &format!("a={}", a.url()),
-            "--podman.url",
-            &format!("b={}", b.url()),
-        ],
-    );
-    wait_ready(&sw, 200);
-    run(&b, &["--name", "also-in-b", BUSYBOX_IMAGE, "sleep", "1000"]);
+    a.run(&busybox("in-a").sleeping());
+    b.run(&busybox("in-b").sleeping());
+    let sw = Sealwatch::start(&[
+        "--podman.url",
+        &format!("a={}", a.url()),
+        "--podman.url",
+        &format!("b={}", b.url()),
+    ]);
+    sw.wait_ready(200, SETTLE);
+    b.run(&busybox("also-in-b").sleeping());
     assert_converges(&sw, &[("a", &a), ("b", &b)]);
     let only_b = sealwatch_containers(&sw, "&engine=b").unwrap();
     assert_eq!(
         only_b.iter().map(|c| c.2.as_str()).collect::<BTreeSet<_>>(),
         ["also-in-b", "in-b"].into()
     );
-    let (_, metrics) = sw.get("/metrics");
-    assert!(
-        metrics.contains("podman_up{engine=\"a\"} 1")
-            && metrics.contains("podman_up{engine=\"b\"} 1")
-    );
+    let m = sw.scrape();
+    assert_eq!(m.value("podman_up", &[("engine", "a")]), 1.0);
+    assert_eq!(m.value("podman_up", &[("engine", "b")]), 1.0);
 }

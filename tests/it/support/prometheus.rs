@@ -5,7 +5,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use super::{free_port, wait_until};
+use super::process::{free_port, http_agent, wait_until};
 
 pub struct Prometheus {
     child: Child,
@@ -45,7 +45,7 @@ impl Prometheus {
             .unwrap_or_else(|e| {
                 panic!("cannot start prometheus ({e}); install Debian's `prometheus` package (see README)")
             });
-        let agent = super::http_agent();
+        let agent = http_agent();
         let p = Prometheus {
             child,
             port,

@@ -1,24 +1,12 @@
 //! The command line and HTTP surface a user meets first: flag errors, --version, environment
 //! variables, JSON errors, 405s, the landing page, readiness and a clean SIGTERM shutdown.
 
-mod support;
-
-use std::process::Command;
 use std::time::Duration;
 
-use support::scripted::ScriptedPodman;
-use support::{wait_until, Sealwatch};
-
-const BIN: &str = env!("CARGO_BIN_EXE_sealwatch");
-
-fn sealwatch(args: &[&str]) -> std::process::Output {
-    Command::new(BIN)
-        .args(args)
-        .env_remove("SEALWATCH_PODMAN_URL")
-        .env_remove("CONTAINER_HOST")
-        .output()
-        .expect("run sealwatch")
-}
+use crate::support::binary::run_once as sealwatch;
+use crate::support::process::http_agent;
+use crate::support::scripted::ScriptedPodman;
+use crate::support::{wait_until, Sealwatch};
 
 /// Every bad flag exits with status 2 and exactly one line on stderr that names the problem.
 #[test]
@@ -102,7 +90,6 @@ fn environment_variables_configure_sealwatch() {
     let podman = ScriptedPodman::start(vec![]);
     let url = format!("fromenv={}", podman.url());
     let sw = Sealwatch::start_with_env(
-        BIN,
         &[],
         &[
             ("SEALWATCH_PODMAN_URL", &url),
@@ -117,26 +104,21 @@ fn environment_variables_configure_sealwatch() {
             Err(body)
         }
     });
-    let (status, body) = sw.get("/m");
-    assert_eq!(status, 200);
-    assert!(body.contains("podman_up{engine=\"fromenv\"} 1"), "{body}");
+    let m = sw.scrape_path("/m");
+    assert_eq!(m.value("podman_up", &[("engine", "fromenv")]), 1.0);
 }
 
 /// Unknown paths are JSON 404s, other methods JSON 405s; the landing page links every endpoint.
 #[test]
 fn http_errors_are_json_and_the_landing_page_links_everything() {
     let podman = ScriptedPodman::start(vec![]);
-    let sw = Sealwatch::start(BIN, &["--podman.url", &format!("e={}", podman.url())]);
+    let sw = Sealwatch::start(&["--podman.url", &format!("e={}", podman.url())]);
     let (status, body) = sw.get("/nope");
     assert_eq!(status, 404);
     let v: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert!(v["error"].is_string());
 
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .build()
-        .into();
-    let mut resp = agent
+    let mut resp = http_agent()
         .post(&format!("{}/containers", sw.base_url()))
         .send("x")
         .unwrap();
@@ -163,10 +145,7 @@ fn http_errors_are_json_and_the_landing_page_links_everything() {
 /// serves; SIGTERM then ends the process cleanly with status 0.
 #[test]
 fn unreachable_engine_is_reported_and_sigterm_exits_cleanly() {
-    let mut sw = Sealwatch::start(
-        BIN,
-        &["--podman.url", "ghost=unix:///nonexistent/podman.sock"],
-    );
+    let mut sw = Sealwatch::start(&["--podman.url", "ghost=unix:///nonexistent/podman.sock"]);
     let body = wait_until("a reason for ghost", Duration::from_secs(10), || {
         let (status, body) = sw.try_get("/-/ready")?;
         if status == 503 && body.contains("No such file") {

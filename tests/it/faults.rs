@@ -1,38 +1,40 @@
 //! Fault injection through a scripted Podman that speaks the exact 4.3.1 wire format: broken
 //! lines, error objects, cut streams, oversized lines and replays. Behaviour with the real
-//! service is proven in `podman_sync.rs`; this file covers what a real Podman cannot be made to do.
-
-mod support;
+//! service is proven in `sync.rs`; this module covers what a real Podman cannot be made to do.
 
 use std::time::Duration;
 
-use support::scripted::{container_event, ScriptedPodman, Step};
-use support::{wait_until, Sealwatch};
+use crate::support::scripted::{container_event, ScriptedPodman, Step};
+use crate::support::{wait_until, Exposition, Sealwatch};
 
-const BIN: &str = env!("CARGO_BIN_EXE_sealwatch");
 const T0: i64 = 4_000_000_000_000_000_000; // far in the future: always after sealwatch's start
 
 fn id(n: u8) -> String {
     format!("{:02x}", n).repeat(32)
 }
 
-/// The value of one un-labelled-beyond-engine sample in a metrics text, or 0 when absent.
-fn metric(text: &str, name_and_labels: &str) -> f64 {
-    text.lines()
-        .find_map(|l| {
-            l.strip_prefix(name_and_labels)
-                .and_then(|rest| rest.trim().parse().ok())
-        })
-        .unwrap_or(0.0)
+/// The engine every test here names `e`.
+const E: &[(&str, &str)] = &[("engine", "e")];
+
+/// Scrapes until the events of `podman_events_total` add up to `done`; returns that scrape.
+fn wait_for_events(
+    sw: &Sealwatch,
+    what: &str,
+    timeout: Duration,
+    done: impl Fn(f64) -> bool,
+) -> Exposition {
+    wait_until(what, timeout, || {
+        let m = sw.scrape();
+        match m.try_sum("podman_events_total") {
+            Ok(n) if done(n) => Ok(m),
+            Ok(n) => Err(format!("{n} events")),
+            Err(e) => Err(e),
+        }
+    })
 }
 
-fn sum_family(text: &str, name: &str) -> f64 {
-    text.lines()
-        .filter(|l| l.starts_with(&format!("{name}{{")))
-        .filter_map(|l| l.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()))
-        .sum()
-}
-
+/// Garbage lines and error objects in the event stream are skipped and counted, and the same
+/// stream carries on: no reconnect, the events around them applied.
 #[test]
 fn garbage_lines_and_error_objects_are_skipped_and_counted_and_the_watcher_carries_on() {
     let podman = ScriptedPodman::start(vec![vec![
@@ -44,32 +46,14 @@ fn garbage_lines_and_error_objects_are_skipped_and_counted_and_the_watcher_carri
         Step::Chunk(container_event("create", &id(2), "after", T0 + 1, &[])),
         Step::Hold,
     ]]);
-    let sw = Sealwatch::start(BIN, &["--podman.url", &format!("e={}", podman.url())]);
-    let text = wait_until("both events applied", Duration::from_secs(10), || {
-        let (_, text) = sw.get("/metrics");
-        if sum_family(&text, "podman_events_total") == 2.0 {
-            Ok(text)
-        } else {
-            Err(text)
-        }
+    let sw = Sealwatch::start(&["--podman.url", &format!("e={}", podman.url())]);
+    let m = wait_for_events(&sw, "both events applied", Duration::from_secs(10), |n| {
+        n == 2.0
     });
-    assert_eq!(
-        metric(&text, "sealwatch_event_decode_errors_total{engine=\"e\"}"),
-        2.0
-    );
-    assert_eq!(
-        metric(&text, "sealwatch_event_stream_errors_total{engine=\"e\"}"),
-        1.0
-    );
-    assert_eq!(
-        metric(&text, "podman_up{engine=\"e\"}"),
-        1.0,
-        "still connected"
-    );
-    assert_eq!(
-        metric(&text, "sealwatch_engine_reconnects_total{engine=\"e\"}"),
-        0.0
-    );
+    assert_eq!(m.value("sealwatch_event_decode_errors_total", E), 2.0);
+    assert_eq!(m.value("sealwatch_event_stream_errors_total", E), 1.0);
+    assert_eq!(m.value("podman_up", E), 1.0, "still connected");
+    assert_eq!(m.value("sealwatch_engine_reconnects_total", E), 0.0);
     let names: Vec<String> = sw
         .get_json("/containers?all=true")
         .as_array()
@@ -80,6 +64,8 @@ fn garbage_lines_and_error_objects_are_skipped_and_counted_and_the_watcher_carri
     assert_eq!(names, ["after", "before"]);
 }
 
+/// A line longer than 1 MiB ends the stream with a reconnect (and a logged reason) instead of
+/// growing memory without bound; the events after the reconnect are applied.
 #[test]
 fn an_oversized_line_leads_to_a_reconnect_not_unbounded_memory() {
     // 64 MiB without a newline, in 1 MiB chunks, then nothing: sealwatch must give up at 1 MiB.
@@ -97,22 +83,16 @@ fn an_oversized_line_leads_to_a_reconnect_not_unbounded_memory() {
         Step::Hold,
     ];
     let podman = ScriptedPodman::start(vec![first, second]);
-    let sw = Sealwatch::start(BIN, &["--podman.url", &format!("e={}", podman.url())]);
-    let text = wait_until(
+    let sw = Sealwatch::start(&["--podman.url", &format!("e={}", podman.url())]);
+    let m = wait_for_events(
+        &sw,
         "the event after the reconnect",
         Duration::from_secs(15),
-        || {
-            let (_, text) = sw.get("/metrics");
-            if sum_family(&text, "podman_events_total") == 2.0 {
-                Ok(text)
-            } else {
-                Err(text)
-            }
-        },
+        |n| n == 2.0,
     );
-    assert!(metric(&text, "sealwatch_engine_reconnects_total{engine=\"e\"}") >= 1.0);
-    assert!(metric(&text, "sealwatch_event_decode_errors_total{engine=\"e\"}") >= 1.0);
-    let rss = metric(&text, "process_resident_memory_bytes");
+    assert!(m.value("sealwatch_engine_reconnects_total", E) >= 1.0);
+    assert!(m.value("sealwatch_event_decode_errors_total", E) >= 1.0);
+    let rss = m.value("process_resident_memory_bytes", &[]);
     assert!(
         rss > 0.0 && rss < 48.0 * 1024.0 * 1024.0,
         "resident memory {rss} bytes"
@@ -124,6 +104,8 @@ fn an_oversized_line_leads_to_a_reconnect_not_unbounded_memory() {
     );
 }
 
+/// After a cut stream, the replay from `since` (newest applied minus the overlap) is
+/// de-duplicated: every event is counted once, and a start after a death is a restart.
 #[test]
 fn a_replay_after_a_cut_stream_is_deduplicated_and_resumes_from_since() {
     let ev =
@@ -151,35 +133,24 @@ fn a_replay_after_a_cut_stream_is_deduplicated_and_resumes_from_since() {
         "ExitedAt": T0 / 1_000_000_000 + 2, "ExitCode": 0
     }]);
     podman.set_lists(&listed.to_string(), "[]");
-    let sw = Sealwatch::start(BIN, &["--podman.url", &format!("e={}", podman.url())]);
-    let text = wait_until(
+    let sw = Sealwatch::start(&["--podman.url", &format!("e={}", podman.url())]);
+    let m = wait_for_events(
+        &sw,
         "the replayed stream applied",
         Duration::from_secs(15),
-        || {
-            let (_, text) = sw.get("/metrics");
-            if sum_family(&text, "podman_events_total") >= 4.0 {
-                Ok(text)
-            } else {
-                Err(text)
-            }
-        },
+        |n| n >= 4.0,
     );
     assert_eq!(
-        sum_family(&text, "podman_events_total"),
+        m.sum("podman_events_total"),
         4.0,
-        "each event counted once:\n{text}"
+        "each event counted once: {:?}",
+        m.series("podman_events_total").collect::<Vec<_>>()
     );
+    assert_eq!(m.value("sealwatch_replayed_duplicate_events_total", E), 2.0);
     assert_eq!(
-        metric(
-            &text,
-            "sealwatch_replayed_duplicate_events_total{engine=\"e\"}"
-        ),
-        2.0
-    );
-    assert_eq!(
-        metric(
-            &text,
-            "podman_events_total{engine=\"e\",type=\"container\",action=\"start\"}"
+        m.value(
+            "podman_events_total",
+            &[("engine", "e"), ("type", "container"), ("action", "start")]
         ),
         2.0
     );
@@ -218,6 +189,7 @@ fn chrono_free_rfc3339(nanos: i64) -> String {
     format!("{y:04}-{mo:02}-{d:02}T{h:02}%3A{m:02}%3A{s:02}.{frac:09}Z")
 }
 
+/// Event lines split across HTTP chunks, and several lines in one chunk, are all applied.
 #[test]
 fn lines_split_across_chunks_and_many_per_chunk_are_all_applied() {
     let a = container_event("create", &id(1), "a", T0, &[]);
@@ -231,7 +203,7 @@ fn lines_split_across_chunks_and_many_per_chunk_are_all_applied() {
         Step::Chunk(joined),
         Step::Hold,
     ]]);
-    let sw = Sealwatch::start(BIN, &["--podman.url", &podman.url()]);
+    let sw = Sealwatch::start(&["--podman.url", &podman.url()]);
     wait_until("three containers", Duration::from_secs(10), || {
         let v = sw.get_json("/containers?all=true");
         let n = v.as_array().map_or(0, |a| a.len());
@@ -243,17 +215,20 @@ fn lines_split_across_chunks_and_many_per_chunk_are_all_applied() {
     });
 }
 
+/// A cleanly ended event stream is followed by a reconnect and a fresh resync, and the engine is
+/// up again.
 #[test]
 fn a_clean_end_of_stream_reconnects_and_resyncs() {
     let podman = ScriptedPodman::start(vec![vec![Step::End]]);
-    let sw = Sealwatch::start(BIN, &["--podman.url", &format!("e={}", podman.url())]);
+    let sw = Sealwatch::start(&["--podman.url", &format!("e={}", podman.url())]);
     wait_until("a second resync", Duration::from_secs(10), || {
-        let (_, text) = sw.get("/metrics");
-        let resyncs = metric(&text, "sealwatch_engine_resyncs_total{engine=\"e\"}");
-        if resyncs >= 2.0 && metric(&text, "podman_up{engine=\"e\"}") == 1.0 {
+        let m = sw.scrape();
+        let resyncs = m.try_value("sealwatch_engine_resyncs_total", E)?;
+        let up = m.try_value("podman_up", E)?;
+        if resyncs >= 2.0 && up == 1.0 {
             Ok(())
         } else {
-            Err(text)
+            Err(format!("{resyncs} resyncs, podman_up {up}"))
         }
     });
     assert!(sw.log().contains("event stream ended"), "{}", sw.log());
@@ -280,7 +255,7 @@ fn a_tcp_engine_is_watched_like_a_unix_one() {
             std::thread::spawn(move || std::io::copy(&mut u2, &mut t2));
         }
     });
-    let sw = Sealwatch::start(BIN, &["--podman.url", &format!("net=tcp://{addr}")]);
+    let sw = Sealwatch::start(&["--podman.url", &format!("net=tcp://{addr}")]);
     wait_until(
         "the container seen over tcp",
         Duration::from_secs(10),

@@ -3,14 +3,14 @@
 //! against a private Podman service whose socket is mounted into it.
 //!
 //! Needs target/x86_64-unknown-linux-gnu/release/sealwatch: `scripts/build-static.sh`.
-mod support;
-
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use support::{free_port, wait_until, PodmanService, BUSYBOX_IMAGE};
+use crate::support::process::{http_agent, http_get as get_with};
+use crate::support::unit_file::unit_entries;
+use crate::support::{free_port, wait_until, Exposition, PodmanService, Run, BUSYBOX_IMAGE};
 
 const IMAGE: &str = "localhost/sealwatch:test";
 const STATIC_BINARY: &str = "target/x86_64-unknown-linux-gnu/release/sealwatch";
@@ -60,14 +60,40 @@ fn static_binary() -> PathBuf {
     });
     let inputs = deps.split_once(": ").map_or("", |(_, d)| d);
     for input in inputs.split_whitespace() {
-        let changed = std::fs::metadata(input).and_then(|m| m.modified());
+        let input = in_git_dir(input);
+        let changed = std::fs::metadata(&input).and_then(|m| m.modified());
         assert!(
             changed.is_ok_and(|c| c <= built),
-            "{} is older than {input}: run scripts/build-static.sh first (scripts/test.sh does)",
-            bin.display()
+            "{} is older than {}: run scripts/build-static.sh first (scripts/test.sh does)",
+            bin.display(),
+            input.display()
         );
     }
     bin
+}
+
+/// Where a dep-info input under `.git/` really is: in a git worktree `.git` is a file that names
+/// the repository's git dir, and build.rs's `.git/HEAD` and `.git/refs/heads` live there
+/// (`git rev-parse --git-path`). Any other input is returned as it is.
+fn in_git_dir(input: &str) -> PathBuf {
+    let git = repo().join(".git");
+    match Path::new(input).strip_prefix(&git) {
+        Ok(rest) if git.is_file() => {
+            let out = std::process::Command::new("git")
+                .arg("-C")
+                .arg(repo())
+                .args(["rev-parse", "--path-format=absolute", "--git-path"])
+                .arg(rest)
+                .output()
+                .unwrap_or_else(|e| panic!("cannot run git to find {input}: {e}"));
+            assert!(
+                out.status.success(),
+                "git rev-parse --git-path {input}: {out:?}"
+            );
+            PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+        }
+        _ => PathBuf::from(input),
+    }
 }
 
 /// The `podman run` options the shipped Quadlet unit (deploy/quadlet/sealwatch.container) turns
@@ -75,23 +101,14 @@ fn static_binary() -> PathBuf {
 /// network and a free port instead of PublishPort, the test image. Returns (options, Exec args).
 fn quadlet_run_args(socket: &Path, port: u16) -> (Vec<String>, Vec<String>) {
     let path = repo().join("deploy/quadlet/sealwatch.container");
-    let text = std::fs::read_to_string(&path).unwrap();
-    let mut section = "";
     let (mut opts, mut exec) = (Vec::new(), Vec::new());
     let mut saw_listen = false;
-    for line in text.lines().map(str::trim) {
-        if line.is_empty() || line.starts_with('#') {
+    for (section, k, v) in &unit_entries(&path) {
+        if section != "Container" {
             continue;
         }
-        if line.starts_with('[') {
-            section = line;
-            continue;
-        }
-        if section != "[Container]" {
-            continue;
-        }
-        let (k, v) = line.split_once('=').unwrap();
-        match k {
+        let v = v.as_str();
+        match k.as_str() {
             "ContainerName" => opts.push(format!("--name={v}")),
             "Image" => {} // the image under test instead
             "Volume" => {
@@ -127,7 +144,7 @@ fn quadlet_run_args(socket: &Path, port: u16) -> (Vec<String>, Vec<String>) {
             "PodmanArgs" => opts.extend(v.split_whitespace().map(String::from)),
             "Exec" => exec.extend(v.split_whitespace().map(String::from)),
             other => panic!(
-                "{}: translate [Container] {other}= in tests/image.rs",
+                "{}: translate [Container] {other}= in tests/it/image.rs",
                 path.display()
             ),
         }
@@ -141,7 +158,7 @@ fn quadlet_run_args(socket: &Path, port: u16) -> (Vec<String>, Vec<String>) {
 }
 
 fn http_get(url: &str) -> Result<(u16, String), String> {
-    support::http_get(&support::http_agent(), url)
+    get_with(&http_agent(), url)
 }
 
 fn inspect(svc: &PodmanService, what: &str, name: &str) -> Value {
@@ -228,39 +245,29 @@ fn prebuilt_image_runs_against_mounted_socket_and_stops_fast() {
 
     // Test containers to find.
     svc.podman(&["pod", "create", "--name", "shop"]);
-    svc.podman(&[
-        "run",
-        "-d",
-        "--pod",
-        "shop",
-        "--name",
-        "web",
-        "--label",
-        "app=web",
-        BUSYBOX_IMAGE,
-        "sleep",
-        "1000",
-    ]);
-    svc.podman(&[
-        "run",
-        "-d",
-        "--name",
-        "solo",
-        BUSYBOX_IMAGE,
-        "sleep",
-        "1000",
-    ]);
-    svc.podman(&["create", "--name", "never-started", BUSYBOX_IMAGE, "true"]);
+    svc.run(
+        &Run::new(BUSYBOX_IMAGE)
+            .pod("shop")
+            .name("web")
+            .label("app", "web")
+            .sleeping(),
+    );
+    svc.run(&Run::new(BUSYBOX_IMAGE).name("solo").sleeping());
+    svc.run(
+        &Run::create(BUSYBOX_IMAGE)
+            .name("never-started")
+            .cmd(["true"]),
+    );
 
     // Run it the Quadlet way.
     let port = free_port();
     let (opts, exec) = quadlet_run_args(svc.socket_path(), port);
-    let mut args: Vec<&str> = vec!["run", "-d"];
-    args.extend(opts.iter().map(String::as_str));
-    args.push(IMAGE);
-    args.extend(exec.iter().map(String::as_str));
-    eprintln!("podman {}", args.join(" "));
-    svc.podman(&args);
+    let run = opts
+        .iter()
+        .fold(Run::new(IMAGE), |run, o| run.opt(o))
+        .cmd(exec);
+    eprintln!("podman {}", run.args().join(" "));
+    svc.run(&run);
     let base = format!("http://127.0.0.1:{port}");
     let logs = || svc.try_podman(&["logs", "sealwatch"]);
     let ready = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -302,12 +309,8 @@ fn prebuilt_image_runs_against_mounted_socket_and_stops_fast() {
     assert_eq!(find("never-started")["state"], "created");
     assert_eq!(find("sealwatch")["state"], "running", "it sees itself");
     let (_, metrics) = http_get(&format!("{base}/metrics")).unwrap();
-    assert!(
-        metrics
-            .lines()
-            .any(|l| l.starts_with("podman_up{") && l.ends_with(" 1")),
-        "podman_up is not 1:\n{metrics}"
-    );
+    let metrics = Exposition::parse_or_panic(&metrics);
+    assert_eq!(metrics.value("podman_up", &[]), 1.0, "podman_up");
 
     // HEALTHCHECK: the binary checks its own readiness, no curl in the image.
     let out = svc.try_podman(&["healthcheck", "run", "sealwatch"]);

@@ -1,0 +1,17 @@
+//! sealwatch's integration tests, one binary: the real binary against real components (a private
+//! Podman 4.3.1 service, promtool, a real Prometheus), plus a scripted Podman for what a real one
+//! cannot be made to do. Tests that need a tool fail, never skip, when it is missing.
+//!
+//! Run one module with `cargo test --test it -- metrics::`.
+
+mod support;
+
+mod cli;
+mod dashboards;
+mod deploy;
+mod faults;
+mod harness;
+mod image;
+mod metrics;
+mod sync;
+mod webconfig;

@@ -1,0 +1,194 @@
+//! The exposition formats: lint-clean 0.0.4 text and OpenMetrics, content negotiation, gzip
+//! and the telemetry path.
+
+use std::collections::BTreeSet;
+use std::io::Read;
+
+use super::compare::wait_gauges_match;
+use super::{
+    drive_health, metrics_doc, wait_ready, wait_state, ALLOW, ALLOW_FLAG, PROMETHEUS_ACCEPT,
+};
+use crate::support::process::raw_get;
+use crate::support::{
+    assert_lint_clean, Exposition, Format, PodmanService, Run, Sealwatch, BUSYBOX_IMAGE as IMAGE,
+};
+
+/// Pod p1 with two labelled members, a container that exited 3 and a healthy one outside pods.
+fn small_workload(svc: &PodmanService) {
+    svc.podman(&["pod", "create", "--name", "p1"]);
+    svc.run(
+        &Run::new(IMAGE)
+            .pod("p1")
+            .name("web")
+            .label("app", "web")
+            .label("io.podman.compose.project", "shop")
+            .sleeping(),
+    );
+    svc.run(
+        &Run::new(IMAGE)
+            .pod("p1")
+            .name("db")
+            .label("app", "db")
+            .sleeping(),
+    );
+    svc.run(&Run::new(IMAGE).name("x3").sh("exit 3"));
+    svc.run(&Run::new(IMAGE).name("hc").health_cmd("true").sleeping());
+    drive_health(svc, "hc", "healthy");
+}
+
+/// The gzip-compressed UTF-8 text in `data`.
+fn gunzip(data: &[u8]) -> String {
+    let mut out = String::new();
+    flate2::read::GzDecoder::new(data)
+        .read_to_string(&mut out)
+        .expect("valid gzip with UTF-8 inside");
+    out
+}
+
+/// Real output passes `promtool check metrics` and has no duplicate series and HELP/TYPE on every
+/// family; OpenMetrics is negotiated and ends in `# EOF`; gzip is honoured; the telemetry path
+/// flag moves the endpoint.
+#[test]
+fn output_is_lint_clean_in_both_formats_with_and_without_gzip() {
+    let svc = PodmanService::start();
+    let sw = Sealwatch::start(&["--podman.url", &svc.url(), "--labels.allowlist", ALLOW_FLAG]);
+    wait_ready(&sw);
+    small_workload(&svc);
+    wait_state(&svc, "x3", "exited");
+    wait_gauges_match(&svc, &sw, ALLOW);
+
+    // 0.0.4 text.
+    let text = sw.scrape_text("/metrics");
+    let plain = assert_lint_clean(&text, Format::Text);
+    // Every family of the contract is there (by sample name, as users query them).
+    let families: BTreeSet<&str> = plain.samples.iter().map(|s| s.name.as_str()).collect();
+    for f in [
+        "podman_up",
+        "podman_engine_info",
+        "podman_containers",
+        "podman_pod_containers",
+        "podman_label_containers",
+        "podman_pods",
+        "podman_pod_info",
+        "podman_container_info",
+        "podman_container_state",
+        "podman_container_labels",
+        "podman_container_started_time_seconds",
+        "podman_container_exit_code",
+        "podman_container_health",
+        "podman_container_restarts_total",
+        "podman_events_total",
+        "podman_pod_container_events_total",
+        "podman_label_container_events_total",
+        "podman_container_exits_total",
+        "sealwatch_build_info",
+        "sealwatch_engine_reconnects_total",
+        "sealwatch_engine_resyncs_total",
+        "sealwatch_event_decode_errors_total",
+        "sealwatch_last_event_timestamp_seconds",
+        "process_cpu_seconds_total",
+        "process_resident_memory_bytes",
+        "process_virtual_memory_bytes",
+        "process_open_fds",
+        "process_max_fds",
+        "process_start_time_seconds",
+    ] {
+        assert!(
+            families.contains(f),
+            "family {f} missing; have {families:?}"
+        );
+    }
+    assert_eq!(plain.value("podman_up", &[]), 1.0);
+    // ...and documented, each by the name users query.
+    let doc = metrics_doc();
+    for f in &families {
+        assert!(doc.contains(&format!("`{f}`")), "{f} is not in README.md");
+    }
+
+    // OpenMetrics, both as asked for plainly and as Prometheus asks.
+    for accept in [
+        "application/openmetrics-text;version=1.0.0",
+        PROMETHEUS_ACCEPT,
+    ] {
+        let r = raw_get(sw.port(), "/metrics", &[("Accept", accept)]).unwrap();
+        assert_eq!(r.status, 200);
+        assert_eq!(
+            r.header("content-type"),
+            Some("application/openmetrics-text; version=1.0.0; charset=utf-8"),
+            "Accept: {accept}"
+        );
+        let body = r.text();
+        assert!(
+            body.ends_with("# EOF\n"),
+            "tail: {:?}",
+            &body[body.len().saturating_sub(80)..]
+        );
+        let om = assert_lint_clean(&body, Format::OpenMetrics);
+        // Same podman_* series as the text format (nothing changed in between).
+        let podman_series = |e: &Exposition| -> BTreeSet<(String, Vec<(String, String)>)> {
+            e.samples
+                .iter()
+                .filter(|s| s.name.starts_with("podman_"))
+                .map(|s| (s.name.clone(), s.labels.clone()))
+                .collect()
+        };
+        assert_eq!(podman_series(&om), podman_series(&plain));
+    }
+
+    // No Accept at all, or one that does not want OpenMetrics: the 0.0.4 text.
+    for headers in [
+        &[][..],
+        &[("Accept", "*/*")][..],
+        &[("Accept", "application/openmetrics-text; q=0, text/plain")][..],
+    ] {
+        let r = raw_get(sw.port(), "/metrics", headers).unwrap();
+        assert_eq!(
+            r.header("content-type"),
+            Some("text/plain; version=0.0.4; charset=utf-8"),
+            "{headers:?}"
+        );
+        assert!(!r.text().contains("# EOF"));
+    }
+
+    // gzip, for both formats.
+    for (accept, format) in [
+        ("text/plain", Format::Text),
+        (PROMETHEUS_ACCEPT, Format::OpenMetrics),
+    ] {
+        let r = raw_get(
+            sw.port(),
+            "/metrics",
+            &[("Accept", accept), ("Accept-Encoding", "gzip")],
+        )
+        .unwrap();
+        assert_eq!(r.status, 200);
+        assert_eq!(r.header("content-encoding"), Some("gzip"));
+        assert!(r
+            .header("vary")
+            .is_some_and(|v| v.contains("Accept-Encoding")));
+        assert_eq!(&r.body[..2], &[0x1f, 0x8b], "gzip magic");
+        let body = gunzip(&r.body);
+        assert_lint_clean(&body, format);
+    }
+    let r = raw_get(
+        sw.port(),
+        "/metrics",
+        &[("Accept-Encoding", "gzip;q=0, identity")],
+    )
+    .unwrap();
+    assert_eq!(r.header("content-encoding"), None);
+
+    // --web.telemetry-path.
+    let custom = Sealwatch::start(&[
+        "--podman.url",
+        &svc.url(),
+        "--web.telemetry-path",
+        "/custom",
+    ]);
+    wait_ready(&custom);
+    let text = custom.scrape_text("/custom");
+    let e = assert_lint_clean(&text, Format::Text);
+    assert_eq!(e.value("podman_up", &[]), 1.0);
+    let r = raw_get(custom.port(), "/metrics", &[]).unwrap();
+    assert_eq!(r.status, 404, "{}", r.text());
+}
