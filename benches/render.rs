@@ -142,7 +142,7 @@ fn event(n: usize, containers: usize) -> Event {
 fn build(containers: usize, pods: usize) -> Inventory {
     let mut inv = Inventory::new(LabelPolicy::new(Allowlist::parse(ALLOWLIST), 500));
     let (cs, ps) = lists(containers, pods);
-    inv.resync(cs, ps);
+    inv.resync(cs, ps, i64::MIN);
     for n in 0..containers.max(1) * EVENTS_PER_CONTAINER {
         inv.apply(&event(n, containers.max(1)));
     }

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Build the static (glibc, crt-static) release binary that the Dockerfile's `prebuilt` target
-# packages and tests/image.rs runs FROM scratch:
+# packages and tests/it/image.rs runs FROM scratch:
 #   target/x86_64-unknown-linux-gnu/release/sealwatch
 # Idempotent: cargo rebuilds only what changed.
 set -euo pipefail

@@ -9,7 +9,7 @@
 # VERSION 4 runs the same checks on the host's own Podman (Debian 12: 4.3.1), without the script.
 #
 # journald: events_logger = "journald"; needs a running systemd-journald on the host (see
-# /work/shared/podman/TEST-SERVICE.md): mkdir -p /run/systemd/journal && /lib/systemd/systemd-journald &
+# ../shared/podman/TEST-SERVICE.md): mkdir -p /run/systemd/journal && /lib/systemd/systemd-journald &
 set -euo pipefail
 cd "$(dirname "$0")/.."
 V=${1:?usage: $0 VERSION [file|journald]}
@@ -75,7 +75,7 @@ mkdir -p "$D/tmp"
 printf '[storage]\ndriver = "vfs"\ngraphroot = "%s/root"\nrunroot = "%s/run"\n' "$D" "$D" >"$D/storage.conf"
 export CONTAINERS_CONF=$D/containers.conf CONTAINERS_STORAGE_CONF=$D/storage.conf
 
-# the workload image, as tests/support/mod.rs makes it for 4.3.1
+# the workload image, as tests/it/support/podman/mod.rs makes it for 4.3.1
 mkdir -p "$D/bb/bin"
 cp "$(command -v busybox)" "$D/bb/bin/busybox"
 for c in sh sleep true false test touch cat echo rm ls; do ln -s busybox "$D/bb/bin/$c"; done

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Real Podman 5.4.2 (Debian 13 trixie) and Podman 6.x (Debian experimental) on a Debian 12 host, for
-# sealwatch's integration tests. Follows /work/shared/podman/PODMAN5.md; see scripts/PODMAN-HARNESS.md.
+# sealwatch's integration tests. Follows ../shared/podman/PODMAN5.md; see scripts/PODMAN-HARNESS.md.
 #
 #   podman-chroot.sh setup VERSION              build (once) and cache the root; idempotent, < 1 s when cached
 #   podman-chroot.sh exec VERSION [--bind DIR]... -- CMD [ARG...]

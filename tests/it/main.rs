@@ -4,6 +4,9 @@
 //!
 //! Run one module with `cargo test --test it -- metrics::`.
 
+// A panic is how a test fails: unwrap and expect say where.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod support;
 
 mod cli;

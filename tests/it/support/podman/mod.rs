@@ -1,5 +1,5 @@
 //! A private, isolated Podman 4.x API service per test (see
-//! /work/shared/podman/TEST-SERVICE.md): its own storage, containers.conf, socket and busybox
+//! ../shared/podman/TEST-SERVICE.md): its own storage, containers.conf, socket and busybox
 //! image, driven through its socket as users drive it, or directly on its storage while the
 //! service is down. Never touches the host's default storage or socket.
 
@@ -309,7 +309,7 @@ fn check_prerequisites() {
         Err(e) => panic!(
             "PodmanService: podman is not installed or not on PATH ({e}). Install: apt-get install \
              -y --no-install-recommends podman runc catatonit busybox-static prometheus \
-             (see /work/shared/podman/TEST-SERVICE.md)"
+             (see ../shared/podman/TEST-SERVICE.md)"
         ),
     }
     for (tool, pkg) in [("runc", "runc"), ("tar", "tar")] {
