@@ -131,3 +131,141 @@ fn pod_from_list(lp: ListPod) -> Pod {
         id: lp.id,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::inventory::{Allowlist, LabelPolicy};
+    use crate::podman::wire::Event;
+
+    fn inventory() -> Inventory {
+        Inventory::new(LabelPolicy::new(Allowlist::parse("app"), 500))
+    }
+
+    fn listed(id: &str, state: &str, pid: i64, extra: serde_json::Value) -> ListContainer {
+        let mut v = serde_json::json!({
+            "Id": id, "Names": [format!("n-{id}")], "Image": "img", "State": state, "Pid": pid,
+            "Created": "2026-11-29T18:00:00.5Z", "StartedAt": 1_795_000_100, "ExitedAt": -62_135_596_800i64,
+            "ExitCode": 0, "Labels": {"app": "x"}
+        });
+        if let (Some(o), Some(e)) = (v.as_object_mut(), extra.as_object()) {
+            o.extend(e.clone());
+        }
+        serde_json::from_value(v).unwrap()
+    }
+
+    fn container_event(t: i64, action: &str, id: &str) -> Event {
+        serde_json::from_value(serde_json::json!({
+            "Type": "container", "Action": action, "timeNano": t,
+            "Actor": {"ID": id, "Attributes": {"name": format!("n-{id}"), "app": "x", "containerExitCode": "0"}}
+        }))
+        .unwrap()
+    }
+
+    /// Events older than the list (a stop and start made while sealwatch was away, replayed after
+    /// the resync) are counted but never overwrite what the fresher list says, such as the pid.
+    #[test]
+    fn events_older_than_the_list_count_but_do_not_move_state() {
+        let mut inv = inventory();
+        let t = 1_795_000_200_000_000_000;
+        inv.resync(
+            vec![listed("c1", "running", 42, serde_json::json!({}))],
+            vec![],
+            t,
+        );
+        inv.apply(&container_event(t - 2, "died", "c1"));
+        inv.apply(&container_event(t - 1, "start", "c1"));
+        let c = inv.container("c1").unwrap();
+        assert_eq!((c.state.as_str(), c.pid), ("running", Some(42)));
+        assert_eq!(inv.counters().total_events(), 2);
+        inv.apply(&container_event(t + 1, "died", "c1"));
+        assert_eq!(
+            inv.container("c1").unwrap().state,
+            "exited",
+            "newer events still move it"
+        );
+    }
+
+    /// A refresh fills pid, health and Podman's times where the listed state agrees with the
+    /// inventory's, and leaves a container alone where a newer event moved it; no counter moves.
+    #[test]
+    fn a_refresh_fills_fields_only_where_the_state_agrees() {
+        let mut inv = inventory();
+        inv.apply(&container_event(10, "create", "c1"));
+        inv.apply(&container_event(11, "start", "c1"));
+        inv.apply(&container_event(12, "create", "c2"));
+        inv.apply(&container_event(13, "start", "c2"));
+        inv.apply(&container_event(14, "died", "c2"));
+        let before = inv.counters().total_events();
+        assert_eq!(inv.container("c1").unwrap().pid, None);
+        let health = serde_json::json!({"Status": "starting"});
+        inv.refresh(
+            vec![
+                listed("c1", "running", 77, health),
+                listed("c2", "running", 78, serde_json::json!({})),
+                listed("gone", "running", 79, serde_json::json!({})),
+            ],
+            vec![],
+        );
+        let c1 = inv.container("c1").unwrap();
+        assert_eq!(c1.pid, Some(77));
+        assert_eq!(c1.health.as_deref(), Some("starting"));
+        assert_eq!(c1.started_at, Some(1_795_000_100_000_000_000));
+        let created = chrono::DateTime::parse_from_rfc3339("2026-11-29T18:00:00.5Z").unwrap();
+        assert_eq!(c1.created_at, created.timestamp_nanos_opt());
+        let c2 = inv.container("c2").unwrap();
+        assert_eq!(
+            (c2.state.as_str(), c2.pid),
+            ("exited", None),
+            "a newer died wins"
+        );
+        assert!(inv.container("gone").is_none(), "a refresh adds nothing");
+        assert_eq!(inv.counters().total_events(), before);
+    }
+
+    /// Where Podman lists `Restarts` (4.6+), that is the restart count; sealwatch's own count of
+    /// starts after a death applies only to Podman that does not list it.
+    #[test]
+    fn podman_restart_count_wins_where_it_is_listed() {
+        let mut inv = inventory();
+        let restarts = serde_json::json!({"Restarts": 3});
+        inv.resync(vec![listed("c1", "running", 42, restarts)], vec![], 0);
+        assert_eq!(inv.container("c1").unwrap().restarts, 3);
+        inv.apply(&container_event(5, "died", "c1"));
+        inv.apply(&container_event(6, "start", "c1"));
+        assert_eq!(
+            inv.container("c1").unwrap().restarts,
+            3,
+            "not counted by sealwatch"
+        );
+        let mut old = inventory();
+        old.resync(
+            vec![listed("c1", "running", 42, serde_json::json!({}))],
+            vec![],
+            0,
+        );
+        old.apply(&container_event(5, "died", "c1"));
+        old.apply(&container_event(6, "start", "c1"));
+        assert_eq!(old.container("c1").unwrap().restarts, 1);
+    }
+
+    /// A pod created while sealwatch runs gets its labels from the refresh.
+    #[test]
+    fn a_refresh_gives_a_new_pod_its_labels() {
+        let mut inv = inventory();
+        let pod: Event = serde_json::from_value(serde_json::json!({
+            "Type": "pod", "Action": "create", "timeNano": 5, "Actor": {"ID": "p1", "Attributes": {"name": "shop"}}
+        }))
+        .unwrap();
+        inv.apply(&pod);
+        assert!(inv.pod("p1").unwrap().labels.is_empty());
+        let listed: ListPod = serde_json::from_value(serde_json::json!({
+            "Id": "p1", "Name": "shop", "Labels": {"team": "a"}, "InfraId": "i1", "Created": "2026-11-29T18:00:00Z"
+        }))
+        .unwrap();
+        inv.refresh(vec![], vec![listed]);
+        let p = inv.pod("p1").unwrap();
+        assert_eq!(p.labels.get("team").map(String::as_str), Some("a"));
+        assert_eq!(p.infra_id.as_deref(), Some("i1"));
+    }
+}

@@ -107,6 +107,7 @@ impl<'a> PodIndex<'a> {
 
     /// Records a container of the inventory with its pod; returns the pod's name, `None`
     /// outside a pod.
+    #[inline]
     pub fn add(&mut self, c: &'a Container) -> Option<&'a str> {
         let id = c.pod_id.as_deref()?;
         let (inv, pods) = (self.inv, &mut self.pods);

@@ -141,11 +141,13 @@ fn push_help(out: &mut String, help: &str, openmetrics: bool) {
 
 /// Whether `bytes` hold a `\\`, `"` or newline (memchr's vectorised search: label values are
 /// most of a large scrape's bytes, and almost never need escaping).
+#[inline]
 fn needs_escaping(bytes: &[u8]) -> bool {
     memchr::memchr3(b'\\', b'"', b'\n', bytes).is_some()
 }
 
 /// Appends a label value, escaped as both text formats require (`\\`, `\"`, `\n`).
+#[inline]
 pub fn push_escaped(out: &mut String, v: &str) {
     if !needs_escaping(v.as_bytes()) {
         out.push_str(v);
@@ -162,6 +164,7 @@ pub fn push_escaped(out: &mut String, v: &str) {
 }
 
 /// Appends `opening` (`,key="`, written as one literal), the escaped value and the closing quote.
+#[inline]
 pub fn push_value(out: &mut String, opening: &str, value: &str) {
     out.push_str(opening);
     push_escaped(out, value);
@@ -170,6 +173,7 @@ pub fn push_value(out: &mut String, opening: &str, value: &str) {
 
 /// Appends unix nanoseconds as seconds: the exact decimal, `.0` on whole seconds (the float
 /// text prometheus-client writes, without going through a float formatter).
+#[inline]
 pub fn push_seconds(out: &mut String, nanos: i64) {
     if nanos < 0 {
         out.push('-');
@@ -195,6 +199,7 @@ pub fn push_seconds(out: &mut String, nanos: i64) {
 
 /// Appends an integer without the formatting machinery (this runs tens of thousands of times
 /// per large scrape).
+#[inline]
 pub fn push_int(out: &mut String, v: impl Into<i128>) {
     let v: i128 = v.into();
     if v < 0 {

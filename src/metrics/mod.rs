@@ -80,6 +80,7 @@ impl Metrics {
 type FxMap<K, V> = rustc_hash::FxHashMap<K, V>;
 
 /// Adds one to `key`'s count.
+#[inline]
 fn tally<K: std::hash::Hash + Eq>(map: &mut FxMap<K, i64>, key: K) {
     *map.entry(key).or_insert(0) += 1;
 }

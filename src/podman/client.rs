@@ -4,8 +4,6 @@
 //! errors, and opening the event stream. Never retries and never interprets what it fetched: the
 //! watcher decides what a failure means.
 
-use std::fmt;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -15,6 +13,7 @@ use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use serde::de::DeserializeOwned;
 
+pub use super::endpoint::Endpoint;
 use super::wire::{ApiError, ListContainer, ListPod, Version};
 
 /// Every libpod route is versioned; 4.0.0 is libpod's minimal API and is served by 4.x and 5.x.
@@ -27,60 +26,6 @@ const QUERY_VALUE: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUM
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// A list of 10,000 containers is tens of MB of JSON: give it time, but not forever.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
-
-/// Where a Podman API service listens.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Endpoint {
-    Unix(PathBuf),
-    Tcp(String),
-}
-
-impl Endpoint {
-    /// Parses `unix:///abs/path` or `tcp://host:port`, the schemes `podman system service` serves.
-    pub fn parse(url: &str) -> Result<Self, String> {
-        if let Some(path) = url.strip_prefix("unix://") {
-            if path.is_empty() {
-                return Err(format!(
-                    "{url:?}: unix URL has no socket path (use unix:///path/to/podman.sock)"
-                ));
-            }
-            // Podman's own client fixes `unix://rel` to an absolute path; so do we.
-            let path = if path.starts_with('/') {
-                path.to_owned()
-            } else {
-                format!("/{path}")
-            };
-            return Ok(Endpoint::Unix(PathBuf::from(path)));
-        }
-        if let Some(rest) = url.strip_prefix("tcp://") {
-            let hostport = rest.trim_end_matches('/');
-            let valid = hostport
-                .rsplit_once(':')
-                .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
-            if !valid || hostport.contains('/') {
-                return Err(format!("{url:?}: tcp URL must be tcp://host:port"));
-            }
-            return Ok(Endpoint::Tcp(hostport.to_owned()));
-        }
-        if url.starts_with("ssh://") {
-            return Err(format!(
-                "{url:?}: ssh:// is not supported; forward the socket (ssh -L) and use unix:// or tcp://"
-            ));
-        }
-        Err(format!(
-            "{url:?}: expected unix:///path/to/podman.sock or tcp://host:port"
-        ))
-    }
-}
-
-impl fmt::Display for Endpoint {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Endpoint::Unix(p) => write!(f, "unix://{}", p.display()),
-            Endpoint::Tcp(h) => write!(f, "tcp://{h}"),
-        }
-    }
-}
 
 /// Everything that can go wrong talking to Podman, with enough context to act on.
 #[derive(Debug, thiserror::Error)]
@@ -391,28 +336,6 @@ impl EventStream {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn parses_the_url_forms_podman_serves() {
-        assert_eq!(
-            Endpoint::parse("unix:///run/podman/podman.sock"),
-            Ok(Endpoint::Unix("/run/podman/podman.sock".into()))
-        );
-        assert_eq!(
-            Endpoint::parse("unix://run/p.sock"),
-            Ok(Endpoint::Unix("/run/p.sock".into()))
-        );
-        assert_eq!(
-            Endpoint::parse("tcp://127.0.0.1:8080"),
-            Ok(Endpoint::Tcp("127.0.0.1:8080".into()))
-        );
-        assert!(Endpoint::parse("tcp://host").is_err());
-        assert!(Endpoint::parse("http://x").is_err());
-        assert!(Endpoint::parse("ssh://u@h/run/podman/podman.sock")
-            .unwrap_err()
-            .contains("ssh"));
-        assert!(Endpoint::parse("unix://").is_err());
-    }
 
     /// The ID filter is the JSON Podman expects, percent-encoded.
     #[test]

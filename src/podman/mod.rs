@@ -2,6 +2,7 @@
 //! stream's line framing. Nothing here keeps state across requests or knows about the inventory.
 
 pub mod client;
+mod endpoint;
 pub mod ndjson;
 pub mod wire;
 
