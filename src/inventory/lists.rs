@@ -119,6 +119,7 @@ fn container_from_list(lc: ListContainer, restarts: u64, awaiting_restart: bool)
         id: lc.id,
         restarts: lc.restarts.unwrap_or(restarts),
         awaiting_restart,
+        listed: true,
     }
 }
 
@@ -267,5 +268,62 @@ mod tests {
         let p = inv.pod("p1").unwrap();
         assert_eq!(p.labels.get("team").map(String::as_str), Some("a"));
         assert_eq!(p.infra_id.as_deref(), Some("i1"));
+    }
+
+    /// A pod and its member created and removed while sealwatch was away: their replayed
+    /// events are older than the list, yet still follow the objects the list never showed, so
+    /// the counts are attributed to the pod's name.
+    #[test]
+    fn objects_that_came_and_went_while_away_still_attribute_their_counts() {
+        let mut inv = inventory();
+        let t = 1_795_000_200_000_000_000;
+        inv.resync(vec![], vec![], t);
+        let ev = |at: i64, kind: &str, action: &str, id: &str, attrs: serde_json::Value| -> Event {
+            serde_json::from_value(serde_json::json!({
+                "Type": kind, "Action": action, "timeNano": at,
+                "Actor": {"ID": id, "Attributes": attrs}
+            }))
+            .unwrap()
+        };
+        let member = serde_json::json!({"name": "m", "podId": "p1"});
+        inv.apply(&ev(t - 9, "container", "create", "m1", member.clone()));
+        inv.apply(&ev(
+            t - 8,
+            "pod",
+            "create",
+            "p1",
+            serde_json::json!({"name": "down-pod"}),
+        ));
+        inv.apply(&ev(t - 7, "container", "start", "m1", member));
+        let died = serde_json::json!({"name": "m", "podId": "", "containerExitCode": "3"});
+        inv.apply(&ev(t - 6, "container", "died", "m1", died));
+        inv.apply(&ev(
+            t - 5,
+            "container",
+            "remove",
+            "m1",
+            serde_json::json!({"name": "m"}),
+        ));
+        inv.apply(&ev(
+            t - 4,
+            "pod",
+            "remove",
+            "p1",
+            serde_json::json!({"name": "down-pod"}),
+        ));
+        assert!(inv.container("m1").is_none() && inv.pod("p1").is_none());
+        let c = inv.counters();
+        let by_pod: u64 = c.pod_container_events.iter().map(|(_, n)| n).sum();
+        assert_eq!(by_pod, 4);
+        assert!(c
+            .pod_container_events
+            .iter()
+            .all(|((p, _), _)| inv.pod_name(p) == "down-pod"));
+        let exits: Vec<_> = c
+            .container_exits
+            .iter()
+            .map(|((p, code), n)| (p.as_deref().map(|p| inv.pod_name(p)), code.to_string(), *n))
+            .collect();
+        assert_eq!(exits, vec![(Some("down-pod"), "3".to_owned(), 1)]);
     }
 }

@@ -36,8 +36,10 @@ pub struct Inventory {
     counters: Counters,
     labels: LabelPolicy,
     /// Podman's time (unix nanoseconds) just before the last resync's lists were taken: events
-    /// older than this are already reflected in the lists, so they are counted but move no state
-    /// (a replayed `start` would otherwise lose the pid the fresher list has).
+    /// older than this are counted but move no state of a container the lists showed (a
+    /// replayed `start` would otherwise lose the pid the fresher list has). Containers and pods
+    /// that came and went while sealwatch was away still follow their events, which is how their
+    /// counts get their pod.
     listed_at: i64,
     /// The engine lists `Restarts` (Podman 4.6+): that is the restart count, not sealwatch's own.
     podman_counts_restarts: bool,
@@ -102,12 +104,6 @@ impl Inventory {
     pub fn apply(&mut self, ev: &Event) {
         let action = action_label(&ev.action);
         bump(&mut self.counters.events, (type_label(&ev.kind), action));
-        if ev.nanos() < self.listed_at {
-            if ev.kind == "container" {
-                self.count_container_event(ev, action);
-            }
-            return;
-        }
         match ev.kind.as_str() {
             "container" => self.apply_container(ev, action),
             "pod" => self.apply_pod(ev),
@@ -122,6 +118,10 @@ impl Inventory {
         }
         let known = self.containers.get(id).cloned();
         let labels = self.count_container_event(ev, action);
+        // The last list already shows this container as it was after this (older) event.
+        if ev.nanos() < self.listed_at && known.as_ref().is_some_and(|c| c.listed) {
+            return;
+        }
 
         let t = ev.nanos();
         let counts_restarts = self.podman_counts_restarts;
@@ -239,6 +239,7 @@ impl Inventory {
             health: None,
             restarts: 0,
             awaiting_restart: false,
+            listed: false,
         }
     }
 

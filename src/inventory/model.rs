@@ -36,6 +36,8 @@ pub struct Container {
     pub restarts: u64,
     /// A `died` was seen and no `start` since: the next start is a restart.
     pub awaiting_restart: bool,
+    /// The record came from the last resync's list (not from events).
+    pub listed: bool,
 }
 
 impl Container {

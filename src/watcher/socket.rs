@@ -7,6 +7,7 @@
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use futures_util::StreamExt;
 use inotify::{EventStream, Inotify, WatchMask};
@@ -41,28 +42,42 @@ impl SocketWatch {
     }
 
     /// Returns once the socket accepts a connection: tried at once (it may have come back
-    /// before the watch began), then again on each change to its directory entry. Never returns
-    /// if the watch breaks, so that the caller's backoff decides.
+    /// before the watch began), then on each change to its directory entry. A server creates
+    /// the file when it binds and accepts only once it listens, a moment later, so after a
+    /// change the socket is tried a few times over `SETTLE`. Never returns if the watch breaks,
+    /// so that the caller's backoff decides.
     pub async fn accepting(&mut self) {
+        if self.accepts().await {
+            return;
+        }
         loop {
-            if tokio::net::UnixStream::connect(&self.path).await.is_ok() {
-                return;
-            }
-            loop {
-                match self.events.next().await {
-                    Some(Ok(ev)) if ev.name.as_deref() == Some(self.name.as_os_str()) => break,
-                    Some(Ok(_)) => {}
-                    Some(Err(_)) | None => std::future::pending::<()>().await,
+            match self.events.next().await {
+                Some(Ok(ev)) if ev.name.as_deref() == Some(self.name.as_os_str()) => {
+                    for _ in 0..SETTLE_TRIES {
+                        if self.accepts().await {
+                            return;
+                        }
+                        tokio::time::sleep(SETTLE / SETTLE_TRIES).await;
+                    }
                 }
+                Some(Ok(_)) => {}
+                Some(Err(_)) | None => std::future::pending::<()>().await,
             }
         }
     }
+
+    async fn accepts(&self) -> bool {
+        tokio::net::UnixStream::connect(&self.path).await.is_ok()
+    }
 }
+
+/// How long after the socket file appears it may take its server to listen.
+const SETTLE: Duration = Duration::from_millis(500);
+const SETTLE_TRIES: u32 = 20;
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
     /// A socket bound after the watch began is noticed at once, long before any backoff.
     #[tokio::test]
@@ -92,5 +107,28 @@ mod tests {
         let mut watch = SocketWatch::new(&path).expect("inotify");
         let waited = tokio::time::timeout(Duration::from_millis(300), watch.accepting()).await;
         assert!(waited.is_err(), "a refused socket must not count as back");
+    }
+
+    /// A socket file that appears a moment before its server listens (bind, then listen) is
+    /// tried again until it accepts, not left to the backoff.
+    #[tokio::test]
+    async fn a_socket_that_listens_after_it_appears_is_noticed() {
+        use socket2::{Domain, SockAddr, Socket, Type};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("podman.sock");
+        let mut watch = SocketWatch::new(&path).expect("inotify");
+        let p = path.clone();
+        let server = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(100));
+            let s = Socket::new(Domain::UNIX, Type::STREAM, None).unwrap();
+            s.bind(&SockAddr::unix(&p).unwrap()).unwrap();
+            std::thread::sleep(Duration::from_millis(150));
+            s.listen(8).unwrap();
+            std::thread::sleep(Duration::from_millis(500));
+        });
+        tokio::time::timeout(Duration::from_secs(2), watch.accepting())
+            .await
+            .expect("noticed once it listens");
+        server.join().unwrap();
     }
 }
