@@ -106,8 +106,9 @@ pub(crate) fn bump<K: std::hash::Hash + Eq + Clone>(map: &mut imbl::HashMap<K, u
     *map.entry(key).or_insert(0) += 1;
 }
 
+#[cfg(test)]
 impl Counters {
-    /// Total of `podman_events_total` over all labels (for tests and logs).
+    /// Total of `podman_events_total` over all labels.
     pub fn total_events(&self) -> u64 {
         self.events.values().sum()
     }
