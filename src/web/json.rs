@@ -77,8 +77,10 @@ pub struct PodJson<'a> {
     infra_id: Option<&'a str>,
     pub labels: &'a BTreeMap<String, String>,
     created_at: Option<String>,
-    /// Member containers per state, the infra container included.
+    /// Member containers per state, the infra container excluded: the numbers of
+    /// `podman_pod_containers`.
     containers: BTreeMap<&'a str, usize>,
+    /// Every member, the infra container (`infra_id`) included.
     container_ids: Vec<&'a str>,
 }
 
@@ -88,7 +90,7 @@ impl<'a> PodJson<'a> {
     pub fn new(view: &'a EngineView, p: &'a Pod, pod: Option<&PodMembers<'a>>) -> Self {
         let members = pod.map_or(&[][..], |m| m.members.as_slice());
         let mut containers = BTreeMap::new();
-        for c in members {
+        for c in members.iter().filter(|c| !c.infra) {
             *containers.entry(c.state.as_str()).or_insert(0) += 1;
         }
         let mut container_ids: Vec<&str> = members.iter().map(|c| c.id.as_str()).collect();
