@@ -60,12 +60,11 @@ pub enum SessionEnd {
 }
 
 impl SessionEnd {
-    /// The engine's socket refused or was missing: worth watching for its return.
+    /// The engine's socket refused or was missing: worth watching for its return. A Podman that
+    /// accepts and then fails or hangs is left to the backoff, or a watch that sees the socket
+    /// accept would retry it at once, again and again.
     fn unreachable(&self) -> bool {
-        matches!(
-            self,
-            SessionEnd::Client(ClientError::Connect { .. } | ClientError::Timeout { .. })
-        )
+        matches!(self, SessionEnd::Client(ClientError::Connect { .. }))
     }
 }
 
