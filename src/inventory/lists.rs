@@ -18,7 +18,8 @@ impl Inventory {
     /// are counted but move no state, since the lists already show their effect.
     pub fn resync(&mut self, containers: Vec<ListContainer>, pods: Vec<ListPod>, listed_at: i64) {
         self.listed_at = listed_at;
-        self.podman_counts_restarts = containers.iter().any(|c| c.restarts.is_some());
+        // An empty list says nothing about the Podman; `set_podman_version` decides too.
+        self.podman_counts_restarts |= containers.iter().any(|c| c.restarts.is_some());
         let mut fresh = imbl::HashMap::new();
         for lc in containers {
             let old = self.containers.get(lc.id.as_str());
@@ -325,5 +326,43 @@ mod tests {
             .map(|((p, code), n)| (p.as_deref().map(|p| inv.pod_name(p)), code.to_string(), *n))
             .collect();
         assert_eq!(exits, vec![(Some("down-pod"), "3".to_owned(), 1)]);
+    }
+
+    /// On Podman 4.6+ restarts are Podman's count even when the first list was empty (no
+    /// `Restarts` field seen yet): starts after a death never add to it.
+    #[test]
+    fn podman_46_counts_restarts_even_from_an_empty_list() {
+        let mut inv = inventory();
+        inv.set_podman_version("5.4.2");
+        inv.resync(vec![], vec![], 0);
+        inv.apply(&container_event(1, "create", "c1"));
+        inv.apply(&container_event(2, "start", "c1"));
+        inv.apply(&container_event(3, "died", "c1"));
+        inv.apply(&container_event(4, "start", "c1"));
+        assert_eq!(inv.container("c1").unwrap().restarts, 0);
+        let mut old = inventory();
+        old.set_podman_version("4.3.1");
+        old.resync(vec![], vec![], 0);
+        for (t, a) in [(1, "create"), (2, "start"), (3, "died"), (4, "start")] {
+            old.apply(&container_event(t, a, "c1"));
+        }
+        assert_eq!(old.container("c1").unwrap().restarts, 1);
+    }
+
+    /// A container listed in Podman 5's transient `stopped` state (died, not yet cleaned up)
+    /// becomes `exited` with its `cleanup` event, as in Podman.
+    #[test]
+    fn cleanup_ends_the_transient_stopped_state() {
+        let mut inv = inventory();
+        let t = 1_795_000_200_000_000_000;
+        inv.resync(
+            vec![listed("c1", "stopped", 0, serde_json::json!({}))],
+            vec![],
+            t,
+        );
+        inv.apply(&container_event(t - 1, "died", "c1"));
+        assert_eq!(inv.container("c1").unwrap().state, "stopped");
+        inv.apply(&container_event(t + 1, "cleanup", "c1"));
+        assert_eq!(inv.container("c1").unwrap().state, "exited");
     }
 }

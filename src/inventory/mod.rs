@@ -95,6 +95,14 @@ impl Inventory {
         &self.counters
     }
 
+    /// Tells the inventory which Podman it mirrors: from 4.6 Podman keeps the restart count
+    /// itself (and lists it), so sealwatch must not count restarts on top of it.
+    pub fn set_podman_version(&mut self, version: &str) {
+        let mut parts = version.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
+        let (major, minor) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+        self.podman_counts_restarts = (major, minor) >= (4, 6);
+    }
+
     pub fn label_policy(&self) -> &LabelPolicy {
         &self.labels
     }
@@ -166,6 +174,13 @@ impl Inventory {
                     c.awaiting_restart = true;
                 });
             }
+            // Podman 5 and 6 show a container that died as `stopped` until its cleanup, then
+            // `exited`; a list taken in between must not leave it `stopped`.
+            "cleanup" => self.update(id, |c| {
+                if c.state == "stopped" {
+                    c.state = "exited".into();
+                }
+            }),
             "rename" => {
                 if let Some(name) = ev.attr("name") {
                     self.update(id, |c| c.name = name.to_owned());

@@ -205,6 +205,7 @@ impl Watcher {
             Err(e) => return e.into(),
         };
         self.status.version = Some(version.version.clone());
+        self.inventory.set_podman_version(&version.version);
         self.status.api_version = Some(version.libpod_api_version());
         tracing::info!(%engine, version = %version.version, "connected to {}", self.client.endpoint());
 
