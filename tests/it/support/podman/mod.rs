@@ -191,6 +191,18 @@ impl PodmanService {
         }
     }
 
+    /// `podman --url <url> ARGS` through the service, left running with its stdout into the
+    /// file `out` (e.g. `events`); the caller ends it. Panics when it cannot be started.
+    pub fn spawn_podman<S: AsRef<str>>(&self, args: &[S], out: &Path) -> Child {
+        let file = fs::File::create(out)
+            .unwrap_or_else(|e| panic!("PodmanService: create {}: {e}", out.display()));
+        self.remote_cmd(args)
+            .stdout(Stdio::from(file))
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("podman --url {} {}: {e}", self.url, joined(args)))
+    }
+
     /// `podman run …` / `podman create …` as `run` describes it, through the service; returns
     /// the container ID.
     pub fn run(&self, run: &Run) -> String {
