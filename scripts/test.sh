@@ -2,7 +2,8 @@
 # Runs sealwatch's whole test suite on a Debian machine.
 #
 # Installs what the tests need when it is missing (Podman 4.x with runc and catatonit, busybox for
-# the workload image, Prometheus and promtool; needs root for that), builds the static binary the
+# the workload image, Prometheus and promtool, systemd for systemd-journald; needs root for that),
+# sets up the Podman 5.4.2 and 6.1.1 roots (scripts/podman-chroot.sh), builds the static binary the
 # container-image test packages, checks formatting and lints, then runs every test. Tests that
 # need Podman or Prometheus fail, never skip, when those are missing.
 set -euo pipefail
@@ -26,6 +27,12 @@ fi
 if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
     systemctl stop prometheus prometheus-node-exporter 2>/dev/null || true
 fi
+
+# Podman 5.4.2 and 6.1.1 for the tests that run on every Podman version: cached Debian roots
+# (debootstrap; about 90 s each the first time on a machine, < 1 s when cached). The tests call
+# `setup` too, but doing it here keeps its log out of a test's time budget.
+scripts/podman-chroot.sh setup 5
+scripts/podman-chroot.sh setup 6
 
 cargo fmt --all -- --check
 cargo clippy --all-targets --locked -- -D warnings

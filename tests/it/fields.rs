@@ -1,6 +1,6 @@
 //! Every field of `/containers` and `/pods` equals what `podman inspect` and `podman pod inspect`
 //! say within moments of a change, for objects created while sealwatch runs, on a real private
-//! Podman 4.3.1 service: the fields events do not carry (pid, first health status, Podman's own
+//! Podman service (4.3.1, 5.4.2 and 6.1.1, file and journald events): the fields events do not carry (pid, first health status, Podman's own
 //! times, restart count, pod labels) come from sealwatch's follow-up list calls.
 
 use std::collections::BTreeMap;
@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::support::{wait_until, PodmanService, Run, Sealwatch, BUSYBOX_IMAGE};
+use crate::support::{wait_until, Engine, PodmanService, Run, Sealwatch, BUSYBOX_IMAGE};
 
 const SETTLE: Duration = Duration::from_secs(20);
 /// The fields must match within about a second; a generous bound for a loaded machine.
@@ -112,7 +112,15 @@ fn compare(svc: &PodmanService, sw: &Sealwatch, names: &[&str]) {
 /// equals `podman inspect` / `podman pod inspect`.
 #[test]
 fn every_field_equals_podman_inspect_moments_after_a_change() {
-    let svc = PodmanService::start();
+    every_field(Engine::DEFAULT);
+}
+on_other_engines!(
+    every_field_equals_podman_inspect_moments_after_a_change,
+    every_field
+);
+
+fn every_field(engine: Engine) {
+    let svc = PodmanService::start_with(engine);
     let sw = Sealwatch::start(&["--podman.url", &format!("local={}", svc.url())]);
     sw.wait_ready(200, SETTLE);
 

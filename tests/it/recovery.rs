@@ -1,9 +1,10 @@
-//! Podman's own failures against a real private Podman 4.3.1 service: sealwatch is back moments
+//! Podman's own failures against a real private Podman service (4.3.1; 5.4.2 and 6.1.1, file and
+//! journald events, with shorter outages): sealwatch is back moments
 //! after the service returns, however long it was away, and counts and logs what happened.
 
 use std::time::{Duration, Instant};
 
-use crate::support::{PodmanService, Run, Sealwatch, BUSYBOX_IMAGE};
+use crate::support::{Engine, PodmanService, Run, Sealwatch, BUSYBOX_IMAGE};
 
 const SETTLE: Duration = Duration::from_secs(20);
 /// Far below the 30 s the backoff reaches after a long outage, far above the milliseconds the
@@ -16,12 +17,21 @@ const BACK_WITHIN: Duration = Duration::from_secs(5);
 /// logged as a warning, also when its text repeats an earlier one.
 #[test]
 fn ready_again_moments_after_podman_returns_however_long_the_outage() {
-    let mut svc = PodmanService::start();
+    ready_again(Engine::DEFAULT, [3, 60]);
+}
+// Outages of 3 s and 20 s: 20 s is already far beyond the backoff's first steps.
+on_other_engines!(
+    ready_again_moments_after_podman_returns_however_long_the_outage,
+    |engine| ready_again(engine, [3, 20])
+);
+
+fn ready_again(engine: Engine, outages: [u64; 2]) {
+    let mut svc = PodmanService::start_with(engine);
     svc.run(&Run::new(BUSYBOX_IMAGE).name("steady").sleeping());
     let sw = Sealwatch::start(&["--podman.url", &format!("local={}", svc.url())]);
     sw.wait_ready(200, SETTLE);
     let mut warnings = Vec::new();
-    for outage in [3u64, 60] {
+    for outage in outages {
         let logged = sw.log().len();
         let down = Instant::now();
         svc.stop_service();

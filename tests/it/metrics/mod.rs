@@ -1,5 +1,5 @@
-//! `/metrics` proven against real components: a private Podman 4.3.1 service, `podman ps`,
-//! `podman pod ps`, `podman events`, `promtool` and a real Prometheus.
+//! `/metrics` proven against real components: a private Podman service (4.3.1, 5.4.2, 6.1.1),
+//! `podman ps`, `podman pod ps`, `podman events`, `promtool` and a real Prometheus.
 //!
 //! Every expectation is computed from what Podman itself reports, never hard-coded from what
 //! sealwatch happens to print. Waits are bounded polls (`wait_until`), never timing assertions.
@@ -13,6 +13,7 @@ mod formats;
 mod gauges;
 mod labels;
 mod prometheus;
+mod rotation;
 
 use std::time::Duration;
 

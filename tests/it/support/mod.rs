@@ -17,6 +17,6 @@ pub mod unit_file;
 
 pub use binary::Sealwatch;
 pub use exposition::{assert_lint_clean, Exposition, Format};
-pub use podman::{PodmanService, Via, BUSYBOX_IMAGE};
+pub use podman::{Engine, Events, PodmanService, Version, Via, BUSYBOX_IMAGE};
 pub use process::{free_port, wait_until};
 pub use run::Run;

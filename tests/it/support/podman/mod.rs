@@ -1,9 +1,13 @@
-//! A private, isolated Podman 4.x API service per test (see
-//! ../shared/podman/TEST-SERVICE.md): its own storage, containers.conf, socket and busybox
-//! image, driven through its socket as users drive it, or directly on its storage while the
-//! service is down. Never touches the host's default storage or socket.
+//! A private, isolated Podman API service per test (see ../shared/podman/TEST-SERVICE.md and
+//! scripts/PODMAN-HARNESS.md): the host's 4.3.1 or 5.4.2 / 6.1.1 from a cached Debian root, with
+//! the file or journald event backend ([`Engine`]); its own storage, containers.conf, socket and
+//! busybox image, driven through its socket as users drive it, or directly on its storage while
+//! the service is down. Never touches the host's default storage or socket.
 
+mod engine;
 mod service;
+
+pub use engine::{Engine, Events, Version};
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -35,9 +39,10 @@ pub enum Via {
     Storage,
 }
 
-/// A private Podman 4.x API service on `unix://$T/podman.sock` with its own storage
+/// A private Podman API service on `unix://$T/podman.sock` with its own storage
 /// (`--root $T/root --runroot $T/run --storage-driver vfs`) and `CONTAINERS_CONF=$T/containers.conf`.
 pub struct PodmanService {
+    engine: Engine,
     /// `None` only while dropping.
     dir: Option<TempDir>,
     /// `$T`
@@ -56,9 +61,20 @@ pub struct PodmanService {
 impl PodmanService {
     /// New private storage + containers.conf in a fresh temp dir, busybox image
     /// `localhost/busybox:latest` imported, API service started on `unix://$T/podman.sock`,
-    /// waits for `GET /_ping` == `OK`. Panics (never skips) if podman is missing or fails.
+    /// waits for `GET /_ping` == `OK`. Podman 4.3.1, file events. Panics (never skips) if
+    /// podman is missing or fails.
     pub fn start() -> Self {
-        check_prerequisites();
+        Self::start_with(Engine::DEFAULT)
+    }
+
+    /// The same with the given Podman version and event backend.
+    pub fn start_with(engine: Engine) -> Self {
+        Self::start_configured(engine, "")
+    }
+
+    /// The same with `engine_extra` (TOML lines) added under `[engine]` of containers.conf.
+    pub fn start_configured(engine: Engine, engine_extra: &str) -> Self {
+        engine.prepare();
 
         let dir = tempfile::Builder::new()
             .prefix("sealwatch-podman-")
@@ -82,16 +98,21 @@ impl PodmanService {
         let conf_text = format!(
             "[containers]\n\
              default_ulimits = [\"nofile=1024:1024\", \"nproc=1024:1024\"]\n\
+             {}\
              [engine]\n\
              runtime = \"runc\"\n\
              cgroup_manager = \"cgroupfs\"\n\
-             events_logger = \"file\"\n\
-             tmp_dir = \"{}\"\n",
+             events_logger = \"{}\"\n\
+             tmp_dir = \"{}\"\n\
+             {engine_extra}\n",
+            engine.containers_section_extra(),
+            engine.logger(),
             toml_escape(&tmp.display().to_string())
         );
         fs::write(&conf, conf_text).expect("PodmanService: write containers.conf");
 
         let mut svc = PodmanService {
+            engine,
             dir: Some(dir),
             base,
             root,
@@ -106,6 +127,11 @@ impl PodmanService {
         svc.import_busybox();
         svc.start_service();
         svc
+    }
+
+    /// The Podman version and event backend of this service.
+    pub fn engine(&self) -> Engine {
+        self.engine
     }
 
     /// `unix:///…/podman.sock`
@@ -165,6 +191,18 @@ impl PodmanService {
         }
     }
 
+    /// `podman --url <url> ARGS` through the service, left running with its stdout into the
+    /// file `out` (e.g. `events`); the caller ends it. Panics when it cannot be started.
+    pub fn spawn_podman<S: AsRef<str>>(&self, args: &[S], out: &Path) -> Child {
+        let file = fs::File::create(out)
+            .unwrap_or_else(|e| panic!("PodmanService: create {}: {e}", out.display()));
+        self.remote_cmd(args)
+            .stdout(Stdio::from(file))
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("podman --url {} {}: {e}", self.url, joined(args)))
+    }
+
     /// `podman run …` / `podman create …` as `run` describes it, through the service; returns
     /// the container ID.
     pub fn run(&self, run: &Run) -> String {
@@ -198,8 +236,13 @@ impl PodmanService {
         ]
     }
 
+    /// `podman`, for this engine's version, with `$T` visible to it.
+    fn podman_cmd(&self) -> Command {
+        self.engine.podman_cmd(&self.base)
+    }
+
     fn remote_cmd<S: AsRef<str>>(&self, args: &[S]) -> Command {
-        let mut cmd = Command::new("podman");
+        let mut cmd = self.podman_cmd();
         cmd.arg("--url")
             .arg(&self.url)
             .args(args.iter().map(AsRef::as_ref))
@@ -209,7 +252,7 @@ impl PodmanService {
     }
 
     fn direct_cmd<S: AsRef<str>>(&self, args: &[S]) -> Command {
-        let mut cmd = Command::new("podman");
+        let mut cmd = self.podman_cmd();
         cmd.args(self.storage_args())
             .args(args.iter().map(AsRef::as_ref))
             .env("CONTAINERS_CONF", &self.conf)
@@ -289,38 +332,9 @@ impl Drop for PodmanService {
         // `podman --root $T/root … container cleanup`, re-creating parts of $T.
         kill_procs_mentioning(&self.base);
         unmount_under(&self.base);
+        self.engine.unbind(&self.base);
         // TempDir removes $T (errors ignored).
         drop(self.dir.take());
-    }
-}
-
-fn check_prerequisites() {
-    match Command::new("podman")
-        .arg("--version")
-        .stdin(Stdio::null())
-        .output()
-    {
-        Ok(o) if o.status.success() => {}
-        Ok(o) => panic!(
-            "PodmanService: `podman --version` failed ({}): {}",
-            o.status,
-            String::from_utf8_lossy(&o.stderr)
-        ),
-        Err(e) => panic!(
-            "PodmanService: podman is not installed or not on PATH ({e}). Install: apt-get install \
-             -y --no-install-recommends podman runc catatonit busybox-static prometheus \
-             (see ../shared/podman/TEST-SERVICE.md)"
-        ),
-    }
-    for (tool, pkg) in [("runc", "runc"), ("tar", "tar")] {
-        if Command::new(tool)
-            .arg("--version")
-            .stdin(Stdio::null())
-            .output()
-            .is_err()
-        {
-            panic!("PodmanService: `{tool}` not found on PATH (apt-get install {pkg})");
-        }
     }
 }
 

@@ -6,7 +6,7 @@ use std::fs::{self, OpenOptions};
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -55,7 +55,7 @@ impl PodmanService {
         );
         let log2 = log.try_clone().expect("PodmanService: clone log handle");
 
-        let mut cmd = Command::new("podman");
+        let mut cmd = self.podman_cmd();
         cmd.args(self.storage_args());
         if let Ok(level) = std::env::var("SEALWATCH_TEST_PODMAN_LOG_LEVEL") {
             cmd.arg(format!("--log-level={level}"));
