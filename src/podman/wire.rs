@@ -279,4 +279,31 @@ mod tests {
             ("artifact", "frobnicate")
         );
     }
+
+    /// Every line and list of a real Podman 5.4.2 session decodes, and its lists carry Podman's
+    /// restart count.
+    #[test]
+    fn real_5_4_captures_decode() {
+        let events = include_str!("../../tests/fixtures/5.4.2/events.ndjson");
+        let decoded = events
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| decode_stream_line(l.as_bytes()))
+            .filter(|r| matches!(r, Ok(StreamItem::Event(_))))
+            .count();
+        assert_eq!(decoded, 253);
+        let containers: Vec<ListContainer> = serde_json::from_str(include_str!(
+            "../../tests/fixtures/5.4.2/containers-json.json"
+        ))
+        .unwrap();
+        assert!(!containers.is_empty());
+        assert!(containers.iter().all(|c| c.restarts.is_some()));
+        let pods: Vec<ListPod> =
+            serde_json::from_str(include_str!("../../tests/fixtures/5.4.2/pods-json.json"))
+                .unwrap();
+        assert!(!pods.is_empty());
+        let version: Version =
+            serde_json::from_str(include_str!("../../tests/fixtures/5.4.2/version.json")).unwrap();
+        assert_eq!(version.version, "5.4.2");
+    }
 }

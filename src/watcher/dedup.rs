@@ -244,4 +244,30 @@ mod tests {
         d.first_time(&ev(NOW - 10, "c", "x"), NOW);
         assert_eq!(d.next_since(0, NOW), NOW - 10 - REPLAY_OVERLAP_NANOS);
     }
+
+    /// A real Podman 5.4.2 live stream across five log rotations (298 lines, re-deliveries
+    /// included) counts each of its 191 distinct events exactly once.
+    #[test]
+    fn a_real_rotating_5_4_stream_counts_each_event_once() {
+        let text = include_str!("../../tests/fixtures/5.4.2/events-rotation-live-20k.ndjson");
+        let events: Vec<Event> = text
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(
+                |l| match crate::podman::wire::decode_stream_line(l.as_bytes()) {
+                    Ok(crate::podman::wire::StreamItem::Event(e)) => *e,
+                    other => panic!("not an event: {other:?}"),
+                },
+            )
+            .collect();
+        let distinct: std::collections::HashSet<(i64, &str, &str)> = events
+            .iter()
+            .map(|e| (e.nanos(), e.actor.id.as_str(), e.action.as_str()))
+            .collect();
+        let now = events.iter().map(Event::nanos).max().unwrap_or(0);
+        let mut d = Dedup::default();
+        let fresh = events.iter().filter(|e| d.first_time(e, now)).count();
+        assert_eq!((events.len(), distinct.len()), (298, 191));
+        assert_eq!(fresh, distinct.len());
+    }
 }
