@@ -19,4 +19,5 @@ mod image;
 mod metrics;
 mod recovery;
 mod sync;
+mod vm;
 mod webconfig;
