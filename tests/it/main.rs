@@ -57,4 +57,5 @@ mod image;
 mod metrics;
 mod recovery;
 mod sync;
+mod vm;
 mod webconfig;

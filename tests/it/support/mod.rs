@@ -14,6 +14,7 @@ pub mod promtool;
 pub mod run;
 pub mod scripted;
 pub mod unit_file;
+pub mod vm;
 
 pub use binary::Sealwatch;
 pub use exposition::{assert_lint_clean, Exposition, Format};
