@@ -3,9 +3,10 @@
 #
 # Installs what the tests need when it is missing (Podman 4.x with runc and catatonit, busybox for
 # the workload image, Prometheus and promtool, systemd for systemd-journald; needs root for that),
-# sets up the Podman 5.4.2 and 6.1.1 roots (scripts/podman-chroot.sh), builds the static binary the
-# container-image test packages, checks formatting and lints, then runs every test. Tests that
-# need Podman or Prometheus fail, never skip, when those are missing.
+# sets up the Podman 5.4.2 and 6.1.1 roots (scripts/podman-chroot.sh), checks formatting and lints,
+# builds the static binary the container-image test packages and the QEMU systemd host
+# (scripts/podman-vm.sh), then runs every test. Tests that need Podman, Prometheus or the guest
+# fail, never skip, when those are missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -37,4 +38,9 @@ scripts/podman-chroot.sh setup 6
 cargo fmt --all -- --check
 cargo clippy --all-targets --locked -- -D warnings
 scripts/build-static.sh
-cargo test --locked
+# A real systemd host for the vm:: test: Podman 5.4.2 in a QEMU guest (TCG), cached image (about
+# 5-12 min to build the first time on a machine, < 1 s after).
+scripts/podman-vm.sh build
+# Everything but the guest, then the guest on its own: the emulated host needs both cores.
+cargo test --locked -- --skip vm::
+cargo test --locked --test it -- vm::
