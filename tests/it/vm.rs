@@ -16,6 +16,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+use crate::metrics::compare::{count, diff, pod_attribution};
+use crate::metrics::str_of;
 use crate::support::vm::PodmanVm;
 use crate::support::{wait_until, Exposition, Sealwatch};
 
@@ -24,49 +26,10 @@ const CATCH_UP: Duration = Duration::from_secs(120);
 /// The image the build imported into the guest from busybox-static.
 const IMAGE: &str = "localhost/busybox:latest";
 
-fn str_of<'a>(v: &'a Value, key: &str) -> &'a str {
-    v[key].as_str().unwrap_or_default()
-}
-
-fn count(map: &mut BTreeMap<Vec<String>, f64>, key: &[&str]) {
-    *map.entry(key.iter().map(|s| s.to_string()).collect())
-        .or_default() += 1.0;
-}
-
-/// Differences between Podman's (`want`) and sealwatch's (`got`) numbers, readable.
-fn diff(
-    what: &str,
-    want: &BTreeMap<Vec<String>, f64>,
-    got: &BTreeMap<Vec<String>, f64>,
-) -> Vec<String> {
-    let keys: BTreeSet<&Vec<String>> = want.keys().chain(got.keys()).collect();
-    keys.into_iter()
-        .filter(|k| want.get(*k) != got.get(*k))
-        .map(|k| {
-            format!(
-                "{what}{k:?}: podman says {}, sealwatch says {}",
-                want.get(k).map_or("absent".into(), |v| v.to_string()),
-                got.get(k).map_or("absent".into(), |v| v.to_string())
-            )
-        })
-        .collect()
-}
-
 /// `podman_events_total` by (type, action) and `podman_container_exits_total` by (pod, exit
 /// code), as the guest's `podman events` says they must be.
 fn expected(events: &[Value]) -> [BTreeMap<Vec<String>, f64>; 2] {
-    // A container's pod comes from any of its events that carries one (`died` may not).
-    let mut pod_of: BTreeMap<&str, &str> = BTreeMap::new();
-    let mut pod_name: BTreeMap<&str, &str> = BTreeMap::new();
-    for e in events {
-        let (id, pod) = (str_of(e, "ID"), str_of(e, "PodID"));
-        if str_of(e, "Type") == "container" && !pod.is_empty() {
-            pod_of.insert(id, pod);
-        }
-        if str_of(e, "Type") == "pod" && !str_of(e, "Name").is_empty() {
-            pod_name.insert(id, str_of(e, "Name"));
-        }
-    }
+    let (pod_of, pod_name) = pod_attribution(events);
     let (mut by_type, mut exits) = (BTreeMap::new(), BTreeMap::new());
     for e in events {
         let (kind, action) = (str_of(e, "Type"), str_of(e, "Status"));

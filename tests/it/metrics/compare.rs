@@ -7,14 +7,32 @@ use serde_json::Value;
 use super::{names, ps_health, str_of, CATCH_UP};
 use crate::support::{wait_until, Exposition, PodmanService, Sealwatch};
 
+/// Which pod each container of an event list belongs to, and each pod's name, from any event
+/// that carries them (`died` never carries the pod): what `podman events` says, for attributing
+/// counts the way sealwatch must.
+pub(crate) fn pod_attribution(events: &[Value]) -> (BTreeMap<&str, &str>, BTreeMap<&str, &str>) {
+    let mut pod_of: BTreeMap<&str, &str> = BTreeMap::new();
+    let mut pod_name: BTreeMap<&str, &str> = BTreeMap::new();
+    for e in events {
+        let (id, pod) = (str_of(e, "ID"), str_of(e, "PodID"));
+        if str_of(e, "Type") == "container" && !pod.is_empty() {
+            pod_of.insert(id, pod);
+        }
+        if str_of(e, "Type") == "pod" && !str_of(e, "Name").is_empty() {
+            pod_name.insert(id, str_of(e, "Name"));
+        }
+    }
+    (pod_of, pod_name)
+}
+
 /// Adds one to the count of `key`.
-pub(super) fn count(map: &mut BTreeMap<Vec<String>, f64>, key: &[&str]) {
+pub(crate) fn count(map: &mut BTreeMap<Vec<String>, f64>, key: &[&str]) {
     *map.entry(key.iter().map(|s| s.to_string()).collect())
         .or_default() += 1.0;
 }
 
 /// Differences between what Podman says (`want`) and what sealwatch says (`got`), readable.
-pub(super) fn diff(
+pub(crate) fn diff(
     what: &str,
     want: &BTreeMap<Vec<String>, f64>,
     got: &BTreeMap<Vec<String>, f64>,

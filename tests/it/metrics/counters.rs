@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::Value;
 
-use super::compare::{count, diff, wait_gauges_match};
+use super::compare::{count, diff, pod_attribution, wait_gauges_match};
 use super::{container, str_of, wait_ready, ALLOW, ALLOW_FLAG, CATCH_UP};
 use crate::support::{
     wait_until, Engine, Exposition, PodmanService, Run, Sealwatch, Via, BUSYBOX_IMAGE as IMAGE,
@@ -24,18 +24,7 @@ fn expected_counters(
     events: &[Value],
     allow: &[&str],
 ) -> BTreeMap<&'static str, BTreeMap<Vec<String>, f64>> {
-    // A container's pod comes from any of its events that carries one (`died` never does).
-    let mut pod_of: BTreeMap<&str, &str> = BTreeMap::new();
-    let mut pod_name: BTreeMap<&str, &str> = BTreeMap::new();
-    for e in events {
-        let (id, pod) = (str_of(e, "ID"), str_of(e, "PodID"));
-        if str_of(e, "Type") == "container" && !pod.is_empty() {
-            pod_of.insert(id, pod);
-        }
-        if str_of(e, "Type") == "pod" && !str_of(e, "Name").is_empty() {
-            pod_name.insert(id, str_of(e, "Name"));
-        }
-    }
+    let (pod_of, pod_name) = pod_attribution(events);
     let mut out: BTreeMap<&'static str, BTreeMap<Vec<String>, f64>> = BTreeMap::new();
     for e in events {
         let (kind, action) = (str_of(e, "Type"), str_of(e, "Status"));

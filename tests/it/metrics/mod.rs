@@ -7,7 +7,7 @@
 //! This file holds what the sections share: asking sealwatch whether it is ready, reading
 //! `podman ps`, driving health checks, and the metrics reference in README.md.
 
-mod compare;
+pub(crate) mod compare;
 mod counters;
 mod formats;
 mod gauges;
@@ -40,7 +40,7 @@ fn names(c: &Value) -> String {
 }
 
 /// The string at `key`, or "" when it is absent or not a string.
-fn str_of<'a>(v: &'a Value, key: &str) -> &'a str {
+pub(crate) fn str_of<'a>(v: &'a Value, key: &str) -> &'a str {
     v[key].as_str().unwrap_or_default()
 }
 
