@@ -86,13 +86,7 @@ take_lock() {
 . "$(dirname "${BASH_SOURCE[0]}")/lib/debian-root.sh"
 
 setup_fail() {
-    local rc=$1 cmd=$2
-    exec 1>&3 2>&4
-    if [ -s "$SETUP_LOG" ]; then
-        tail -n 15 "$SETUP_LOG" | sed 's/^/  | /' >&2
-    fi
-    echo "$PROG: ERROR: setup $V failed (exit $rc) at: $cmd -- full log: $SETUP_LOG" >&2
-    exit 1
+    fail_with_log "$1" "$2" "$SETUP_LOG" "setup $V"
 }
 
 cmd_setup() {

@@ -78,13 +78,7 @@ need_root() {
 . "$(dirname "${BASH_SOURCE[0]}")/lib/debian-root.sh"
 
 build_fail() {
-    local rc=$1 cmd=$2
-    exec 1>&3 2>&4
-    if [ -s "$LOG" ]; then
-        tail -n 15 "$LOG" | sed 's/^/  | /' >&2
-    fi
-    echo "$PROG: ERROR: build failed (exit $rc) at: $cmd -- full log: $LOG" >&2
-    exit 1
+    fail_with_log "$1" "$2" "$LOG" "build"
 }
 
 image_ok() {

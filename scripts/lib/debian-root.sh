@@ -53,3 +53,15 @@ in_build_chroot() {
         exec chroot "$r" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin LANG=C.UTF-8 \
             DEBIAN_FRONTEND=noninteractive "$@"' sh "$r" "$@"
 }
+
+# For an ERR trap while stdout and stderr go to LOG (the terminal saved on fds 3 and 4): shows the
+# tail of LOG and one line naming WHAT and the failed command, then exits 1.
+fail_with_log() {
+    local rc=$1 cmd=$2 log=$3 what=$4
+    exec 1>&3 2>&4
+    if [ -s "$log" ]; then
+        tail -n 15 "$log" | sed 's/^/  | /' >&2
+    fi
+    echo "$PROG: ERROR: $what failed (exit $rc) at: $cmd -- full log: $log" >&2
+    exit 1
+}
