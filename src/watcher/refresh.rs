@@ -21,6 +21,10 @@ pub const MIN_INTERVAL: Duration = Duration::from_millis(500);
 pub const MAX_IDS: usize = 200;
 
 /// IDs whose list fields are stale, and since when.
+///
+/// `cleanup` is among the changes: Podman 5 and 6 list a container that died as `stopped` until
+/// its cleanup, and a refresh that lands in between is skipped (the states differ), so without
+/// a refresh after the cleanup the last death's restart count and exit time would stay stale.
 #[derive(Debug, Default)]
 pub struct Stale {
     containers: HashSet<String>,
@@ -47,7 +51,8 @@ impl Stale {
         let set = match (ev.kind.as_str(), ev.action.as_str()) {
             (
                 "container",
-                "create" | "init" | "start" | "restart" | "died" | "health_status" | "unpause",
+                "create" | "init" | "start" | "restart" | "died" | "cleanup" | "health_status"
+                | "unpause",
             ) => &mut self.containers,
             ("pod", "create") => &mut self.pods,
             _ => return,
@@ -108,6 +113,18 @@ mod tests {
         assert_eq!(s.due(), None);
         s.note(&ev("container", "start", "c1"), t0 + COALESCE);
         assert_eq!(s.due(), Some(t0 + COALESCE + MIN_INTERVAL));
+    }
+
+    /// A cleanup makes a container stale again: the refresh after its death may have seen it
+    /// `stopped` (Podman 5 and 6) and been skipped.
+    #[test]
+    fn a_cleanup_is_refreshed_again() {
+        let t0 = Instant::now();
+        let mut s = Stale::default();
+        s.note(&ev("container", "died", "c1"), t0);
+        let _ = s.take(t0 + COALESCE);
+        s.note(&ev("container", "cleanup", "c1"), t0 + COALESCE);
+        assert_eq!(s.take(t0 + MIN_INTERVAL).containers, Some(vec!["c1".to_owned()]));
     }
 
     /// Past `MAX_IDS` containers the request lists every container instead.
