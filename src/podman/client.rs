@@ -183,8 +183,38 @@ impl Client {
             })?
     }
 
+    /// Podman's version. `_ping` names it in its `Libpod-Api-Version` header and answers in
+    /// milliseconds, where `/version` runs conmon and the OCI runtime to ask theirs (about 0.5 s
+    /// on Podman 4.3.1): the difference is most of the time to ready after Podman returns. A
+    /// service without that header is asked `/version`.
     pub async fn version(&self) -> Result<Version, ClientError> {
-        self.get_json("/version").await
+        match self.ping().await? {
+            Some(version) => Ok(Version {
+                version,
+                ..Version::default()
+            }),
+            None => self.get_json("/version").await,
+        }
+    }
+
+    /// `GET /libpod/_ping`: the `Libpod-Api-Version` header where the service answered 200 with
+    /// it, `None` for any other answer.
+    async fn ping(&self) -> Result<Option<String>, ClientError> {
+        let full = format!("{API_PREFIX}/_ping");
+        let resp = tokio::time::timeout(REQUEST_TIMEOUT, self.send(&full))
+            .await
+            .map_err(|_| ClientError::Timeout {
+                what: format!("waiting for {full} from {}", self.endpoint),
+                after: REQUEST_TIMEOUT,
+            })??;
+        let version = resp
+            .headers()
+            .get("libpod-api-version")
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+            .filter(|v| !v.is_empty() && resp.status().is_success())
+            .map(str::to_owned);
+        Ok(version)
     }
 
     /// All containers: `all=true`, or paused and created ones would be missing.
