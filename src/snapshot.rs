@@ -18,7 +18,7 @@ use crate::inventory::Inventory;
 /// How an engine's connection stands, as shown by `/-/ready`, `/` and `podman_up`.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct EngineStatus {
-    /// Podman answered `version` and both lists in the current session and the event stream was
+    /// Podman told its version and answered both lists in the current session and the event stream was
     /// requested; its response head may still be on its way (Podman 5.1 and 5.2 hold it until the
     /// first event). False from the moment a session ends.
     pub connected: bool,
