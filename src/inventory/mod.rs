@@ -1,4 +1,5 @@
-//! The live model of one engine: containers, pods and event counters, and every transition of it.
+//! The live model of one engine: containers, pods, images, volumes, networks and event counters,
+//! and every transition of them.
 //!
 //! Owns `apply(event)` (state plus counters), `resync(lists)` and `refresh(lists)` (state only,
 //! in `lists`; images, volumes and networks in `objects`). Pure: no I/O, no
