@@ -1,7 +1,8 @@
-//! The live model of one engine: containers, pods and event counters, and every transition of it.
+//! The live model of one engine: containers, pods, images, volumes, networks and event counters,
+//! and every transition of them.
 //!
 //! Owns `apply(event)` (state plus counters), `resync(lists)` and `refresh(lists)` (state only,
-//! in `lists`). Pure: no I/O, no
+//! in `lists`; images, volumes and networks in `objects`). Pure: no I/O, no
 //! async, no clock; time comes from the events and lists. Never decides *when* to resync or
 //! whether an event is a replayed duplicate (that is the watcher's job).
 //!
@@ -12,6 +13,7 @@ mod counters;
 mod labels;
 mod lists;
 mod model;
+mod objects;
 mod pods;
 
 use std::sync::Arc;
@@ -20,8 +22,10 @@ use crate::podman::wire::{Event, RESERVED_ATTRIBUTES};
 pub use counters::Counters;
 use counters::{action_label, bump, type_label};
 pub use labels::{Allowlist, LabelPolicy};
-use model::short_id;
+pub use model::short_id;
 pub use model::{Container, Labels, Pod, PROJECT_LABELS};
+pub use objects::Components;
+use objects::Objects;
 pub use pods::{PodIndex, PodMembers, PodState};
 
 #[derive(Debug, Clone)]
@@ -43,6 +47,8 @@ pub struct Inventory {
     listed_at: i64,
     /// The engine lists `Restarts` (Podman 4.6+): that is the restart count, not sealwatch's own.
     podman_counts_restarts: bool,
+    /// Images, volumes, networks and component versions (`objects`).
+    objects: Objects,
 }
 
 impl Inventory {
@@ -55,6 +61,7 @@ impl Inventory {
             labels,
             listed_at: i64::MIN,
             podman_counts_restarts: false,
+            objects: Objects::default(),
         }
     }
 
@@ -115,6 +122,7 @@ impl Inventory {
         match ev.kind.as_str() {
             "container" => self.apply_container(ev, action),
             "pod" => self.apply_pod(ev),
+            "image" | "volume" | "network" => self.apply_object_event(ev),
             _ => {}
         }
     }

@@ -11,6 +11,9 @@ use crate::podman::wire::{decode_stream_line, Event, ListContainer, ListPod, Str
 const EVENTS: &str = include_str!("../../tests/fixtures/events.ndjson");
 const CONTAINERS: &str = include_str!("../../tests/fixtures/containers-json.json");
 const PODS: &str = include_str!("../../tests/fixtures/pods-json.json");
+const IMAGES: &str = include_str!("../../tests/fixtures/objects/images-json.json");
+const VOLUMES: &str = include_str!("../../tests/fixtures/objects/volumes-json.json");
+const NETWORKS: &str = include_str!("../../tests/fixtures/objects/networks-json.json");
 
 fn real_events() -> Vec<Event> {
     EVENTS
@@ -94,6 +97,11 @@ pub(crate) fn inventories() -> Vec<(&'static str, Inventory)> {
     for e in real_events().iter().chain(synthetic_events().iter()) {
         alpha.apply(e);
     }
+    alpha.replace_images(serde_json::from_str(IMAGES).expect("images"));
+    alpha.replace_volumes(serde_json::from_str(VOLUMES).expect("volumes"));
+    alpha.replace_networks(serde_json::from_str(NETWORKS).expect("networks"));
+    let info = serde_json::from_str(include_str!("../../tests/fixtures/info.json")).expect("info");
+    alpha.set_components(crate::inventory::Components::from_info(&info));
     let mut beta = Inventory::new(LabelPolicy::new(Allowlist::default(), 500));
     for e in real_events().iter().take(40) {
         beta.apply(e);

@@ -1,7 +1,8 @@
 //! `/metrics`: every family of the contract, rendered at scrape time from the published snapshots.
 //!
 //! Owns one render: one scrape's snapshots -> engine families -> event counters -> the exporter's
-//! own registry -> container families -> `# EOF`. The families derived from the inventory are
+//! own registry -> container families -> image, volume, network and component families ->
+//! `# EOF`. The families derived from the inventory are
 //! written by `exposition`, the one text writer; the exporter's own instruments live in one
 //! prometheus-client registry built at start (`own`). Series of containers and pods exist only
 //! while those do, because they are computed from the current snapshot, never stored. Never calls
@@ -11,6 +12,7 @@ mod containers;
 mod engines;
 mod events;
 mod exposition;
+mod objects;
 mod own;
 mod process;
 
@@ -69,6 +71,7 @@ impl Metrics {
         }
         let mut text = exposition::Exposition::new(&mut out, openmetrics);
         containers::write(&mut text, &views);
+        objects::write(&mut text, &views);
         text.eof();
         self.last_len.store(out.len(), Ordering::Relaxed);
         Ok(out)
@@ -96,5 +99,7 @@ fn sorted<K: Ord, V>(map: FxMap<K, V>) -> Vec<(K, V)> {
 mod fixture;
 #[cfg(test)]
 mod reference;
+#[cfg(test)]
+mod reference_objects;
 #[cfg(test)]
 mod tests;

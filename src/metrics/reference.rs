@@ -22,16 +22,16 @@ impl std::fmt::Debug for Naive {
     }
 }
 
-type Series = BTreeMap<Vec<(String, String)>, f64>;
+pub(super) type Series = BTreeMap<Vec<(String, String)>, f64>;
 
-fn labels(pairs: &[(&str, Option<&str>)]) -> Vec<(String, String)> {
+pub(super) fn labels(pairs: &[(&str, Option<&str>)]) -> Vec<(String, String)> {
     pairs
         .iter()
         .filter_map(|(k, v)| Some((k.to_string(), (*v)?.to_string())))
         .collect()
 }
 
-fn emit(
+pub(super) fn emit(
     enc: &mut DescriptorEncoder,
     name: &str,
     help: &str,
@@ -372,6 +372,7 @@ impl Collector for Naive {
             "Starts seen after a death of the same container.",
             counter,
             c_restarts,
-        )
+        )?;
+        super::reference_objects::encode(e, &self.0)
     }
 }

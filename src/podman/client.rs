@@ -14,7 +14,9 @@ use hyper_util::rt::TokioIo;
 use serde::de::DeserializeOwned;
 
 pub use super::endpoint::Endpoint;
-use super::wire::{ApiError, ListContainer, ListPod, Version};
+use super::wire::{
+    ApiError, Info, ListContainer, ListImage, ListNetwork, ListPod, ListVolume, Version,
+};
 
 /// Every libpod route is versioned; 4.0.0 is libpod's minimal API and is served by 4.x and 5.x.
 const API_PREFIX: &str = "/v4.0.0/libpod";
@@ -226,6 +228,27 @@ impl Client {
     pub async fn pods(&self) -> Result<Vec<ListPod>, ClientError> {
         let list: Option<Vec<ListPod>> = self.get_json("/pods/json").await?;
         Ok(list.unwrap_or_default())
+    }
+
+    /// The images `podman images` lists (not `all=true`: intermediate build layers stay out).
+    pub async fn images(&self) -> Result<Vec<ListImage>, ClientError> {
+        let list: Option<Vec<ListImage>> = self.get_json("/images/json").await?;
+        Ok(list.unwrap_or_default())
+    }
+
+    pub async fn volumes(&self) -> Result<Vec<ListVolume>, ClientError> {
+        let list: Option<Vec<ListVolume>> = self.get_json("/volumes/json").await?;
+        Ok(list.unwrap_or_default())
+    }
+
+    pub async fn networks(&self) -> Result<Vec<ListNetwork>, ClientError> {
+        let list: Option<Vec<ListNetwork>> = self.get_json("/networks/json").await?;
+        Ok(list.unwrap_or_default())
+    }
+
+    /// `GET /libpod/info`: host and component versions.
+    pub async fn info(&self) -> Result<Info, ClientError> {
+        self.get_json("/info").await
     }
 
     /// The containers with these IDs (`filters={"id":[...]}`), in any state.

@@ -8,6 +8,9 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
+mod objects;
+pub use objects::{Info, ListImage, ListNetwork, ListVolume};
+
 /// One line of `GET /libpod/events`.
 ///
 /// Keys are taken from the libpod endpoint (`Type`, `Action`, `Actor`, `timeNano`), not the Docker

@@ -8,6 +8,7 @@
 
 mod backoff;
 mod dedup;
+mod objects;
 mod refresh;
 mod socket;
 
@@ -90,13 +91,14 @@ pub struct Watcher {
     stale: Stale,
 }
 
+/// What a refresh listed: the changed containers and pods, and the object families it asked for.
+type Refreshed = (
+    Result<(Vec<ListContainer>, Vec<ListPod>), ClientError>,
+    objects::ObjectLists,
+);
+
 /// A refresh's list calls in flight.
-type Refreshing = std::pin::Pin<
-    Box<
-        dyn std::future::Future<Output = Result<(Vec<ListContainer>, Vec<ListPod>), ClientError>>
-            + Send,
-    >,
->;
+type Refreshing = std::pin::Pin<Box<dyn std::future::Future<Output = Refreshed> + Send>>;
 
 impl Watcher {
     /// A watcher that starts from `inventory` (empty, with the engine's label policy) and
@@ -227,12 +229,16 @@ impl Watcher {
 
         let t0 = Instant::now();
         let listed_at = now_nanos();
-        let lists = tokio::try_join!(self.client.containers(), self.client.pods());
+        let (lists, object_lists) = tokio::join!(
+            async { tokio::try_join!(self.client.containers(), self.client.pods()) },
+            objects::list(&self.client, objects::ObjectKinds::ALL, true),
+        );
         let (containers, pods) = match lists {
             Ok(l) => l,
             Err(e) => return e.into(),
         };
         self.inventory.resync(containers, pods, listed_at);
+        objects::apply(&mut self.inventory, object_lists, &engine, true);
         self.stale = Stale::default();
         self.instruments.resyncs.inc();
         if self.synced_before {
@@ -284,14 +290,14 @@ impl Watcher {
                     }
                 }, if refreshing.is_some() => {
                     refreshing = None;
+                    let (listed, object_lists) = listed;
                     match listed {
-                        Ok((containers, pods)) => {
-                            self.inventory.refresh(containers, pods);
-                            self.publish();
-                        }
+                        Ok((containers, pods)) => self.inventory.refresh(containers, pods),
                         // The next change, or the next session's resync, lists them again.
                         Err(e) => tracing::debug!(engine = %self.engine, "refresh failed: {e}"),
                     }
+                    objects::apply(&mut self.inventory, object_lists, &self.engine, false);
+                    self.publish();
                 }
                 _ = tokio::time::sleep_until(due.unwrap_or_else(Instant::now)), if due.is_some() => {
                     refreshing = Some(self.refresh_call());
@@ -305,12 +311,15 @@ impl Watcher {
         let request = self.stale.take(Instant::now());
         let client = self.client.clone();
         Box::pin(async move {
-            let containers = match request.containers {
-                Some(ids) => client.containers_with_ids(&ids).await?,
-                None => client.containers().await?,
+            let listed = async {
+                let containers = match request.containers {
+                    Some(ids) => client.containers_with_ids(&ids).await?,
+                    None => client.containers().await?,
+                };
+                let pods = client.pods_with_ids(&request.pods).await?;
+                Ok((containers, pods))
             };
-            let pods = client.pods_with_ids(&request.pods).await?;
-            Ok((containers, pods))
+            tokio::join!(listed, objects::list(&client, request.objects, false))
         })
     }
 

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use super::objects::ObjectKinds;
 use crate::podman::wire::Event;
 
 /// How long a first change waits for others before its refresh is sent.
@@ -29,6 +30,8 @@ pub const MAX_IDS: usize = 200;
 pub struct Stale {
     containers: HashSet<String>,
     pods: HashSet<String>,
+    /// Image, volume and network families to list again (whole: they are small).
+    objects: ObjectKinds,
     since: Option<Instant>,
     /// When the last refresh was sent.
     last_sent: Option<Instant>,
@@ -39,11 +42,15 @@ pub struct Stale {
 pub struct Request {
     pub containers: Option<Vec<String>>,
     pub pods: Vec<String>,
+    pub objects: ObjectKinds,
 }
 
 impl Stale {
     /// Notes what an applied event leaves stale.
     pub fn note(&mut self, ev: &Event, now: Instant) {
+        if self.note_objects(ev) {
+            self.since.get_or_insert(now);
+        }
         let id = &ev.actor.id;
         if id.is_empty() {
             return;
@@ -63,6 +70,25 @@ impl Stale {
         self.since.get_or_insert(now);
     }
 
+    /// Notes which object families an event may have changed in ways it does not say itself;
+    /// true if it noted any. Image events mostly carry no image ID (a pull, a load), and 4.3
+    /// writes no image event for `podman commit`, only the container's `commit`. 4.3 writes no
+    /// network `create` at all: a new network is listed when a container is created (the first
+    /// use of a network), at the latest on the next resync.
+    fn note_objects(&mut self, ev: &Event) -> bool {
+        let kinds = &mut self.objects;
+        match (ev.kind.as_str(), ev.action.as_str()) {
+            ("image", "save" | "push" | "pull-error") => return false,
+            ("image", _) | ("container", "commit") => kinds.images = true,
+            ("volume", "create" | "prune") => kinds.volumes = true,
+            ("network", "create" | "remove" | "prune") | ("container", "create") => {
+                kinds.networks = true
+            }
+            _ => return false,
+        }
+        true
+    }
+
     /// When the next refresh is due; `None` while nothing is stale.
     pub fn due(&self) -> Option<Instant> {
         let since = self.since?;
@@ -78,6 +104,7 @@ impl Stale {
         Request {
             containers: (containers.len() <= MAX_IDS).then_some(containers),
             pods: self.pods.drain().collect(),
+            objects: std::mem::take(&mut self.objects),
         }
     }
 }
@@ -128,6 +155,43 @@ mod tests {
             s.take(t0 + MIN_INTERVAL).containers,
             Some(vec!["c1".to_owned()])
         );
+    }
+
+    /// Image events (but a save, a push or a failed pull), a container's commit, a volume's
+    /// creation or prune, network events and container creations make their family stale, once
+    /// per request; events that say everything themselves do not.
+    #[test]
+    fn object_families_are_listed_again_after_their_events() {
+        let t0 = Instant::now();
+        let mut s = Stale::default();
+        for (kind, action) in [
+            ("image", "save"),
+            ("image", "push"),
+            ("image", "pull-error"),
+            ("volume", "remove"),
+            ("network", "connect"),
+        ] {
+            s.note(&ev(kind, action, ""), t0);
+        }
+        assert_eq!(s.due(), None);
+        s.note(&ev("image", "pull", ""), t0);
+        s.note(&ev("image", "tag", "i1"), t0);
+        assert_eq!(s.due(), Some(t0 + COALESCE));
+        let req = s.take(t0 + COALESCE);
+        let images = ObjectKinds {
+            images: true,
+            ..ObjectKinds::default()
+        };
+        assert_eq!((req.objects, req.containers), (images, Some(vec![])));
+        s.note(&ev("container", "commit", "c1"), t0);
+        s.note(&ev("volume", "create", ""), t0);
+        s.note(&ev("container", "create", "c2"), t0);
+        let req = s.take(t0 + MIN_INTERVAL);
+        assert_eq!(req.objects, ObjectKinds::ALL);
+        assert_eq!(req.containers, Some(vec!["c2".to_owned()]));
+        s.note(&ev("network", "create", "n1"), t0);
+        assert!(s.take(t0 + MIN_INTERVAL).objects.networks);
+        assert_eq!(s.take(t0 + MIN_INTERVAL).objects, ObjectKinds::default());
     }
 
     /// Past `MAX_IDS` containers the request lists every container instead.

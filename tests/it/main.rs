@@ -55,6 +55,7 @@ mod fields;
 mod harness;
 mod image;
 mod metrics;
+mod objects;
 mod recovery;
 mod sync;
 mod vm;

@@ -95,6 +95,10 @@ impl PodmanService {
         );
 
         fs::create_dir_all(&tmp).expect("PodmanService: create $T/tmp");
+        // Networks live in files outside the storage (`/etc/cni/net.d` for 4.3's CNI,
+        // `/etc/containers/networks` for netavark): keep this service's own.
+        let networks = base.join("networks");
+        fs::create_dir_all(&networks).expect("PodmanService: create $T/networks");
         let conf_text = format!(
             "[containers]\n\
              default_ulimits = [\"nofile=1024:1024\", \"nproc=1024:1024\"]\n\
@@ -104,10 +108,13 @@ impl PodmanService {
              cgroup_manager = \"cgroupfs\"\n\
              events_logger = \"{}\"\n\
              tmp_dir = \"{}\"\n\
-             {engine_extra}\n",
+             {engine_extra}\n\
+             [network]\n\
+             network_config_dir = \"{}\"\n",
             engine.containers_section_extra(),
             engine.logger(),
-            toml_escape(&tmp.display().to_string())
+            toml_escape(&tmp.display().to_string()),
+            toml_escape(&networks.display().to_string())
         );
         fs::write(&conf, conf_text).expect("PodmanService: write containers.conf");
 
