@@ -91,10 +91,12 @@ pub struct Watcher {
     stale: Stale,
 }
 
-/// What a refresh listed: the changed containers and pods, and the object families it asked for.
+/// What a refresh listed: the changed containers and pods, the object families it asked for,
+/// and whether it is the session's first listing of those (a failure there is a warning).
 type Refreshed = (
     Result<(Vec<ListContainer>, Vec<ListPod>), ClientError>,
     objects::ObjectLists,
+    bool,
 );
 
 /// A refresh's list calls in flight.
@@ -229,16 +231,12 @@ impl Watcher {
 
         let t0 = Instant::now();
         let listed_at = now_nanos();
-        let (lists, object_lists) = tokio::join!(
-            async { tokio::try_join!(self.client.containers(), self.client.pods()) },
-            objects::list(&self.client, objects::ObjectKinds::ALL, true),
-        );
+        let lists = tokio::try_join!(self.client.containers(), self.client.pods());
         let (containers, pods) = match lists {
             Ok(l) => l,
             Err(e) => return e.into(),
         };
         self.inventory.resync(containers, pods, listed_at);
-        objects::apply(&mut self.inventory, object_lists, &engine, true);
         self.stale = Stale::default();
         self.instruments.resyncs.inc();
         if self.synced_before {
@@ -265,7 +263,7 @@ impl Watcher {
             },
         };
         let mut splitter = LineSplitter::new(MAX_LINE);
-        let mut refreshing: Option<Refreshing> = None;
+        let mut refreshing: Option<Refreshing> = Some(self.objects_call());
         loop {
             let due = refreshing.is_none().then(|| self.stale.due()).flatten();
             tokio::select! {
@@ -290,13 +288,13 @@ impl Watcher {
                     }
                 }, if refreshing.is_some() => {
                     refreshing = None;
-                    let (listed, object_lists) = listed;
+                    let (listed, object_lists, first) = listed;
                     match listed {
                         Ok((containers, pods)) => self.inventory.refresh(containers, pods),
                         // The next change, or the next session's resync, lists them again.
                         Err(e) => tracing::debug!(engine = %self.engine, "refresh failed: {e}"),
                     }
-                    objects::apply(&mut self.inventory, object_lists, &self.engine, false);
+                    objects::apply(&mut self.inventory, object_lists, &self.engine, first);
                     self.publish();
                 }
                 _ = tokio::time::sleep_until(due.unwrap_or_else(Instant::now)), if due.is_some() => {
@@ -319,7 +317,20 @@ impl Watcher {
                 let pods = client.pods_with_ids(&request.pods).await?;
                 Ok((containers, pods))
             };
-            tokio::join!(listed, objects::list(&client, request.objects, false))
+            let (listed, objects) =
+                tokio::join!(listed, objects::list(&client, request.objects, false));
+            (listed, objects, false)
+        })
+    }
+
+    /// Every object family and the engine's components, listed just after the resync rather
+    /// than with it: `/libpod/info` asks conmon and the OCI runtime for their versions (half a
+    /// second on Podman 4.3.1), and these extras must never delay readiness.
+    fn objects_call(&self) -> Refreshing {
+        let client = self.client.clone();
+        Box::pin(async move {
+            let objects = objects::list(&client, objects::ObjectKinds::ALL, true).await;
+            (Ok((Vec::new(), Vec::new())), objects, true)
         })
     }
 
