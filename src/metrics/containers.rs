@@ -1,5 +1,5 @@
 //! The families derived from walking the containers: the aggregates (`podman_containers`,
-//! `podman_pod_containers`, `podman_label_containers`, `podman_pods`) and the per-container
+//! `podman_pod_containers`, `podman_label_containers`, `podman_pods`), `podman_pod_state` and the per-container
 //! families (`podman_container_info`, `_state`, `_labels`, `_started_time_seconds`,
 //! `_exit_code`, `_health`, `_restarts_total`).
 //!
@@ -75,6 +75,8 @@ struct ContainerWalk<'a> {
     /// Values already folded into `__other__` past `--labels.max-values`.
     by_label: Vec<(LabelKey<'a>, i64)>,
     pods_by_state: Vec<((usize, &'static str), i64)>,
+    /// Engine index, pod name, pod state: one per pod.
+    pod_states: Vec<(usize, &'a str, &'static str)>,
 }
 
 /// Engine index, label key, label value, container state.
@@ -116,6 +118,7 @@ impl<'a> ContainerWalk<'a> {
         let mut by_raw_label: FxMap<LabelKey, i64> =
             FxMap::with_capacity_and_hasher(n, Default::default());
         let mut pods_by_state: FxMap<(usize, &'static str), i64> = FxMap::default();
+        let mut pod_states = Vec::new();
 
         for (e, view) in views.iter().enumerate() {
             let inv = &view.inventory;
@@ -192,7 +195,9 @@ impl<'a> ContainerWalk<'a> {
                 });
             }
             for p in inv.pods() {
-                tally(&mut pods_by_state, (e, pods.state(&p.id).as_str()));
+                let state = pods.state(&p.id).as_str();
+                tally(&mut pods_by_state, (e, state));
+                pod_states.push((e, p.name.as_str(), state));
             }
         }
 
@@ -210,6 +215,7 @@ impl<'a> ContainerWalk<'a> {
             by_pod: sorted(by_pod),
             by_label: sorted(by_label),
             pods_by_state: sorted(pods_by_state),
+            pod_states,
         }
     }
 
@@ -286,6 +292,22 @@ impl<'a> ContainerWalk<'a> {
                 push_value(out, "{engine=\"", self.engine(*e));
                 push_value(out, ",state=\"", state);
                 end(out, *n);
+            }
+        }
+        if !self.pod_states.is_empty() {
+            let name = "podman_pod_state";
+            descriptor(
+                out,
+                name,
+                "The pod's state (lower case), as podman pod ps shows it; always 1.",
+                false,
+            );
+            for (e, pod, state) in &self.pod_states {
+                out.push_str(name);
+                push_value(out, "{engine=\"", self.engine(*e));
+                push_value(out, ",pod=\"", pod);
+                push_value(out, ",state=\"", state);
+                end(out, 1);
             }
         }
 

@@ -83,6 +83,7 @@ impl Collector for Naive {
         let mut by_pod = Series::new();
         let mut by_label = Series::new();
         let mut pods = Series::new();
+        let mut pod_state = Series::new();
         let (
             mut c_info,
             mut c_state,
@@ -127,12 +128,18 @@ impl Collector for Naive {
                     .filter(|c| c.pod_id.as_deref() == Some(&p.id))
                     .map(|c| c.state.as_str())
                     .collect();
+                let state = PodState::derive(states).as_str();
                 *pods
-                    .entry(labels(&[
-                        ("engine", e),
-                        ("state", Some(PodState::derive(states).as_str())),
-                    ]))
+                    .entry(labels(&[("engine", e), ("state", Some(state))]))
                     .or_default() += 1.0;
+                pod_state.insert(
+                    labels(&[
+                        ("engine", e),
+                        ("pod", Some(&*p.name)),
+                        ("state", Some(state)),
+                    ]),
+                    1.0,
+                );
             }
             let c = inv.counters();
             for ((t, a), n) in c.events.iter() {
@@ -323,6 +330,13 @@ impl Collector for Naive {
             "Pods in each state (lower case).",
             gauge,
             pods,
+        )?;
+        emit(
+            e,
+            "podman_pod_state",
+            "The pod's state (lower case), as podman pod ps shows it; always 1.",
+            gauge,
+            pod_state,
         )?;
         emit(
             e,

@@ -39,3 +39,32 @@ fn promtool_check_config() {
     let stdout = promtool::check_config(&prometheus_dir(), "prometheus.yml");
     assert!(stdout.contains("1 rule files found"), "{stdout}");
 }
+
+/// The recording rules that give prometheus-podman-exporter's state and health codes back pass
+/// `promtool check rules` and their unit tests (every rule has a case), and the README shows the
+/// same rules as the shipped file.
+#[test]
+fn promtool_tests_the_exporter_code_rules() {
+    let stdout = promtool::check_rules(&prometheus_dir(), "podman-exporter-codes.yml");
+    assert!(stdout.contains("SUCCESS"), "{stdout}");
+    promtool::test_rules(&prometheus_dir(), "podman-exporter-codes_test.yml");
+    let rules =
+        std::fs::read_to_string(prometheus_dir().join("podman-exporter-codes.yml")).unwrap();
+    let tests =
+        std::fs::read_to_string(prometheus_dir().join("podman-exporter-codes_test.yml")).unwrap();
+    for record in rules
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("- record:"))
+    {
+        assert!(
+            tests.contains(&format!("expr: {}\n", record.trim())),
+            "no test case for {record}"
+        );
+    }
+    let readme = std::fs::read_to_string(prometheus_dir().join("../../README.md")).unwrap();
+    let body = rules.split_once("groups:").unwrap().1;
+    assert!(
+        readme.contains(body),
+        "README's rules differ from podman-exporter-codes.yml"
+    );
+}

@@ -106,6 +106,24 @@ fn gauges_equal_what_podman_ps_and_pod_ps_report() {
             .get(&vec!["degraded".to_owned()]),
         Some(&2.0)
     );
+    // One state per pod, the one `podman pod ps` shows.
+    let pod_states: BTreeMap<Vec<String>, f64> = svc
+        .pod_ps()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            let key = vec![
+                str_of(p, "Name").to_owned(),
+                str_of(p, "Status").to_lowercase(),
+            ];
+            (key, 1.0)
+        })
+        .collect();
+    assert_eq!(
+        m.nonzero_by("podman_pod_state", &["pod", "state"]),
+        pod_states
+    );
     // One `podman restart` after a start is one restart; nothing else restarted.
     let restarts = m.nonzero_by("podman_container_restarts_total", &["id", "name"]);
     assert_eq!(
