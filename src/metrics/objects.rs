@@ -8,7 +8,7 @@
 //! count is the object count. Never reads anything but the snapshots.
 
 use super::exposition::{Exposition, Kind};
-use crate::inventory::short_id;
+use crate::inventory::{short_id, Image};
 use crate::snapshot::EngineView;
 
 pub fn write(out: &mut Exposition, views: &[EngineView]) {
@@ -37,11 +37,10 @@ pub fn write(out: &mut Exposition, views: &[EngineView]) {
             )
         }),
     );
-    out.family(
-        "podman_image_size_bytes",
-        "Image size in bytes, as podman images shows it.",
-        Kind::Gauge,
-        images().map(|(engine, id, repo, tag, i)| {
+    // The size and creation time of each image name, labelled like its info series but for
+    // the digest.
+    let per_name = |value: fn(&Image) -> i128| {
+        images().map(move |(engine, id, repo, tag, i)| {
             (
                 [
                     ("engine", Some(engine)),
@@ -49,25 +48,21 @@ pub fn write(out: &mut Exposition, views: &[EngineView]) {
                     ("repository", Some(repo)),
                     ("tag", Some(tag)),
                 ],
-                i128::from(i.size),
+                value(i),
             )
-        }),
+        })
+    };
+    out.family(
+        "podman_image_size_bytes",
+        "Image size in bytes, as podman images shows it.",
+        Kind::Gauge,
+        per_name(|i| i128::from(i.size)),
     );
     out.family(
         "podman_image_created_seconds",
         "Unix time the image was created.",
         Kind::Gauge,
-        images().map(|(engine, id, repo, tag, i)| {
-            (
-                [
-                    ("engine", Some(engine)),
-                    ("id", Some(id)),
-                    ("repository", Some(repo)),
-                    ("tag", Some(tag)),
-                ],
-                i128::from(i.created),
-            )
-        }),
+        per_name(|i| i128::from(i.created)),
     );
     out.family(
         "podman_volume_info",
