@@ -124,7 +124,10 @@ mod tests {
         s.note(&ev("container", "died", "c1"), t0);
         let _ = s.take(t0 + COALESCE);
         s.note(&ev("container", "cleanup", "c1"), t0 + COALESCE);
-        assert_eq!(s.take(t0 + MIN_INTERVAL).containers, Some(vec!["c1".to_owned()]));
+        assert_eq!(
+            s.take(t0 + MIN_INTERVAL).containers,
+            Some(vec!["c1".to_owned()])
+        );
     }
 
     /// Past `MAX_IDS` containers the request lists every container instead.
