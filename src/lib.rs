@@ -34,7 +34,8 @@ pub use metrics::{register_instruments, Metrics};
 pub use podman::wire::{Event, ListContainer, ListPod};
 pub use podman::Client;
 pub use resources::{
-    choose as choose_stats_source, EngineStats, Host, SourceChoice as StatsSourceChoice,
+    choose as choose_stats_source, CgroupSampler, EngineStats, Host, Sample, Sampler, Source,
+    SourceChoice as StatsSourceChoice, Usage,
 };
 pub use snapshot::{EngineStatus, Engines, Publisher};
 pub use watcher::Watcher;
