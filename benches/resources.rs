@@ -71,6 +71,16 @@ fn rss_kib() -> u64 {
         .unwrap_or(0)
 }
 
+/// The kernel's slab memory (`Slab:` of /proc/meminfo), KiB.
+fn slab_kib() -> u64 {
+    fs::read_to_string("/proc/meminfo")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("Slab:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
 /// The directories new cgroups go below: one per v1 controller sealwatch reads, or the unified
 /// hierarchy's root.
 fn cgroup_roots() -> Vec<PathBuf> {
@@ -120,7 +130,8 @@ impl Drop for Workload {
             let _ = c.wait();
         }
         // Deepest first: containers, then pods, then the bench's own parent.
-        self.dirs.sort_by_key(|d| std::cmp::Reverse(d.components().count()));
+        self.dirs
+            .sort_by_key(|d| std::cmp::Reverse(d.components().count()));
         for d in &self.dirs {
             for _ in 0..50 {
                 if fs::remove_dir(d).is_ok() || !d.exists() {
@@ -198,6 +209,7 @@ fn main() {
     );
 
     // One sample, cold (every container found from /proc/<pid>/cgroup) and warm.
+    let slab_before = slab_kib();
     let mut sampler = CgroupSampler::new(Host::system()).expect("cgroup source");
     let c = thread_cpu();
     let first = sampler.sample(&inv);
@@ -219,6 +231,7 @@ fn main() {
     let (warm, warm_p90, warm_wall) = measure(|| {
         black_box(sampler.sample(&inv));
     });
+    let kept = sampler.open_files();
     let per = |s: f64| s / containers as f64 * 1e6;
     println!();
     println!(
@@ -232,11 +245,16 @@ fn main() {
         per(cold)
     );
     println!(
-        "  warm:                                         {:7.2} ms CPU (p90 {:.2}, wall {:.2}) = {:5.1} us per container",
+        "  warm:                                         {:7.2} ms CPU (p90 {:.2}, wall {:.2}) = {:5.1} us per container; {kept} files kept open",
         warm * 1e3,
         warm_p90 * 1e3,
         warm_wall * 1e3,
         per(warm)
+    );
+    println!(
+        "  kernel slab memory: {} KiB more than before the first sample (the kept files and their buffers, \
+         plus whatever else the machine allocated meanwhile)",
+        slab_kib().saturating_sub(slab_before)
     );
 
     // What each file costs: one read of it for every container (or pod), CPU per read.
@@ -259,7 +277,11 @@ fn main() {
         .map(|i| (hex_id(0xcc, i), hex_id(0xbb, i / per_pod)))
         .collect();
     for r in &roots {
-        let Ok(entries) = fs::read_dir(r.join(&base).join(&ids[0].1).join(format!("libpod-{}", ids[0].0))) else {
+        let Ok(entries) = fs::read_dir(
+            r.join(&base)
+                .join(&ids[0].1)
+                .join(format!("libpod-{}", ids[0].0)),
+        ) else {
             continue;
         };
         let mut names: Vec<String> = entries
@@ -267,10 +289,20 @@ fn main() {
             .map(|e| e.file_name().to_string_lossy().into_owned())
             .filter(|n| {
                 [
-                    "cpuacct.usage", "cpuacct.usage_sys", "cpuacct.stat", "memory.usage_in_bytes",
-                    "memory.stat", "memory.limit_in_bytes", "memory.oom_control", "pids.current",
-                    "blkio.throttle.io_service_bytes_recursive", "cpu.stat", "memory.current",
-                    "memory.max", "memory.events", "io.stat",
+                    "cpuacct.usage",
+                    "cpuacct.usage_sys",
+                    "cpuacct.stat",
+                    "memory.usage_in_bytes",
+                    "memory.stat",
+                    "memory.limit_in_bytes",
+                    "memory.oom_control",
+                    "pids.current",
+                    "blkio.throttle.io_service_bytes_recursive",
+                    "cpu.stat",
+                    "memory.current",
+                    "memory.max",
+                    "memory.events",
+                    "io.stat",
                 ]
                 .contains(&n.as_str())
             })
@@ -279,7 +311,12 @@ fn main() {
         for name in names {
             let paths: Vec<PathBuf> = ids
                 .iter()
-                .map(|(id, pod)| r.join(&base).join(pod).join(format!("libpod-{id}")).join(&name))
+                .map(|(id, pod)| {
+                    r.join(&base)
+                        .join(pod)
+                        .join(format!("libpod-{id}"))
+                        .join(&name)
+                })
                 .collect();
             read_all(&paths);
             println!("  {name:<45} {:7.1}", read_all(&paths));
@@ -317,7 +354,12 @@ fn main() {
         .map(|d| {
             let p = std::ffi::CString::new(d.as_os_str().as_encoded_bytes()).unwrap();
             // SAFETY: a valid NUL-terminated path; the fd is closed below.
-            unsafe { libc::open(p.as_ptr(), libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC) }
+            unsafe {
+                libc::open(
+                    p.as_ptr(),
+                    libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
+                )
+            }
         })
         .collect();
     let at = per_read(&mut || {
@@ -370,8 +412,14 @@ fn main() {
 
     // Whole scrapes: every family, with a sample each time and with a shared sample.
     for (label, max_age) in [
-        ("scrape that samples (sample older than --stats.interval)", Duration::ZERO),
-        ("scrape that reuses the sample (younger than --stats.interval)", Duration::from_secs(3600)),
+        (
+            "scrape that samples (sample older than --stats.interval)",
+            Duration::ZERO,
+        ),
+        (
+            "scrape that reuses the sample (younger than --stats.interval)",
+            Duration::from_secs(3600),
+        ),
     ] {
         let (registry, _) = register_instruments(&["podman"]);
         let stats = EngineStats::sampled(

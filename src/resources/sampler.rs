@@ -74,6 +74,7 @@ impl CgroupSampler {
                 host.mountinfo.display()
             )
         })?;
+        raise_open_files_limit();
         let proc = host.proc();
         let host_netns = ["1", "self"]
             .iter()
@@ -87,6 +88,11 @@ impl CgroupSampler {
             known: FxHashMap::default(),
             text: String::new(),
         })
+    }
+
+    /// Files kept open between samples.
+    pub fn open_files(&self) -> usize {
+        self.reader.open_files()
     }
 
     /// "v1" or "v2".
@@ -176,13 +182,32 @@ impl Sampler for CgroupSampler {
             let Some(known) = self.known.get(owner) else {
                 continue;
             };
-            let path = self.proc.join(known.pid.to_string()).join("net/dev");
-            if let Ok(text) = std::fs::read_to_string(path) {
+            let dir = self.proc.join(known.pid.to_string());
+            if let Ok(text) = self.reader.read(&dir, "net/dev") {
                 if let Some(u) = sample.containers.get_mut(owner) {
-                    u.network = Some(netdev::parse(&text));
+                    u.network = Some(netdev::parse(text));
                 }
             }
         }
+        self.reader.end_sample();
         sample
+    }
+}
+
+/// The soft open-files limit raised to the hard one: every running container keeps about seven
+/// cgroup and `/proc` files open between samples (a `pread` of a kept file costs a fifth of
+/// opening it again).
+fn raise_open_files_limit() {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit only read and write the struct passed.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max
+        {
+            limit.rlim_cur = limit.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+        }
     }
 }

@@ -7,7 +7,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::support::{wait_until, Engine, Exposition, PodmanService, Run, Sealwatch, BUSYBOX_IMAGE};
+use crate::support::{
+    wait_until, Engine, Exposition, PodmanService, Run, Sealwatch, BUSYBOX_IMAGE,
+};
 
 const SETTLE: Duration = Duration::from_secs(30);
 const MIB: f64 = 1024.0 * 1024.0;
@@ -43,7 +45,11 @@ fn value(e: &Exposition, family: &str, name: &str) -> f64 {
 #[test]
 fn cgroup_usage_equals_podmans_stats() {
     let podman = PodmanService::start_with(Engine::DEFAULT);
-    podman.run(&Run::new(BUSYBOX_IMAGE).name("busy").sh("while :; do :; done"));
+    podman.run(
+        &Run::new(BUSYBOX_IMAGE)
+            .name("busy")
+            .sh("while :; do :; done"),
+    );
     podman.run(
         &Run::new(BUSYBOX_IMAGE)
             .name("fill")
@@ -65,7 +71,8 @@ fn cgroup_usage_equals_podmans_stats() {
     let sw = Sealwatch::start(&["--podman.url", &podman.url(), "--stats.interval", "0"]);
     sw.wait_ready(200, SETTLE);
     assert!(
-        sw.log().contains("resource usage from the cgroup filesystem (v1"),
+        sw.log()
+            .contains("resource usage from the cgroup filesystem (v1"),
         "the chosen source is logged:\n{}",
         sw.log()
     );
@@ -134,17 +141,17 @@ fn cgroup_usage_equals_podmans_stats() {
         .filter(|s| s.label("pod") == Some("p1"))
         .map(|s| s.value)
         .sum();
-    assert!(
-        pod_cpu >= members,
-        "pod {pod_cpu} s < members {members} s"
-    );
+    assert!(pod_cpu >= members, "pod {pod_cpu} s < members {members} s");
     assert!(after.value("podman_pod_pids", &[("pod", "p1")]) >= 3.0);
     after.value("podman_pod_memory_working_set_bytes", &[("pod", "p1")]);
 
     // The pod's shared network namespace is shown once, on its infra container.
     let rx = |n: &str| {
         after
-            .try_value("podman_container_network_receive_bytes_total", &[("name", n)])
+            .try_value(
+                "podman_container_network_receive_bytes_total",
+                &[("name", n)],
+            )
             .is_ok()
     };
     let infra = stats
@@ -153,12 +160,12 @@ fn cgroup_usage_equals_podmans_stats() {
         .find(|n| n.ends_with("-infra"))
         .expect("infra container");
     assert!(rx(infra) && rx("busy") && rx("idle"));
-    assert!(!rx("m1") && !rx("m2"), "members share the infra's namespace");
+    assert!(
+        !rx("m1") && !rx("m2"),
+        "members share the infra's namespace"
+    );
     assert_eq!(
-        after.value(
-            "sealwatch_engine_stats_source",
-            &[("source", "cgroup")]
-        ),
+        after.value("sealwatch_engine_stats_source", &[("source", "cgroup")]),
         1.0
     );
     let (_, landing) = sw.get("/");
@@ -167,19 +174,21 @@ fn cgroup_usage_equals_podmans_stats() {
     // Stopped and removed containers lose their series.
     podman.podman(&["stop", "-t", "0", "busy"]);
     podman.podman(&["rm", "-f", "-t", "0", "idle"]);
-    wait_until("series of stopped and removed containers gone", SETTLE, || {
-        let e = sw.scrape();
-        for n in ["busy", "idle"] {
-            if let Some(s) = e
-                .samples
-                .iter()
-                .find(|s| s.name.starts_with("podman_container_cpu") && s.label("name") == Some(n))
-            {
-                return Err(format!("still there: {s:?}"));
+    wait_until(
+        "series of stopped and removed containers gone",
+        SETTLE,
+        || {
+            let e = sw.scrape();
+            for n in ["busy", "idle"] {
+                if let Some(s) = e.samples.iter().find(|s| {
+                    s.name.starts_with("podman_container_cpu") && s.label("name") == Some(n)
+                }) {
+                    return Err(format!("still there: {s:?}"));
+                }
             }
-        }
-        e.try_value("podman_container_cpu_seconds_total", &[("name", "fill")])
-    });
+            e.try_value("podman_container_cpu_seconds_total", &[("name", "fill")])
+        },
+    );
 }
 
 /// utime + stime of `pids`, in clock ticks, from /proc/<pid>/stat.

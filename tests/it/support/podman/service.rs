@@ -46,7 +46,9 @@ impl PodmanService {
         let resp = String::from_utf8_lossy(&buf).into_owned();
         let (head, body) = resp.split_once("\r\n\r\n").unwrap_or((&resp, ""));
         assert!(
-            head.lines().next().is_some_and(|l| l.split_whitespace().nth(1) == Some("200")),
+            head.lines()
+                .next()
+                .is_some_and(|l| l.split_whitespace().nth(1) == Some("200")),
             "GET {path}: {head}\n{body}"
         );
         body.to_owned()
