@@ -309,3 +309,67 @@ fn scrapes_share_a_sample_until_it_is_too_old() {
     assert_eq!(stats.samples(), 2);
     assert!(EngineStats::off().current(&inv).is_none());
 }
+
+const V2_MEM: &str = "788043d32c1010dd9c0d65ef8670fa0b592a67f9bf283385b9c43fda311193a5";
+const V2_IO: &str = "13b676f2042ec9344bf161008d6971839d098414a4276725c12d844f683114cb";
+const V2_INFRA: &str = "5971642cd668bd38b2dae4620c299c028dc808da1cadb09f42767e8484a9ad36";
+const V2_MEMBER: &str = "e50015f352ffd2595c426288b437a399e0108570d648108fec6c01f6d91a3df2";
+const V2_POD: &str = "a93cf9ecedbbba01c18cb2f898806f44b952c99bc78ce4b6619e9fbb7ecf2930";
+
+/// On cgroup v2 with systemd the processes sit in `libpod-<id>.scope/container`: the
+/// container's cgroup is the scope, its pod's the `machine-libpod_pod_<id>.slice` above it.
+#[test]
+fn v2_scope_and_pod_slice_are_found() {
+    let root = fixture("v2");
+    let info = std::fs::read_to_string(root.join("mountinfo")).unwrap();
+    let layout = Layout::discover(&info, &root).unwrap();
+    assert_eq!(layout.version(), "v2");
+    let cg = layout
+        .resolve(&proc_cgroup("v2", 2670), V2_MEMBER, Some(V2_POD))
+        .unwrap();
+    let slice = root.join(format!(
+        "sys/fs/cgroup/machine.slice/machine-libpod_pod_{V2_POD}.slice"
+    ));
+    assert_eq!(
+        cg.container,
+        Dirs::V2(slice.join(format!("libpod-{V2_MEMBER}.scope")))
+    );
+    assert_eq!(cg.pod, Some(Dirs::V2(slice)));
+}
+
+/// A v2 container's files: `cpu.stat` in microseconds, `memory.current` minus `inactive_file`,
+/// `memory.max` (`max` = unlimited), `io.stat`, `memory.events`.
+#[test]
+fn v2_container_files_are_read() {
+    let mut sampler = CgroupSampler::new(host("v2")).unwrap();
+    assert_eq!(sampler.version(), "v2");
+    let inv = inventory(&[
+        (V2_MEM, 2851, None, false),
+        (V2_IO, 2462, None, false),
+        (V2_INFRA, 2657, Some(V2_POD), true),
+        (V2_MEMBER, 2670, Some(V2_POD), false),
+    ]);
+    let s = sampler.sample(&inv);
+    assert_eq!((s.containers.len(), s.unreadable), (4, 0));
+    let mem = &s.containers[V2_MEM];
+    assert_eq!(mem.cpu_nanos, Some(1_019_477_000));
+    assert_eq!(mem.cpu_system_nanos, Some(939_203_000));
+    // 50 MiB of /dev/shm is shmem: in memory.current and the working set.
+    assert_eq!(mem.memory_bytes, Some(52_776_960));
+    assert_eq!(mem.working_set_bytes, Some(52_776_960));
+    assert_eq!(mem.memory_limit_bytes, None);
+    assert_eq!((mem.pids, mem.oom_kills), (Some(1), Some(0)));
+    let io = &s.containers[V2_IO];
+    assert_eq!(io.memory_limit_bytes, Some(268_435_456));
+    assert_eq!(io.working_set_bytes, Some(10_661_888 - 8_413_184));
+    assert_eq!(
+        (io.block_read_bytes, io.block_write_bytes),
+        (Some(1_785_856), Some(8_388_608))
+    );
+    let pod = &s.pods[V2_POD];
+    assert_eq!(pod.cpu_nanos, Some(1_103_404_000));
+    assert_eq!((pod.memory_bytes, pod.pids), (Some(1_040_384), Some(4)));
+    let members =
+        s.containers[V2_INFRA].cpu_nanos.unwrap() + s.containers[V2_MEMBER].cpu_nanos.unwrap();
+    assert!(pod.cpu_nanos.unwrap() >= members);
+}
