@@ -57,6 +57,7 @@ mod image;
 mod metrics;
 mod objects;
 mod recovery;
+mod resources;
 mod sync;
 mod vm;
 mod webconfig;

@@ -30,6 +30,30 @@ impl PodmanService {
         }
     }
 
+    /// The PIDs of the serving `podman system service` processes (it re-executes itself).
+    pub fn service_pids(&self) -> Vec<u32> {
+        find_service_pids(&self.url)
+    }
+
+    /// `GET path` on the service's socket (HTTP/1.0, so never chunked); the body of a 200.
+    pub fn api_get(&self, path: &str) -> String {
+        let mut s = UnixStream::connect(&self.socket)
+            .unwrap_or_else(|e| panic!("connect {}: {e}", self.socket.display()));
+        s.set_read_timeout(Some(Duration::from_secs(60))).ok();
+        write!(s, "GET {path} HTTP/1.0\r\nHost: d\r\n\r\n").expect("write request");
+        let mut buf = Vec::new();
+        s.read_to_end(&mut buf).expect("read response");
+        let resp = String::from_utf8_lossy(&buf).into_owned();
+        let (head, body) = resp.split_once("\r\n\r\n").unwrap_or((&resp, ""));
+        assert!(
+            head.lines()
+                .next()
+                .is_some_and(|l| l.split_whitespace().nth(1) == Some("200")),
+            "GET {path}: {head}\n{body}"
+        );
+        body.to_owned()
+    }
+
     /// Start the service again on the same socket and storage; waits for `_ping`.
     /// Does nothing if the socket already answers.
     pub fn start_service(&mut self) {
