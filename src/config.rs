@@ -8,8 +8,11 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+use std::time::Duration;
+
 use crate::inventory::Allowlist;
 use crate::podman::Endpoint;
+use crate::resources::SourceChoice;
 use crate::webconfig::WebConfig;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -86,6 +89,27 @@ pub struct Cli {
     )]
     pub labels_max_values: usize,
 
+    /// Where per-container and per-pod resource usage comes from: `cgroup` reads the cgroup
+    /// filesystem and /proc of this machine; `auto` does so for unix-socket engines when a cgroup
+    /// filesystem is mounted, else turns resource usage off; `off` leaves the resource families
+    /// out.
+    #[arg(
+        long = "stats.source",
+        env = "SEALWATCH_STATS_SOURCE",
+        value_enum,
+        default_value = "auto"
+    )]
+    pub stats_source: SourceChoice,
+
+    /// How old resource numbers may be: a scrape reuses a sample younger than this and takes a
+    /// new one otherwise (e.g. `5s`, `500ms`, `1m`; `0` samples on every scrape).
+    #[arg(
+        long = "stats.interval",
+        env = "SEALWATCH_STATS_INTERVAL",
+        default_value = "5s"
+    )]
+    pub stats_interval: String,
+
     /// Log level.
     #[arg(
         long = "log.level",
@@ -134,6 +158,9 @@ pub struct Config {
     pub has_web_config: bool,
     pub allowlist: Allowlist,
     pub max_label_values: usize,
+    pub stats_source: SourceChoice,
+    /// The maximum age of a resource sample a scrape shows.
+    pub stats_interval: Duration,
     pub log_level: LogLevel,
     pub log_format: LogFormat,
 }
@@ -232,6 +259,13 @@ impl Cli {
             has_web_config: self.web_config_file.is_some(),
             allowlist: Allowlist::parse(&self.labels_allowlist),
             max_label_values: self.labels_max_values,
+            stats_source: self.stats_source,
+            stats_interval: parse_duration(&self.stats_interval).ok_or_else(|| {
+                ConfigError(format!(
+                    "--stats.interval {:?}: expected a duration like 5s, 500ms or 1m, at most 60m",
+                    self.stats_interval
+                ))
+            })?,
             log_level: self.log_level,
             log_format: self.log_format,
         })
@@ -251,6 +285,27 @@ fn parse_engine(spec: &str) -> Result<EngineConfig, ConfigError> {
     }
     let endpoint = Endpoint::parse(url).map_err(|e| ConfigError(format!("--podman.url {e}")))?;
     Ok(EngineConfig { name, endpoint })
+}
+
+/// `0`, or a number with `ms`, `s` or `m` (up to an hour): Prometheus' duration units that
+/// make sense for a sample's age.
+pub fn parse_duration(s: &str) -> Option<Duration> {
+    let s = s.trim();
+    if s == "0" {
+        return Some(Duration::ZERO);
+    }
+    let (number, unit_ms) = if let Some(n) = s.strip_suffix("ms") {
+        (n, 1)
+    } else if let Some(n) = s.strip_suffix('s') {
+        (n, 1_000)
+    } else if let Some(n) = s.strip_suffix('m') {
+        (n, 60_000)
+    } else {
+        return None;
+    };
+    let n: u64 = number.parse().ok()?;
+    let d = Duration::from_millis(n.checked_mul(unit_ms)?);
+    (d <= Duration::from_secs(3600)).then_some(d)
 }
 
 /// `host:port`, `[v6]:port` or `:port` (every interface).
@@ -341,5 +396,32 @@ mod tests {
             .is_err());
         assert!(cli(&["--labels.max-values", "0"]).validate(&env).is_err());
         assert!(Cli::try_parse_from(["sealwatch", "--log.level", "loud"]).is_err());
+        assert!(Cli::try_parse_from(["sealwatch", "--stats.source", "proc"]).is_err());
+        for bad in ["5", "-1s", "1h", "61m", "s", "1.5s"] {
+            assert!(
+                cli(&[&format!("--stats.interval={bad}")])
+                    .validate(&env)
+                    .is_err(),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn stats_flags() {
+        let env = Environment {
+            is_root: true,
+            ..Default::default()
+        };
+        let c = cli(&[]).validate(&env).unwrap();
+        assert_eq!(c.stats_source, SourceChoice::Auto);
+        assert_eq!(c.stats_interval, Duration::from_secs(5));
+        let c = cli(&["--stats.source", "off", "--stats.interval", "250ms"])
+            .validate(&env)
+            .unwrap();
+        assert_eq!(c.stats_source, SourceChoice::Off);
+        assert_eq!(c.stats_interval, Duration::from_millis(250));
+        assert_eq!(parse_duration("0"), Some(Duration::ZERO));
+        assert_eq!(parse_duration("2m"), Some(Duration::from_secs(120)));
     }
 }

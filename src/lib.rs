@@ -6,6 +6,8 @@
 //! podman     the libpod REST API on the wire: connection, tolerant types, NDJSON framing
 //!   -> watcher    one task per engine: list + events sync, de-duplication, reconnect, backoff
 //!   -> inventory  pure state and its transitions: containers, pods, counters, label policy
+//!   (resources    CPU, memory, network, block I/O per container and pod, sampled by scrapes
+//!                 from the cgroup filesystem; kept beside each snapshot, never in the inventory)
 //!   -> snapshot   the hand-over: immutable snapshots and live instruments, one writer per engine
 //!   -> metrics    /metrics, rendered at scrape time from the snapshots
 //!   -> web        HTTP: routing, JSON API, pages, negotiation, serving
@@ -21,6 +23,7 @@ pub mod config;
 mod inventory;
 mod metrics;
 mod podman;
+mod resources;
 mod snapshot;
 mod watcher;
 mod web;
@@ -30,6 +33,9 @@ pub use inventory::{Allowlist, Inventory, LabelPolicy};
 pub use metrics::{register_instruments, Metrics};
 pub use podman::wire::{Event, ListContainer, ListPod};
 pub use podman::Client;
+pub use resources::{
+    choose as choose_stats_source, EngineStats, Host, SourceChoice as StatsSourceChoice,
+};
 pub use snapshot::{EngineStatus, Engines, Publisher};
 pub use watcher::Watcher;
 pub use web::negotiate::gzip_bytes;

@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 
 use sealwatch::build_info;
 use sealwatch::config::{Cli, Command, Config, Environment, LogFormat, LogLevel};
-use sealwatch::{Client, Engines, Inventory, LabelPolicy, Metrics, Watcher};
+use sealwatch::{Client, Engines, Host, Inventory, LabelPolicy, Metrics, Watcher};
 
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
@@ -102,14 +102,20 @@ async fn run(config: Config) -> anyhow::Result<()> {
             ))
         })
         .collect();
-    let (engines, publishers) = Engines::new(
-        config
-            .engines
-            .iter()
-            .zip(&inventories)
-            .map(|(e, inv)| (e.name.clone(), e.endpoint.to_string(), inv.clone()))
-            .collect(),
-    );
+    let host = Host::system();
+    let mut setups = Vec::with_capacity(config.engines.len());
+    for (e, inv) in config.engines.iter().zip(&inventories) {
+        let (stats, line) = sealwatch::choose_stats_source(
+            config.stats_source,
+            &e.endpoint,
+            config.stats_interval,
+            &host,
+        )
+        .map_err(anyhow::Error::msg)?;
+        tracing::info!(engine = %e.name, source = stats.source().as_str(), "{line}");
+        setups.push((e.name.clone(), e.endpoint.to_string(), inv.clone(), stats));
+    }
+    let (engines, publishers) = Engines::with_stats(setups);
     let mut watchers = Vec::new();
     for (((engine, publisher), inventory), instruments) in config
         .engines

@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use prometheus_client::metrics::counter::Counter;
 
 use crate::inventory::Inventory;
+use crate::resources::EngineStats;
 
 /// How an engine's connection stands, as shown by `/-/ready`, `/` and `podman_up`.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -52,6 +53,8 @@ struct Engine {
     name: Arc<str>,
     url: Arc<str>,
     current: ArcSwap<Snapshot>,
+    /// Resource usage: sampled on demand beside the snapshots, never part of them.
+    stats: Arc<EngineStats>,
 }
 
 /// The exporter's own counters for one engine (`sealwatch_*`), live: the watcher updates them as
@@ -135,9 +138,21 @@ impl Engines {
     /// Creates one engine per `(name, url, first snapshot)` and returns the readers' view with a
     /// publisher for each engine, in the same order.
     pub fn new(engines: Vec<(String, String, Inventory)>) -> (Self, Vec<Publisher>) {
+        Self::with_stats(
+            engines
+                .into_iter()
+                .map(|(name, url, inventory)| (name, url, inventory, EngineStats::off()))
+                .collect(),
+        )
+    }
+
+    /// The same, each engine with the source of its resource usage.
+    pub fn with_stats(
+        engines: Vec<(String, String, Inventory, EngineStats)>,
+    ) -> (Self, Vec<Publisher>) {
         let engines: Vec<Arc<Engine>> = engines
             .into_iter()
-            .map(|(name, url, inventory)| {
+            .map(|(name, url, inventory, stats)| {
                 Arc::new(Engine {
                     name: Arc::from(name),
                     url: Arc::from(url),
@@ -148,6 +163,7 @@ impl Engines {
                         },
                         inventory,
                     }),
+                    stats: Arc::new(stats),
                 })
             })
             .collect();
@@ -174,6 +190,7 @@ impl Engines {
                 name: e.name.clone(),
                 url: e.url.clone(),
                 snapshot: e.current.load_full(),
+                stats: e.stats.clone(),
             })
             .collect()
     }
@@ -185,6 +202,8 @@ pub struct EngineView {
     pub name: Arc<str>,
     pub url: Arc<str>,
     snapshot: Arc<Snapshot>,
+    /// The engine's resource usage source and latest sample.
+    pub stats: Arc<EngineStats>,
 }
 
 impl Deref for EngineView {

@@ -1,7 +1,8 @@
 //! The families derived from walking the containers: the aggregates (`podman_containers`,
 //! `podman_pod_containers`, `podman_label_containers`, `podman_pods`) and the per-container
 //! families (`podman_container_info`, `_state`, `_labels`, `_started_time_seconds`,
-//! `_exit_code`, `_health`, `_restarts_total`).
+//! `_exit_code`, `_health`, `_restarts_total`), then the per-container resource families of the
+//! containers the engine's sample has (written by `resources`, with the same label text).
 //!
 //! Owns the one walk over every container of one scrape's snapshots and the `label_<key>` naming
 //! of allowlisted labels. These families are nine tenths of a large scrape, so each container's
@@ -9,15 +10,18 @@
 //! container exists: they are computed from the snapshot, never stored.
 
 use std::ops::Range;
+use std::sync::Arc;
 
 use super::exposition::{self, push_int, push_seconds, push_value, Exposition, Kind};
 use super::{sorted, tally, FxMap};
 use crate::inventory::{Container, PodIndex, PROJECT_LABELS};
+use crate::resources::{Sample, Usage};
 use crate::snapshot::EngineView;
 
-/// Writes every container-derived family of one scrape.
-pub fn write(out: &mut Exposition, views: &[EngineView]) {
-    ContainerWalk::new(views).write(out);
+/// Writes every container-derived family of one scrape; `samples` are the engines' resource
+/// samples, in the order of `views`.
+pub fn write(out: &mut Exposition, views: &[EngineView], samples: &[Option<Arc<Sample>>]) {
+    ContainerWalk::new(views, samples).write(out);
 }
 
 /// `label_<key>` with every character outside `[a-zA-Z0-9_]` replaced by `_`, as
@@ -75,6 +79,8 @@ struct ContainerWalk<'a> {
     /// Values already folded into `__other__` past `--labels.max-values`.
     by_label: Vec<(LabelKey<'a>, i64)>,
     pods_by_state: Vec<((usize, &'static str), i64)>,
+    /// (row, usage) of the containers with resource series.
+    usages: Vec<(usize, &'a Usage)>,
 }
 
 /// Engine index, label key, label value, container state.
@@ -102,7 +108,7 @@ struct Row {
 }
 
 impl<'a> ContainerWalk<'a> {
-    fn new(views: &'a [EngineView]) -> Self {
+    fn new(views: &'a [EngineView], samples: &'a [Option<Arc<Sample>>]) -> Self {
         let n: usize = views.iter().map(|v| v.inventory.container_count()).sum();
         let mut rows: Vec<Row> = Vec::with_capacity(n);
         let mut text = String::with_capacity(n * 320);
@@ -116,9 +122,11 @@ impl<'a> ContainerWalk<'a> {
         let mut by_raw_label: FxMap<LabelKey, i64> =
             FxMap::with_capacity_and_hasher(n, Default::default());
         let mut pods_by_state: FxMap<(usize, &'static str), i64> = FxMap::default();
+        let mut usages = Vec::new();
 
         for (e, view) in views.iter().enumerate() {
             let inv = &view.inventory;
+            let sample = samples.get(e).and_then(Option::as_deref);
             let allow = inv.label_policy().allowlist();
             let mut pods = PodIndex::empty(inv);
             for c in inv.containers() {
@@ -179,6 +187,12 @@ impl<'a> ContainerWalk<'a> {
                 if let Some(h) = c.health.as_deref() {
                     push_value(&mut text, ",status=\"", h);
                 }
+                if let Some(u) = sample
+                    .filter(|_| super::resources::shows_usage(state))
+                    .and_then(|s| s.containers.get(c.id.as_str()))
+                {
+                    usages.push((rows.len(), u));
+                }
                 rows.push(Row {
                     head,
                     pod_end,
@@ -210,6 +224,7 @@ impl<'a> ContainerWalk<'a> {
             by_pod: sorted(by_pod),
             by_label: sorted(by_label),
             pods_by_state: sorted(pods_by_state),
+            usages,
         }
     }
 
@@ -387,5 +402,12 @@ impl<'a> ContainerWalk<'a> {
             push_int(out, r.restarts);
             out.push('\n');
         }
+
+        let labelled: Vec<(&str, &Usage)> = self
+            .usages
+            .iter()
+            .map(|(i, u)| (&text[rows[*i].head.start..rows[*i].pod_end], *u))
+            .collect();
+        super::resources::write_containers(exposition, &labelled);
     }
 }

@@ -5,8 +5,12 @@
 
 use serde_json::json;
 
+use std::sync::Arc;
+use std::time::Duration;
+
 use crate::inventory::{Allowlist, Inventory, LabelPolicy};
 use crate::podman::wire::{decode_stream_line, Event, ListContainer, ListPod, StreamItem};
+use crate::resources::{EngineStats, NetworkUsage, Sample, Source, Usage};
 
 const EVENTS: &str = include_str!("../../tests/fixtures/events.ndjson");
 const CONTAINERS: &str = include_str!("../../tests/fixtures/containers-json.json");
@@ -99,6 +103,71 @@ pub(crate) fn inventories() -> Vec<(&'static str, Inventory)> {
         beta.apply(e);
     }
     vec![("alpha", alpha), ("beta", beta)]
+}
+
+/// Resource usage for the fixture's `alpha` engine, as a source would have stored it: numbers
+/// for the first three running containers (one with everything, one without a limit or
+/// network, one with only CPU), for an exited one (which must not show) and for the first pod.
+pub(crate) fn stats(inv: &Inventory) -> EngineStats {
+    let mut ids: Vec<(&str, &str)> = inv
+        .containers()
+        .map(|c| (c.id.as_str(), c.state.as_str()))
+        .collect();
+    ids.sort_unstable();
+    let mut sample = Sample::new(std::time::Instant::now());
+    let full = Usage {
+        cpu_nanos: Some(86_669_277),
+        cpu_system_nanos: Some(46_868_467),
+        memory_bytes: Some(52_789_248),
+        working_set_bytes: Some(52_654_080),
+        memory_limit_bytes: Some(268_435_456),
+        pids: Some(3),
+        network: Some(NetworkUsage {
+            receive_bytes: 2726,
+            transmit_bytes: 752,
+            receive_packets: 33,
+            transmit_packets: 10,
+            receive_errors: 1,
+            transmit_errors: 0,
+        }),
+        block_read_bytes: Some(4096),
+        block_write_bytes: Some(8_388_608),
+        oom_kills: Some(2),
+    };
+    let unlimited = Usage {
+        memory_limit_bytes: None,
+        network: None,
+        cpu_nanos: Some(12_000_000_000),
+        ..full.clone()
+    };
+    let cpu_only = Usage {
+        cpu_nanos: Some(1),
+        ..Usage::default()
+    };
+    let running = ids
+        .iter()
+        .filter(|(_, s)| *s == "running")
+        .map(|(id, _)| *id);
+    for (id, u) in running.zip([full.clone(), unlimited, cpu_only]) {
+        sample.containers.insert(Arc::from(id), u);
+    }
+    if let Some((id, _)) = ids.iter().find(|(_, s)| *s == "exited") {
+        sample.containers.insert(Arc::from(*id), full.clone());
+    }
+    let mut pods: Vec<&str> = inv.pods().map(|p| p.id.as_str()).collect();
+    pods.sort_unstable();
+    if let Some(pod) = pods.first() {
+        sample.pods.insert(
+            Arc::from(*pod),
+            Usage {
+                network: None,
+                ..full
+            },
+        );
+    }
+    let stats = EngineStats::pushed(Source::Cgroup, Duration::from_secs(3600));
+    stats.store(sample);
+    stats
 }
 
 /// A render made comparable: the `process_*` families (they read this process) and the

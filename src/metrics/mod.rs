@@ -1,7 +1,9 @@
 //! `/metrics`: every family of the contract, rendered at scrape time from the published snapshots.
 //!
 //! Owns one render: one scrape's snapshots -> engine families -> event counters -> the exporter's
-//! own registry -> container families -> `# EOF`. The families derived from the inventory are
+//! own registry -> container families (resource families included) -> pod resource families ->
+//! `# EOF`. Resource samples are taken (or reused) here, once per engine per scrape, on the
+//! scrape's blocking thread. The families derived from the inventory are
 //! written by `exposition`, the one text writer; the exporter's own instruments live in one
 //! prometheus-client registry built at start (`own`). Series of containers and pods exist only
 //! while those do, because they are computed from the current snapshot, never stored. Never calls
@@ -13,6 +15,7 @@ mod events;
 mod exposition;
 mod own;
 mod process;
+mod resources;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -52,6 +55,10 @@ impl Metrics {
     /// the same moment.
     pub fn render(&self, openmetrics: bool) -> Result<String, std::fmt::Error> {
         let views = self.engines.views();
+        let samples: Vec<_> = views
+            .iter()
+            .map(|v| v.stats.current(&v.inventory))
+            .collect();
         let last = self.last_len.load(Ordering::Relaxed);
         let mut out = String::with_capacity((last + last / 8).max(64 * 1024));
         engines::write(
@@ -68,7 +75,9 @@ impl Metrics {
             prometheus_client::encoding::prometheus_text::encode(&mut out, &self.own)?;
         }
         let mut text = exposition::Exposition::new(&mut out, openmetrics);
-        containers::write(&mut text, &views);
+        resources::write_own(&mut text, &views);
+        containers::write(&mut text, &views, &samples);
+        resources::write_pods(&mut text, &views, &samples);
         text.eof();
         self.last_len.store(out.len(), Ordering::Relaxed);
         Ok(out)

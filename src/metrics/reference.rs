@@ -10,6 +10,7 @@ use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::MetricType;
 
 use crate::inventory::{Inventory, PodState};
+use crate::resources::Usage;
 use crate::snapshot::EngineView;
 
 /// Every inventory family, computed the plain way (ordered maps, one pass per family) and
@@ -45,6 +46,7 @@ fn emit(
     for (l, v) in series {
         let m = family.encode_family(&l)?;
         match kind {
+            MetricType::Counter if v.fract() != 0.0 => ConstCounter::new(v).encode(m)?,
             MetricType::Counter => ConstCounter::new(v as u64).encode(m)?,
             _ if v.fract() == 0.0 && v.abs() < 1e15 => ConstGauge::new(v as i64).encode(m)?,
             _ => ConstGauge::new(v).encode(m)?,
@@ -100,8 +102,24 @@ impl Collector for Naive {
             Series::new(),
             Series::new(),
         );
+        let mut c_resources: Vec<Series> =
+            CONTAINER_RESOURCES.iter().map(|_| Series::new()).collect();
+        let mut p_resources: Vec<Series> = POD_RESOURCES.iter().map(|_| Series::new()).collect();
         for v in &self.0 {
             let (e, inv) = (Some(&*v.name), &v.inventory);
+            let sample = v.stats.current(inv);
+            if let Some(sample) = &sample {
+                for p in inv.pods() {
+                    if let Some(u) = sample.pods.get(p.id.as_str()) {
+                        for (i, (_, _, _, get)) in POD_RESOURCES.iter().enumerate() {
+                            if let Some(x) = get(u) {
+                                p_resources[i]
+                                    .insert(labels(&[("engine", e), ("pod", Some(&p.name))]), x);
+                            }
+                        }
+                    }
+                }
+            }
             up.insert(labels(&[("engine", e)]), if v.ready() { 1.0 } else { 0.0 });
             if let Some(version) = v.status.version.as_deref() {
                 let api = Some(v.status.api_version.as_deref().unwrap_or(""));
@@ -230,6 +248,18 @@ impl Collector for Naive {
                     c_health.insert(with(&[("status", Some(h))]), 1.0);
                 }
                 c_restarts.insert(labels(&head), ct.restarts as f64);
+                let running = ct.state == "running" || ct.state == "paused";
+                if let Some(u) = sample
+                    .as_ref()
+                    .filter(|_| running)
+                    .and_then(|s| s.containers.get(ct.id.as_str()))
+                {
+                    for (i, (_, _, _, get)) in CONTAINER_RESOURCES.iter().enumerate() {
+                        if let Some(x) = get(u) {
+                            c_resources[i].insert(labels(&head), x);
+                        }
+                    }
+                }
                 if !ct.infra {
                     *by_state
                         .entry(labels(&[("engine", e), ("state", Some(&ct.state))]))
@@ -372,6 +402,72 @@ impl Collector for Naive {
             "Starts seen after a death of the same container.",
             counter,
             c_restarts,
-        )
+        )?;
+        for ((name, help, is_counter, _), series) in CONTAINER_RESOURCES
+            .iter()
+            .chain(POD_RESOURCES)
+            .zip(c_resources.into_iter().chain(p_resources))
+        {
+            emit(
+                e,
+                name,
+                help,
+                if *is_counter { counter } else { gauge },
+                series,
+            )?;
+        }
+        Ok(())
     }
 }
+
+type Get = fn(&Usage) -> Option<f64>;
+
+fn n(v: Option<u64>) -> Option<f64> {
+    v.map(|v| v as f64)
+}
+
+/// The resource families in the order `/metrics` writes them: (name, help, counter, value).
+const CONTAINER_RESOURCES: &[(&str, &str, bool, Get)] = &[
+    ("podman_container_cpu_seconds", "CPU time (user and system) the container used.", true, |u| u.cpu_nanos.map(|v| v as f64 / 1e9)),
+    ("podman_container_cpu_system_seconds", "System CPU time the container used.", true, |u| u.cpu_system_nanos.map(|v| v as f64 / 1e9)),
+    ("podman_container_memory_usage_bytes", "Memory charged to the container's cgroup, page cache included.", false, |u| n(u.memory_bytes)),
+    ("podman_container_memory_working_set_bytes", "Memory usage minus inactive file pages (the working set, as cAdvisor computes it).", false, |u| n(u.working_set_bytes)),
+    ("podman_container_memory_limit_bytes", "The container's memory limit; absent when unlimited.", false, |u| n(u.memory_limit_bytes)),
+    ("podman_container_pids", "Processes and threads in the container.", false, |u| n(u.pids)),
+    ("podman_container_network_receive_bytes", "Bytes received on the container's network namespace (all interfaces but lo); absent when it shares another container's or the host's.", true, |u| n(u.network.map(|x| x.receive_bytes))),
+    ("podman_container_network_transmit_bytes", "Bytes sent from the container's network namespace (all interfaces but lo).", true, |u| n(u.network.map(|x| x.transmit_bytes))),
+    ("podman_container_network_receive_packets", "Packets received on the container's network namespace (all interfaces but lo).", true, |u| n(u.network.map(|x| x.receive_packets))),
+    ("podman_container_network_transmit_packets", "Packets sent from the container's network namespace (all interfaces but lo).", true, |u| n(u.network.map(|x| x.transmit_packets))),
+    ("podman_container_network_receive_errors", "Receive errors on the container's network namespace (all interfaces but lo).", true, |u| n(u.network.map(|x| x.receive_errors))),
+    ("podman_container_network_transmit_errors", "Transmit errors on the container's network namespace (all interfaces but lo).", true, |u| n(u.network.map(|x| x.transmit_errors))),
+    ("podman_container_block_read_bytes", "Bytes the container read from block devices.", true, |u| n(u.block_read_bytes)),
+    ("podman_container_block_write_bytes", "Bytes the container wrote to block devices.", true, |u| n(u.block_write_bytes)),
+    ("podman_container_oom_events", "Processes of the container the kernel's OOM killer killed.", true, |u| n(u.oom_kills)),
+];
+
+const POD_RESOURCES: &[(&str, &str, bool, Get)] = &[
+    (
+        "podman_pod_cpu_seconds",
+        "CPU time (user and system) of the pod's cgroup: its containers, infra included.",
+        true,
+        |u| u.cpu_nanos.map(|v| v as f64 / 1e9),
+    ),
+    (
+        "podman_pod_memory_usage_bytes",
+        "Memory charged to the pod's cgroup, page cache included.",
+        false,
+        |u| n(u.memory_bytes),
+    ),
+    (
+        "podman_pod_memory_working_set_bytes",
+        "The pod cgroup's memory usage minus inactive file pages.",
+        false,
+        |u| n(u.working_set_bytes),
+    ),
+    (
+        "podman_pod_pids",
+        "Processes and threads in the pod's cgroup.",
+        false,
+        |u| n(u.pids),
+    ),
+];

@@ -6,6 +6,7 @@ use prometheus_client::registry::Registry;
 
 use super::reference::Naive;
 use super::*;
+use crate::resources::EngineStats;
 use crate::snapshot::EngineStatus;
 
 /// The fixture's engines published with statuses, and the own registry with counts set.
@@ -13,10 +14,22 @@ fn fixture_metrics() -> (Metrics, Engines) {
     let inventories = fixture::inventories();
     let names: Vec<&str> = inventories.iter().map(|(n, _)| *n).collect();
     let (registry, instruments) = register_instruments(&names);
-    let (engines, publishers) = Engines::new(
+    let (engines, publishers) = Engines::with_stats(
         inventories
             .iter()
-            .map(|(n, inv)| (n.to_string(), format!("unix:///run/{n}.sock"), inv.clone()))
+            .map(|(n, inv)| {
+                let stats = if *n == "alpha" {
+                    fixture::stats(inv)
+                } else {
+                    EngineStats::off()
+                };
+                (
+                    n.to_string(),
+                    format!("unix:///run/{n}.sock"),
+                    inv.clone(),
+                    stats,
+                )
+            })
             .collect(),
     );
     for (((name, inv), publisher), i) in inventories.iter().zip(&publishers).zip(&instruments) {

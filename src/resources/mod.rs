@@ -1,0 +1,291 @@
+//! Resource usage per container and per pod: CPU, memory, pids, network, block I/O, OOM kills.
+//!
+//! Owns the one record every stats source fills (`Usage`), one engine's latest `Sample` of them,
+//! and when a sample is taken (`EngineStats`). Sampling is driven by scrapes, not by a timer: a
+//! scrape that finds the engine's sample older than `--stats.interval` takes a new one on its
+//! (blocking) render thread, and scrapes that arrive meanwhile wait for it and share it; between
+//! scrapes nothing runs. A source that pushes samples instead (Podman's stats stream) calls
+//! `EngineStats::store`. Samples live beside the inventory snapshot, never in it: the inventory
+//! stays pure. Never calls Podman.
+
+mod cgroup;
+mod netdev;
+mod sampler;
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwapOption;
+use rustc_hash::FxHashMap;
+
+use crate::inventory::Inventory;
+use crate::podman::Endpoint;
+pub use sampler::{CgroupSampler, Host};
+
+/// What one container or pod used, as far as its source reports it; `None` where the source
+/// has no such number (or the kernel does not report it).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Usage {
+    /// User plus system CPU time.
+    pub cpu_nanos: Option<u64>,
+    pub cpu_system_nanos: Option<u64>,
+    /// Memory charged to the cgroup (v1 `memory.usage_in_bytes`, v2 `memory.current`).
+    pub memory_bytes: Option<u64>,
+    /// Usage minus inactive file pages, never negative (what cAdvisor and the kubelet call the
+    /// working set).
+    pub working_set_bytes: Option<u64>,
+    /// `None` when unlimited.
+    pub memory_limit_bytes: Option<u64>,
+    pub pids: Option<u64>,
+    /// `None` for a container whose network namespace is counted for another container, or is
+    /// the host's.
+    pub network: Option<NetworkUsage>,
+    pub block_read_bytes: Option<u64>,
+    pub block_write_bytes: Option<u64>,
+    pub oom_kills: Option<u64>,
+}
+
+/// One network namespace's traffic, summed over its interfaces except `lo`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct NetworkUsage {
+    pub receive_bytes: u64,
+    pub transmit_bytes: u64,
+    pub receive_packets: u64,
+    pub transmit_packets: u64,
+    pub receive_errors: u64,
+    pub transmit_errors: u64,
+}
+
+/// One engine's usage numbers at one moment: running containers by full ID, pods by full ID.
+#[derive(Debug, Clone)]
+pub struct Sample {
+    pub taken: Instant,
+    pub containers: FxHashMap<Arc<str>, Usage>,
+    pub pods: FxHashMap<Arc<str>, Usage>,
+    /// Running containers whose numbers could not be read (gone between the list and the read,
+    /// or not permitted).
+    pub unreadable: u64,
+}
+
+impl Sample {
+    pub fn new(taken: Instant) -> Self {
+        Self {
+            taken,
+            containers: FxHashMap::default(),
+            pods: FxHashMap::default(),
+            unreadable: 0,
+        }
+    }
+}
+
+/// Takes a sample on demand (the cgroup source).
+pub trait Sampler: Send {
+    /// The usage of the running containers of `inventory` and of their pods, now.
+    fn sample(&mut self, inventory: &Inventory) -> Sample;
+}
+
+/// Where an engine's resource numbers come from, as the `source` label and the landing page say.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    Cgroup,
+    Podman,
+    Off,
+}
+
+impl Source {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::Cgroup => "cgroup",
+            Source::Podman => "podman",
+            Source::Off => "off",
+        }
+    }
+}
+
+/// `--stats.source`: what the user asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SourceChoice {
+    /// cgroup where the cgroup filesystem and the containers' processes are visible, else off.
+    Auto,
+    Cgroup,
+    Podman,
+    Off,
+}
+
+/// One engine's resource numbers: its source, its latest sample and the sampler behind it.
+pub struct EngineStats {
+    source: Source,
+    /// A scrape reuses a sample younger than this.
+    max_age: Duration,
+    /// `None` for a source that pushes its samples (or for `Off`).
+    sampler: Option<Mutex<Box<dyn Sampler>>>,
+    latest: ArcSwapOption<Sample>,
+    samples: AtomicU64,
+    unreadable: AtomicU64,
+    /// The "no container readable" warning was logged.
+    warned: AtomicBool,
+}
+
+impl std::fmt::Debug for EngineStats {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EngineStats")
+            .field("source", &self.source)
+            .field("max_age", &self.max_age)
+            .finish_non_exhaustive()
+    }
+}
+
+impl EngineStats {
+    /// No resource families for this engine.
+    pub fn off() -> Self {
+        Self::new(Source::Off, Duration::ZERO, None)
+    }
+
+    /// Sampled on demand by `sampler`, at most every `max_age`.
+    pub fn sampled(source: Source, max_age: Duration, sampler: Box<dyn Sampler>) -> Self {
+        Self::new(source, max_age, Some(Mutex::new(sampler)))
+    }
+
+    /// Filled by a task that calls `store` (a streaming source).
+    pub fn pushed(source: Source, max_age: Duration) -> Self {
+        Self::new(source, max_age, None)
+    }
+
+    fn new(source: Source, max_age: Duration, sampler: Option<Mutex<Box<dyn Sampler>>>) -> Self {
+        Self {
+            source,
+            max_age,
+            sampler,
+            latest: ArcSwapOption::empty(),
+            samples: AtomicU64::new(0),
+            unreadable: AtomicU64::new(0),
+            warned: AtomicBool::new(false),
+        }
+    }
+
+    pub fn source(&self) -> Source {
+        self.source
+    }
+
+    pub fn max_age(&self) -> Duration {
+        self.max_age
+    }
+
+    /// Samples taken (or stored) since start.
+    pub fn samples(&self) -> u64 {
+        self.samples.load(Ordering::Relaxed)
+    }
+
+    /// Reads of running containers that failed since start.
+    pub fn unreadable(&self) -> u64 {
+        self.unreadable.load(Ordering::Relaxed)
+    }
+
+    /// Replaces the latest sample (a pushing source).
+    pub fn store(&self, sample: Sample) {
+        self.count(&sample);
+        self.latest.store(Some(Arc::new(sample)));
+    }
+
+    fn count(&self, sample: &Sample) {
+        self.samples.fetch_add(1, Ordering::Relaxed);
+        self.unreadable
+            .fetch_add(sample.unreadable, Ordering::Relaxed);
+        if sample.containers.is_empty()
+            && sample.unreadable > 0
+            && !self.warned.swap(true, Ordering::Relaxed)
+        {
+            tracing::warn!(
+                source = self.source.as_str(),
+                "no running container's resource usage could be read ({} failed); is sealwatch \
+                 in another pid namespace or without access to /proc and the cgroup filesystem? \
+                 (logged once)",
+                sample.unreadable
+            );
+        }
+    }
+
+    /// The sample a scrape of `inventory` shows: the latest if it is younger than the maximum
+    /// age, else a new one taken now on the calling thread (call it off the async workers).
+    /// Scrapes that wait while another takes a sample use that one.
+    pub fn current(&self, inventory: &Inventory) -> Option<Arc<Sample>> {
+        let Some(sampler) = &self.sampler else {
+            return self.latest.load_full();
+        };
+        let asked = Instant::now();
+        let fresh = |s: &Sample| s.taken >= asked || s.taken.elapsed() < self.max_age;
+        if let Some(s) = self.latest.load_full().filter(|s| fresh(s)) {
+            return Some(s);
+        }
+        let mut sampler = sampler.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(s) = self.latest.load_full().filter(|s| fresh(s)) {
+            return Some(s);
+        }
+        let sample = sampler.sample(inventory);
+        self.count(&sample);
+        let sample = Arc::new(sample);
+        self.latest.store(Some(sample.clone()));
+        Some(sample)
+    }
+}
+
+/// The stats of one engine as `--stats.source` and the machine allow, with the line to log.
+/// `Err` is a start-up error (an explicit `cgroup` without a cgroup filesystem).
+pub fn choose(
+    choice: SourceChoice,
+    endpoint: &Endpoint,
+    max_age: Duration,
+    host: &Host,
+) -> Result<(EngineStats, String), String> {
+    let cgroup = |why: &str| -> Result<(EngineStats, String), String> {
+        let sampler = CgroupSampler::new(host.clone())?;
+        let line = format!(
+            "resource usage from the cgroup filesystem ({} at {}){why}, sampled by scrapes at \
+             most every {:?}",
+            sampler.version(),
+            host.root().display(),
+            max_age
+        );
+        Ok((
+            EngineStats::sampled(Source::Cgroup, max_age, Box::new(sampler)),
+            line,
+        ))
+    };
+    match choice {
+        SourceChoice::Off => Ok((
+            EngineStats::off(),
+            "resource usage off (--stats.source off)".into(),
+        )),
+        SourceChoice::Podman => Ok((
+            EngineStats::pushed(Source::Podman, max_age),
+            "resource usage from Podman's stats stream: not implemented yet, the resource \
+             families stay absent"
+                .into(),
+        )),
+        SourceChoice::Cgroup => cgroup("").map_err(|e| format!("--stats.source cgroup: {e}")),
+        SourceChoice::Auto => match endpoint {
+            Endpoint::Tcp(_) => Ok((
+                EngineStats::off(),
+                "resource usage off: a tcp:// engine's containers are not on this machine's \
+                 cgroup filesystem (--stats.source cgroup forces it)"
+                    .into(),
+            )),
+            Endpoint::Unix(_) => match cgroup(" (auto: unix socket)") {
+                Ok(ok) => Ok(ok),
+                Err(e) => Ok((EngineStats::off(), format!("resource usage off: {e}"))),
+            },
+        },
+    }
+}
+
+/// Where the host's `/proc` and mount points are: `/` on a real host, a recorded tree in tests.
+impl Host {
+    pub fn system() -> Self {
+        Host::new(PathBuf::from("/"), PathBuf::from("/proc/self/mountinfo"))
+    }
+}
+
+#[cfg(test)]
+mod tests;
