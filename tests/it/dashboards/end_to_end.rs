@@ -62,6 +62,9 @@ impl Scenario {
                 .restart("always")
                 .sh("sleep 1; exit 1"),
         );
+        // p1 too: a memory-limited container whose `dd` the OOM killer kills every second while
+        // the container keeps running (resource panels: memory use of the limit, OOM kills).
+        svc.run(&busybox("oomer").pod("p1").label("app", "oomer").oom_loop());
         // p2: one healthy container with a healthcheck.
         svc.run(
             &busybox("fine")

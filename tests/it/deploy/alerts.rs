@@ -34,6 +34,7 @@ fn scenario() -> (PodmanService, Sealwatch) {
     svc.run(&in_p1("failed").sh("exit 3"));
     svc.podman(&["wait", "failed"]);
     svc.run(&in_p1("looper").restart("always").sh("sleep 1; exit 1"));
+    svc.run(&in_p1("oomer").oom_loop());
     // Podman 4.3.1 reports a health_status event one check late: check twice (both fail).
     for _ in 0..2 {
         let _ = svc.try_podman(&["healthcheck", "run", "sick"]);
@@ -101,7 +102,7 @@ fn wait_for_alert(prom: &Prometheus, name: &str, labels: &[(&str, &str)]) -> Val
 /// alerts.yml in a real Prometheus that scrapes a real sealwatch: every rule evaluates with health
 /// "ok", has a severity, a summary and a description, and uses only metrics sealwatch really
 /// exports; then real trouble drives the alerts: an unhealthy container, a degraded pod, a
-/// crash loop (restarts and non-zero exits), the Podman service going away, and sealwatch itself
+/// crash loop (restarts and non-zero exits), OOM kills, the Podman service going away, and sealwatch itself
 /// going away.
 #[test]
 fn alerts_evaluate_and_fire_against_real_sealwatch() {
@@ -181,6 +182,11 @@ fn alerts_evaluate_and_fire_against_real_sealwatch() {
         &prom,
         "PodmanContainerExitsNonZero",
         &[("pod", "p1"), ("exit_code", "1")],
+    );
+    wait_for_alert(
+        &prom,
+        "PodmanContainerOOMKilled",
+        &[("name", "oomer"), ("pod", "p1")],
     );
     let quiet = active_alerts(&prom);
     for name in [

@@ -95,6 +95,14 @@ impl Run {
         self.cmd(["sh", "-c", script])
     }
 
+    /// A 32 MiB memory limit and a loop that asks for a 64 MiB buffer every second: the OOM
+    /// killer kills `dd` (the largest process) each time and the container keeps running.
+    pub fn oom_loop(self) -> Self {
+        self.opt("--memory=32m").sh(
+            "while :; do dd if=/dev/zero of=/dev/null bs=64M count=1 2>/dev/null; sleep 1; done",
+        )
+    }
+
     /// The arguments after `podman`.
     pub fn args(&self) -> Vec<String> {
         let verb = self.verb.iter().map(|s| s.to_string());
