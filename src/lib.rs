@@ -34,9 +34,10 @@ pub use metrics::{register_instruments, Metrics};
 pub use podman::wire::{Event, ListContainer, ListPod};
 pub use podman::Client;
 pub use resources::{
-    choose as choose_stats_source, EngineStats, Host, SourceChoice as StatsSourceChoice,
+    choose as choose_stats_source, EngineStats, Host, Source as StatsSource,
+    SourceChoice as StatsSourceChoice,
 };
 pub use snapshot::{EngineStatus, Engines, Publisher};
-pub use watcher::Watcher;
+pub use watcher::{StatsStream, Watcher};
 pub use web::negotiate::gzip_bytes;
 pub use web::{router, serve};

@@ -14,7 +14,7 @@ use hyper_util::rt::TokioIo;
 use serde::de::DeserializeOwned;
 
 pub use super::endpoint::Endpoint;
-use super::wire::{ApiError, ListContainer, ListPod, Version};
+use super::wire::{ApiError, Info, ListContainer, ListPod, Version};
 
 /// Every libpod route is versioned; 4.0.0 is libpod's minimal API and is served by 4.x and 5.x.
 const API_PREFIX: &str = "/v4.0.0/libpod";
@@ -231,7 +231,36 @@ impl Client {
             let since = rfc3339_nanos(nanos);
             path.extend(percent_encoding::utf8_percent_encode(&since, QUERY_VALUE));
         }
-        let resp = self.send(&path).await?;
+        self.open_stream(&path).await
+    }
+
+    /// Opens `GET /libpod/containers/stats?stream=true&interval=N` for every running container
+    /// (no `containers` parameter: Podman lists the containers again at each interval, so new
+    /// ones appear on the same stream). Podman writes the response head with its first report,
+    /// which takes a moment with many containers: the head is awaited up to `REQUEST_TIMEOUT`.
+    /// The body is one JSON report per line, every `interval_secs` seconds.
+    pub async fn stats_stream(&self, interval_secs: u64) -> Result<EventStream, ClientError> {
+        let path =
+            format!("{API_PREFIX}/containers/stats?stream=true&interval={interval_secs}");
+        tokio::time::timeout(REQUEST_TIMEOUT, self.open_stream(&path))
+            .await
+            .map_err(|_| ClientError::Timeout {
+                what: format!("waiting for {path} from {}", self.endpoint),
+                after: REQUEST_TIMEOUT,
+            })?
+    }
+
+    /// The engine's total memory (`GET /libpod/info` `host.memTotal`), which Podman's stats
+    /// report as the limit of a container without one.
+    pub async fn host_memory(&self) -> Result<u64, ClientError> {
+        let info: Info = self.get_json("/info").await?;
+        Ok(info.host.mem_total)
+    }
+
+    /// Sends a streaming GET and returns its body once a 2xx head has arrived; any other status
+    /// becomes `ClientError::Status` with Podman's `cause`.
+    async fn open_stream(&self, path: &str) -> Result<EventStream, ClientError> {
+        let resp = self.send(path).await?;
         let status = resp.status();
         if !status.is_success() {
             let body = tokio::time::timeout(Duration::from_secs(5), resp.into_body().collect())
@@ -240,7 +269,7 @@ impl Client {
                 .and_then(Result::ok)
                 .map(|b| b.to_bytes())
                 .unwrap_or_default();
-            return Err(status_error(&path, status, &body));
+            return Err(status_error(path, status, &body));
         }
         Ok(EventStream {
             body: resp.into_body(),

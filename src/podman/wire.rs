@@ -139,6 +139,20 @@ pub struct ListPod {
     pub created: serde_json::Value,
 }
 
+/// `GET /libpod/info`: only what sealwatch reads.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct Info {
+    #[serde(default)]
+    pub host: InfoHost,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct InfoHost {
+    /// Total memory of the engine's host, bytes.
+    #[serde(rename = "memTotal", default)]
+    pub mem_total: u64,
+}
+
 /// `GET /libpod/version` (the Docker-shaped answer).
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct Version {

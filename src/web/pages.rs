@@ -70,13 +70,14 @@ pub async fn landing(State(app): State<AppState>) -> Html<String> {
             s.status.reason.clone().unwrap_or_else(|| "syncing".into())
         };
         rows.push_str(&format!(
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>\n",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>\n",
             html_escape(&s.name),
             html_escape(&s.url),
             html_escape(s.status.version.as_deref().unwrap_or("-")),
             html_escape(&state),
             s.inventory.container_count(),
             s.inventory.pod_count(),
+            s.stats.source().as_str(),
         ));
     }
     let path = html_escape(&app.telemetry_path);
@@ -93,7 +94,7 @@ pub async fn landing(State(app): State<AppState>) -> Html<String> {
 <li><a href="/-/healthy">/-/healthy</a>, <a href="/-/ready">/-/ready</a>: health and readiness</li>
 </ul>
 <h2>Engines</h2>
-<table><tr><th>engine</th><th>URL</th><th>Podman</th><th>state</th><th>containers</th><th>pods</th></tr>
+<table><tr><th>engine</th><th>URL</th><th>Podman</th><th>state</th><th>containers</th><th>pods</th><th>resource usage</th></tr>
 {rows}</table>
 </body></html>
 "#,
