@@ -56,6 +56,7 @@ mod harness;
 mod image;
 mod metrics;
 mod recovery;
+mod stats_stream;
 mod sync;
 mod vm;
 mod webconfig;
