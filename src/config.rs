@@ -90,9 +90,9 @@ pub struct Cli {
     pub labels_max_values: usize,
 
     /// Where per-container and per-pod resource usage comes from: `cgroup` reads the cgroup
-    /// filesystem and /proc of this machine; `auto` does so for unix-socket engines when a cgroup
-    /// filesystem is mounted, else turns resource usage off; `off` leaves the resource families
-    /// out.
+    /// filesystem and /proc of this machine; `podman` keeps one stats stream open to Podman;
+    /// `auto` uses cgroup for unix-socket engines when a cgroup filesystem is mounted, else
+    /// podman; `off` leaves the resource families out.
     #[arg(
         long = "stats.source",
         env = "SEALWATCH_STATS_SOURCE",
