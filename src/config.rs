@@ -442,7 +442,9 @@ mod tests {
         assert_eq!(c.stats_source, SourceChoice::Off);
         assert_eq!(c.stats_interval, Duration::from_millis(250));
         assert_eq!(c.stats_podman_interval, Duration::from_secs(5));
-        let c = cli(&["--stats.podman-interval", "2m"]).validate(&env).unwrap();
+        let c = cli(&["--stats.podman-interval", "2m"])
+            .validate(&env)
+            .unwrap();
         assert_eq!(c.stats_podman_interval, Duration::from_secs(120));
         for bad in ["0", "500ms", "1500ms", "2", "61m", "x"] {
             let err = cli(&["--stats.podman-interval", bad])

@@ -240,8 +240,7 @@ impl Client {
     /// which takes a moment with many containers: the head is awaited up to `REQUEST_TIMEOUT`.
     /// The body is one JSON report per line, every `interval_secs` seconds.
     pub async fn stats_stream(&self, interval_secs: u64) -> Result<EventStream, ClientError> {
-        let path =
-            format!("{API_PREFIX}/containers/stats?stream=true&interval={interval_secs}");
+        let path = format!("{API_PREFIX}/containers/stats?stream=true&interval={interval_secs}");
         tokio::time::timeout(REQUEST_TIMEOUT, self.open_stream(&path))
             .await
             .map_err(|_| ClientError::Timeout {

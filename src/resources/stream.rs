@@ -177,10 +177,7 @@ mod tests {
     const HOST_MEMORY: u64 = 25_276_510_208;
 
     fn fixture(name: &str) -> Vec<Vec<u8>> {
-        let path = format!(
-            "{}/tests/fixtures/stats/{name}",
-            env!("CARGO_MANIFEST_DIR")
-        );
+        let path = format!("{}/tests/fixtures/stats/{name}", env!("CARGO_MANIFEST_DIR"));
         let text = std::fs::read(&path).unwrap();
         text.split(|&b| b == b'\n')
             .filter(|l| !l.is_empty())
@@ -260,7 +257,10 @@ mod tests {
         assert_eq!(busy.network, None);
         assert!(busy.cpu_nanos.unwrap() > 1_000_000_000);
         // The exited container is never reported.
-        assert!(!first.containers.keys().any(|k| k.starts_with("87da2334c1fd")));
+        assert!(!first
+            .containers
+            .keys()
+            .any(|k| k.starts_with("87da2334c1fd")));
     }
 
     /// Podman 5's per-interface counters are summed (lo excluded); without the host's memory,
@@ -284,7 +284,10 @@ mod tests {
             })
         );
         assert_eq!(u.memory_limit_bytes, Some(9));
-        assert_eq!((u.block_read_bytes, u.block_write_bytes), (Some(3), Some(4)));
+        assert_eq!(
+            (u.block_read_bytes, u.block_write_bytes),
+            (Some(3), Some(4))
+        );
     }
 
     /// Podman's error object (`{}`: Go errors have no exported fields) is an error report, and
@@ -318,7 +321,11 @@ mod tests {
         )
         .unwrap();
         inv.resync(
-            vec![c("inf", "p", true), c("m1", "p", false), c("solo", "", false)],
+            vec![
+                c("inf", "p", true),
+                c("m1", "p", false),
+                c("solo", "", false),
+            ],
             vec![pod],
             i64::MIN,
         );

@@ -55,7 +55,10 @@ pub fn podman_stats_unix(socket: &Path) -> Vec<(String, PodmanStats)> {
     let mut resp = String::new();
     s.read_to_string(&mut resp).unwrap();
     let (head, body) = resp.split_once("\r\n\r\n").expect("an HTTP answer");
-    assert!(head.starts_with("HTTP/1.0 200") || head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(
+        head.starts_with("HTTP/1.0 200") || head.starts_with("HTTP/1.1 200"),
+        "{head}"
+    );
     parse_podman_stats(body)
 }
 
@@ -78,10 +81,16 @@ pub fn compare(
         let mem = got("podman_container_memory_usage_bytes")?;
         let pids = got("podman_container_pids")?;
         if (cpu - want.cpu_seconds).abs() > (0.1 * want.cpu_seconds).max(0.5) {
-            errors.push(format!("{name}: cpu {cpu} s, Podman {} s", want.cpu_seconds));
+            errors.push(format!(
+                "{name}: cpu {cpu} s, Podman {} s",
+                want.cpu_seconds
+            ));
         }
         if (mem - want.memory_bytes).abs() > (0.15 * want.memory_bytes).max(2.0 * 1048576.0) {
-            errors.push(format!("{name}: memory {mem}, Podman {}", want.memory_bytes));
+            errors.push(format!(
+                "{name}: memory {mem}, Podman {}",
+                want.memory_bytes
+            ));
         }
         if pids != want.pids {
             errors.push(format!("{name}: pids {pids}, Podman {}", want.pids));
@@ -146,11 +155,15 @@ fn podman_source_matches_podmans_stats_and_costs_nothing_per_scrape() {
         "--stats.podman-interval",
         "1s",
     ]);
-    let first = wait_until("podman source shows every container", Duration::from_secs(30), || {
-        let scrape = sw.scrape();
-        compare(&scrape, &podman_stats_unix(svc.socket_path()), &pairs)?;
-        Ok(scrape)
-    });
+    let first = wait_until(
+        "podman source shows every container",
+        Duration::from_secs(30),
+        || {
+            let scrape = sw.scrape();
+            compare(&scrape, &podman_stats_unix(svc.socket_path()), &pairs)?;
+            Ok(scrape)
+        },
+    );
     assert_eq!(
         first.value("sealwatch_engine_stats_source", &[("source", "podman")]),
         1.0
@@ -172,17 +185,24 @@ fn podman_source_matches_podmans_stats_and_costs_nothing_per_scrape() {
     // The busy container really runs, and the other numbers are real too.
     let busy_then = first.value("podman_container_cpu_seconds_total", &[("name", "busy")]);
     let fifty = first.value("podman_container_memory_usage_bytes", &[("name", "fifty")]);
-    assert!(fifty >= 50.0 * 1048576.0, "fifty holds 50 MiB of shm: {fifty}");
+    assert!(
+        fifty >= 50.0 * 1048576.0,
+        "fifty holds 50 MiB of shm: {fifty}"
+    );
     wait_until("busy's CPU grows", Duration::from_secs(20), || {
         let now = sw
             .scrape()
             .value("podman_container_cpu_seconds_total", &[("name", "busy")]);
-        (now > busy_then + 1.0).then_some(()).ok_or(format!("{busy_then} -> {now}"))
+        (now > busy_then + 1.0)
+            .then_some(())
+            .ok_or(format!("{busy_then} -> {now}"))
     });
     // Later, at another moment, still equal.
-    wait_until("still equal to Podman's stats", Duration::from_secs(20), || {
-        compare(&sw.scrape(), &podman_stats_unix(svc.socket_path()), &pairs)
-    });
+    wait_until(
+        "still equal to Podman's stats",
+        Duration::from_secs(20),
+        || compare(&sw.scrape(), &podman_stats_unix(svc.socket_path()), &pairs),
+    );
 
     // Podman's CPU: the same window without scrapes and with 20 scrapes.
     let service = svc.service_pids();

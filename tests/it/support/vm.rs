@@ -149,7 +149,15 @@ impl PodmanVm {
         let dir = self.dir_str();
         let target = format!("cat > {remote} && chmod 755 {remote}");
         let mut cmd = script(&[
-            "ssh", "--ssh-port", &port, "--dir", &dir, "--", "sh", "-c", &target,
+            "ssh",
+            "--ssh-port",
+            &port,
+            "--dir",
+            &dir,
+            "--",
+            "sh",
+            "-c",
+            &target,
         ]);
         let file = std::fs::File::open(local)
             .unwrap_or_else(|e| panic!("copy_in: open {}: {e}", local.display()));

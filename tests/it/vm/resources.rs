@@ -28,9 +28,7 @@ fn guest_scrape(vm: &PodmanVm) -> Result<Exposition, String> {
 
 /// Whether `scrape` has a series of `family` for the container named `name`.
 fn has(scrape: &Exposition, family: &str, name: &str) -> bool {
-    scrape
-        .series(family)
-        .any(|s| s.label("name") == Some(name))
+    scrape.series(family).any(|s| s.label("name") == Some(name))
 }
 
 /// The resource phase; returns how long it took.
@@ -64,11 +62,15 @@ pub fn check(vm: &PodmanVm) -> Duration {
         "--stats.podman-interval",
         "1s",
     ]);
-    let scrape = wait_until("host (podman source) equals Podman's stats", CATCH_UP, || {
-        let scrape = host.scrape();
-        compare(&scrape, &podman_stats(vm), &pairs)?;
-        Ok(scrape)
-    });
+    let scrape = wait_until(
+        "host (podman source) equals Podman's stats",
+        CATCH_UP,
+        || {
+            let scrape = host.scrape();
+            compare(&scrape, &podman_stats(vm), &pairs)?;
+            Ok(scrape)
+        },
+    );
     assert_eq!(
         scrape.value("sealwatch_engine_stats_source", &[("source", "podman")]),
         1.0
@@ -108,11 +110,15 @@ pub fn check(vm: &PodmanVm) -> Duration {
          --stats.source cgroup --stats.interval 0 --web.listen-address 127.0.0.1:9882 \
          >/root/sealwatch.log 2>&1 &",
     );
-    let inside = wait_until("guest (cgroup source) equals Podman's stats", CATCH_UP, || {
-        let scrape = guest_scrape(vm)?;
-        compare(&scrape, &podman_stats(vm), &pairs)?;
-        Ok(scrape)
-    });
+    let inside = wait_until(
+        "guest (cgroup source) equals Podman's stats",
+        CATCH_UP,
+        || {
+            let scrape = guest_scrape(vm)?;
+            compare(&scrape, &podman_stats(vm), &pairs)?;
+            Ok(scrape)
+        },
+    );
     assert_eq!(
         inside.value("sealwatch_engine_stats_source", &[("source", "cgroup")]),
         1.0,
@@ -123,7 +129,10 @@ pub fn check(vm: &PodmanVm) -> Duration {
         "podman_container_memory_working_set_bytes",
         &[("name", "r-fifty")],
     );
-    assert!(fifty_ws >= 50.0 * 1048576.0, "r-fifty working set {fifty_ws}");
+    assert!(
+        fifty_ws >= 50.0 * 1048576.0,
+        "r-fifty working set {fifty_ws}"
+    );
     let pod = inside.value("podman_pod_cpu_seconds_total", &[("pod", "r-duo")]);
     let members: f64 = inside
         .series("podman_container_cpu_seconds_total")
@@ -144,10 +153,8 @@ pub fn check(vm: &PodmanVm) -> Duration {
         }
         Ok(())
     });
-    vm.sh(
-        "kill $(pidof sealwatch) 2>/dev/null || true
+    vm.sh("kill $(pidof sealwatch) 2>/dev/null || true
          podman pod rm -f -t 0 r-duo
-         podman rm -f -t 0 r-fifty r-idle",
-    );
+         podman rm -f -t 0 r-fifty r-idle");
     began.elapsed()
 }
