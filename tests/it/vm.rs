@@ -177,6 +177,8 @@ fn wait_restart_policy(name: &str, restarts: u32) -> String {
 /// through the guest's podman CLI meanwhile; then resource usage in the same guest (`resources`).
 #[test]
 fn exact_across_systemd_restarts_of_podman_service_and_socket() {
+    // Checked before the boot: a missing or stale static binary fails at once.
+    let binary = crate::image::static_binary();
     let vm = PodmanVm::start();
     eprintln!(
         "vm: boot until the API and sshd answered on the host: {:.1} s",
@@ -321,6 +323,6 @@ fn exact_across_systemd_restarts_of_podman_service_and_socket() {
         eprintln!("vm: ready again after {what}: {:.2} s", d.as_secs_f64());
     }
     drop(sw);
-    let took = resources::check(&vm);
+    let took = resources::check(&vm, &binary);
     eprintln!("vm: resource usage phase: {:.1} s", took.as_secs_f64());
 }

@@ -5,9 +5,9 @@
 //! both equal Podman's own stats API (CPU within 10% or 0.5 s, memory within 15% or 2 MiB, pids
 //! exact), the pod's CPU is at least its members', and the series vanish on removal.
 
+use std::path::Path;
 use std::time::{Duration, Instant};
 
-use crate::image::static_binary;
 use crate::stats_stream::{compare, parse_podman_stats, PodmanStats};
 use crate::support::vm::PodmanVm;
 use crate::support::{wait_until, Exposition, Sealwatch};
@@ -31,8 +31,9 @@ fn has(scrape: &Exposition, family: &str, name: &str) -> bool {
     scrape.series(family).any(|s| s.label("name") == Some(name))
 }
 
-/// The resource phase; returns how long it took.
-pub fn check(vm: &PodmanVm) -> Duration {
+/// The resource phase, with `binary` the static sealwatch to copy into the guest; returns how
+/// long it took.
+pub fn check(vm: &PodmanVm, binary: &Path) -> Duration {
     let began = Instant::now();
     vm.sh(&format!(
         "podman pod create --name r-duo
@@ -104,7 +105,7 @@ pub fn check(vm: &PodmanVm) -> Duration {
     }
 
     // (a) Inside the guest: the cgroup source on the guest's v2 tree.
-    vm.copy_in(&static_binary(), "/usr/local/bin/sealwatch");
+    vm.copy_in(binary, "/usr/local/bin/sealwatch");
     vm.sh(
         "nohup /usr/local/bin/sealwatch --podman.url unix:///run/podman/podman.sock \
          --stats.source cgroup --stats.interval 0 --web.listen-address 127.0.0.1:9882 \
