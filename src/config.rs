@@ -90,9 +90,9 @@ pub struct Cli {
     pub labels_max_values: usize,
 
     /// Where per-container and per-pod resource usage comes from: `cgroup` reads the cgroup
-    /// filesystem and /proc of this machine; `auto` does so for unix-socket engines when a cgroup
-    /// filesystem is mounted, else turns resource usage off; `off` leaves the resource families
-    /// out.
+    /// filesystem and /proc of this machine; `podman` keeps one stats stream open to Podman;
+    /// `auto` uses cgroup for unix-socket engines when a cgroup filesystem is mounted, else
+    /// podman; `off` leaves the resource families out.
     #[arg(
         long = "stats.source",
         env = "SEALWATCH_STATS_SOURCE",
@@ -109,6 +109,15 @@ pub struct Cli {
         default_value = "5s"
     )]
     pub stats_interval: String,
+
+    /// How often Podman sends a report on its stats stream (the `podman` source): whole seconds,
+    /// e.g. `5s` or `1m`. Podman's cost depends on this, not on scrapes.
+    #[arg(
+        long = "stats.podman-interval",
+        env = "SEALWATCH_STATS_PODMAN_INTERVAL",
+        default_value = "5s"
+    )]
+    pub stats_podman_interval: String,
 
     /// Log level.
     #[arg(
@@ -161,6 +170,8 @@ pub struct Config {
     pub stats_source: SourceChoice,
     /// The maximum age of a resource sample a scrape shows.
     pub stats_interval: Duration,
+    /// The interval of Podman's stats stream, whole seconds, at least 1 s.
+    pub stats_podman_interval: Duration,
     pub log_level: LogLevel,
     pub log_format: LogFormat,
 }
@@ -266,6 +277,15 @@ impl Cli {
                     self.stats_interval
                 ))
             })?,
+            stats_podman_interval: parse_duration(&self.stats_podman_interval)
+                .filter(|d| !d.is_zero() && d.subsec_nanos() == 0)
+                .ok_or_else(|| {
+                    ConfigError(format!(
+                        "--stats.podman-interval {:?}: expected whole seconds like 5s or 1m, \
+                         from 1s to 60m",
+                        self.stats_podman_interval
+                    ))
+                })?,
             log_level: self.log_level,
             log_format: self.log_format,
         })
@@ -421,6 +441,18 @@ mod tests {
             .unwrap();
         assert_eq!(c.stats_source, SourceChoice::Off);
         assert_eq!(c.stats_interval, Duration::from_millis(250));
+        assert_eq!(c.stats_podman_interval, Duration::from_secs(5));
+        let c = cli(&["--stats.podman-interval", "2m"])
+            .validate(&env)
+            .unwrap();
+        assert_eq!(c.stats_podman_interval, Duration::from_secs(120));
+        for bad in ["0", "500ms", "1500ms", "2", "61m", "x"] {
+            let err = cli(&["--stats.podman-interval", bad])
+                .validate(&env)
+                .unwrap_err()
+                .to_string();
+            assert!(err.starts_with("--stats.podman-interval"), "{bad}: {err}");
+        }
         assert_eq!(parse_duration("0"), Some(Duration::ZERO));
         assert_eq!(parse_duration("2m"), Some(Duration::from_secs(120)));
     }

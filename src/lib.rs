@@ -35,9 +35,9 @@ pub use podman::wire::{Event, ListContainer, ListPod};
 pub use podman::Client;
 pub use resources::{
     choose as choose_stats_source, CgroupSampler, EngineStats, Host, Sample, Sampler, Source,
-    SourceChoice as StatsSourceChoice, Usage,
+    Source as StatsSource, SourceChoice as StatsSourceChoice, Usage,
 };
 pub use snapshot::{EngineStatus, Engines, Publisher};
-pub use watcher::Watcher;
+pub use watcher::{StatsStream, Watcher};
 pub use web::negotiate::gzip_bytes;
 pub use web::{router, serve};

@@ -10,7 +10,9 @@ use tokio_util::sync::CancellationToken;
 
 use sealwatch::build_info;
 use sealwatch::config::{Cli, Command, Config, Environment, LogFormat, LogLevel};
-use sealwatch::{Client, Engines, Host, Inventory, LabelPolicy, Metrics, Watcher};
+use sealwatch::{
+    Client, Engines, Host, Inventory, LabelPolicy, Metrics, StatsSource, StatsStream, Watcher,
+};
 
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
@@ -109,6 +111,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
             config.stats_source,
             &e.endpoint,
             config.stats_interval,
+            config.stats_podman_interval,
             &host,
         )
         .map_err(anyhow::Error::msg)?;
@@ -125,7 +128,17 @@ async fn run(config: Config) -> anyhow::Result<()> {
         .zip(instruments)
     {
         let client = Client::new(engine.endpoint.clone());
-        let watcher = Watcher::new(publisher, client, inventory, instruments);
+        let stream = (publisher.stats_source() == StatsSource::Podman).then(|| {
+            StatsStream::new(
+                client.clone(),
+                config.stats_podman_interval,
+                publisher.handle(),
+            )
+        });
+        let mut watcher = Watcher::new(publisher, client, inventory, instruments);
+        if let Some(stream) = stream {
+            watcher = watcher.with_stats_stream(stream);
+        }
         watchers.push(tokio::spawn(watcher.run(shutdown.clone())));
     }
     let metrics = Metrics::new(engines.clone(), registry);

@@ -119,12 +119,46 @@ impl Publisher {
         &self.engine.name
     }
 
+    /// Where the engine's resource numbers come from.
+    pub fn stats_source(&self) -> crate::resources::Source {
+        self.engine.stats.source()
+    }
+
+    /// A reader of this engine for a task that runs beside the watcher (the stats stream).
+    pub fn handle(&self) -> EngineHandle {
+        EngineHandle {
+            engine: self.engine.clone(),
+        }
+    }
+
     /// Replaces the engine's snapshot. The inventory clone shares all structure (O(1)).
     pub fn publish(&self, status: &EngineStatus, inventory: &Inventory) {
         self.engine.current.store(Arc::new(Snapshot {
             status: status.clone(),
             inventory: inventory.clone(),
         }));
+    }
+}
+
+/// One engine's latest snapshot and its resource stats, for a task beside its watcher: reads
+/// snapshots, stores stats samples, never publishes.
+#[derive(Debug, Clone)]
+pub struct EngineHandle {
+    engine: Arc<Engine>,
+}
+
+impl EngineHandle {
+    pub fn name(&self) -> &Arc<str> {
+        &self.engine.name
+    }
+
+    /// The snapshot readers see now.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.engine.current.load_full()
+    }
+
+    pub fn stats(&self) -> &EngineStats {
+        &self.engine.stats
     }
 }
 

@@ -24,8 +24,8 @@ use counters::{action_label, bump, type_label};
 pub use labels::{Allowlist, LabelPolicy};
 pub use model::short_id;
 pub use model::{Container, Labels, Pod, PROJECT_LABELS};
-pub use objects::{Components, Image};
 use objects::Objects;
+pub use objects::{Components, Image};
 pub use pods::{PodIndex, PodMembers, PodState};
 
 #[derive(Debug, Clone)]

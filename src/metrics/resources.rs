@@ -242,4 +242,31 @@ pub fn write_own(out: &mut Exposition, views: &[EngineView]) {
             .iter()
             .map(|v| ([("engine", Some(&*v.name))], i128::from(v.stats.unreadable()))),
     );
+    let streaming = || {
+        views
+            .iter()
+            .filter(|v| v.stats.source() == crate::resources::Source::Podman)
+    };
+    out.family(
+        "sealwatch_stats_stream_decode_errors",
+        "Lines of Podman's stats stream that could not be decoded (skipped).",
+        Kind::Counter,
+        streaming().map(|v| {
+            (
+                [("engine", Some(&*v.name))],
+                i128::from(v.stats.stream_decode_errors()),
+            )
+        }),
+    );
+    out.family(
+        "sealwatch_stats_stream_breaks",
+        "Times Podman's stats stream failed or ended and was reopened after a backoff.",
+        Kind::Counter,
+        streaming().map(|v| {
+            (
+                [("engine", Some(&*v.name))],
+                i128::from(v.stats.stream_breaks()),
+            )
+        }),
+    );
 }

@@ -246,7 +246,8 @@ impl Client {
         Ok(list.unwrap_or_default())
     }
 
-    /// `GET /libpod/info`: host and component versions.
+    /// `GET /libpod/info`: component versions, and the host's total memory (Podman's stats
+    /// report it as the limit of a container without one) and cgroup version.
     pub async fn info(&self) -> Result<Info, ClientError> {
         self.get_json("/info").await
     }
@@ -284,7 +285,28 @@ impl Client {
             let since = rfc3339_nanos(nanos);
             path.extend(percent_encoding::utf8_percent_encode(&since, QUERY_VALUE));
         }
-        let resp = self.send(&path).await?;
+        self.open_stream(&path).await
+    }
+
+    /// Opens `GET /libpod/containers/stats?stream=true&interval=N` for every running container
+    /// (no `containers` parameter: Podman lists the containers again at each interval, so new
+    /// ones appear on the same stream). Podman writes the response head with its first report,
+    /// which takes a moment with many containers: the head is awaited up to `REQUEST_TIMEOUT`.
+    /// The body is one JSON report per line, every `interval_secs` seconds.
+    pub async fn stats_stream(&self, interval_secs: u64) -> Result<EventStream, ClientError> {
+        let path = format!("{API_PREFIX}/containers/stats?stream=true&interval={interval_secs}");
+        tokio::time::timeout(REQUEST_TIMEOUT, self.open_stream(&path))
+            .await
+            .map_err(|_| ClientError::Timeout {
+                what: format!("waiting for {path} from {}", self.endpoint),
+                after: REQUEST_TIMEOUT,
+            })?
+    }
+
+    /// Sends a streaming GET and returns its body once a 2xx head has arrived; any other status
+    /// becomes `ClientError::Status` with Podman's `cause`.
+    async fn open_stream(&self, path: &str) -> Result<EventStream, ClientError> {
+        let resp = self.send(path).await?;
         let status = resp.status();
         if !status.is_success() {
             let body = tokio::time::timeout(Duration::from_secs(5), resp.into_body().collect())
@@ -293,7 +315,7 @@ impl Client {
                 .and_then(Result::ok)
                 .map(|b| b.to_bytes())
                 .unwrap_or_default();
-            return Err(status_error(&path, status, &body));
+            return Err(status_error(path, status, &body));
         }
         Ok(EventStream {
             body: resp.into_body(),

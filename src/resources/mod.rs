@@ -11,6 +11,7 @@
 mod cgroup;
 mod netdev;
 mod sampler;
+pub mod stream;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -107,7 +108,8 @@ impl Source {
 /// `--stats.source`: what the user asked for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum SourceChoice {
-    /// cgroup where the cgroup filesystem and the containers' processes are visible, else off.
+    /// cgroup for a unix-socket engine where a cgroup filesystem is mounted, else Podman's
+    /// stats stream.
     Auto,
     Cgroup,
     Podman,
@@ -126,6 +128,10 @@ pub struct EngineStats {
     unreadable: AtomicU64,
     /// The "no container readable" warning was logged.
     warned: AtomicBool,
+    /// Lines of Podman's stats stream that could not be decoded (skipped).
+    stream_decode_errors: AtomicU64,
+    /// Times Podman's stats stream failed or ended and was opened again.
+    stream_breaks: AtomicU64,
 }
 
 impl std::fmt::Debug for EngineStats {
@@ -148,7 +154,8 @@ impl EngineStats {
         Self::new(source, max_age, Some(Mutex::new(sampler)))
     }
 
-    /// Filled by a task that calls `store` (a streaming source).
+    /// Filled by a task that calls `store` (a streaming source); a sample older than `max_age`
+    /// is not shown (the stream stopped: no numbers rather than frozen ones).
     pub fn pushed(source: Source, max_age: Duration) -> Self {
         Self::new(source, max_age, None)
     }
@@ -162,7 +169,27 @@ impl EngineStats {
             samples: AtomicU64::new(0),
             unreadable: AtomicU64::new(0),
             warned: AtomicBool::new(false),
+            stream_decode_errors: AtomicU64::new(0),
+            stream_breaks: AtomicU64::new(0),
         }
+    }
+
+    /// A line of the stats stream could not be decoded.
+    pub fn count_stream_decode_error(&self) {
+        self.stream_decode_errors.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The stats stream broke (and is opened again after a backoff).
+    pub fn count_stream_break(&self) {
+        self.stream_breaks.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn stream_decode_errors(&self) -> u64 {
+        self.stream_decode_errors.load(Ordering::Relaxed)
+    }
+
+    pub fn stream_breaks(&self) -> u64 {
+        self.stream_breaks.load(Ordering::Relaxed)
     }
 
     pub fn source(&self) -> Source {
@@ -212,7 +239,10 @@ impl EngineStats {
     /// Scrapes that wait while another takes a sample use that one.
     pub fn current(&self, inventory: &Inventory) -> Option<Arc<Sample>> {
         let Some(sampler) = &self.sampler else {
-            return self.latest.load_full();
+            return self
+                .latest
+                .load_full()
+                .filter(|s| s.taken.elapsed() <= self.max_age);
         };
         let asked = Instant::now();
         let fresh = |s: &Sample| s.taken >= asked || s.taken.elapsed() < self.max_age;
@@ -232,11 +262,14 @@ impl EngineStats {
 }
 
 /// The stats of one engine as `--stats.source` and the machine allow, with the line to log.
-/// `Err` is a start-up error (an explicit `cgroup` without a cgroup filesystem).
+/// `max_age` is `--stats.interval` (the cgroup source), `podman_interval` the stats stream's
+/// `--stats.podman-interval`. `Err` is a start-up error (an explicit `cgroup` without a cgroup
+/// filesystem).
 pub fn choose(
     choice: SourceChoice,
     endpoint: &Endpoint,
     max_age: Duration,
+    podman_interval: Duration,
     host: &Host,
 ) -> Result<(EngineStats, String), String> {
     let cgroup = |why: &str| -> Result<(EngineStats, String), String> {
@@ -253,28 +286,30 @@ pub fn choose(
             line,
         ))
     };
+    let podman = |why: &str| -> (EngineStats, String) {
+        (
+            EngineStats::pushed(Source::Podman, stream::max_age(podman_interval)),
+            format!(
+                "resource usage from Podman's stats stream{why}: one request that Podman answers \
+                 every {} s (no OOM kills or pod families from this source)",
+                podman_interval.as_secs()
+            ),
+        )
+    };
     match choice {
         SourceChoice::Off => Ok((
             EngineStats::off(),
             "resource usage off (--stats.source off)".into(),
         )),
-        SourceChoice::Podman => Ok((
-            EngineStats::pushed(Source::Podman, max_age),
-            "resource usage from Podman's stats stream: not implemented yet, the resource \
-             families stay absent"
-                .into(),
-        )),
+        SourceChoice::Podman => Ok(podman("")),
         SourceChoice::Cgroup => cgroup("").map_err(|e| format!("--stats.source cgroup: {e}")),
         SourceChoice::Auto => match endpoint {
-            Endpoint::Tcp(_) => Ok((
-                EngineStats::off(),
-                "resource usage off: a tcp:// engine's containers are not on this machine's \
-                 cgroup filesystem (--stats.source cgroup forces it)"
-                    .into(),
+            Endpoint::Tcp(_) => Ok(podman(
+                " (auto: a tcp:// engine's containers are not on this machine's cgroup filesystem)",
             )),
             Endpoint::Unix(_) => match cgroup(" (auto: unix socket)") {
                 Ok(ok) => Ok(ok),
-                Err(e) => Ok((EngineStats::off(), format!("resource usage off: {e}"))),
+                Err(e) => Ok(podman(&format!(" (auto: {e})"))),
             },
         },
     }

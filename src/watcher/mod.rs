@@ -11,6 +11,7 @@ mod dedup;
 mod objects;
 mod refresh;
 mod socket;
+mod stats;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,6 +29,7 @@ pub use backoff::Backoff;
 use dedup::Dedup;
 use refresh::Stale;
 use socket::SocketWatch;
+pub use stats::StatsStream;
 
 /// How long to wait for the event stream's response head before listing anyway, on Podman 5.1
 /// and 5.2, which hold it until the first event.
@@ -89,6 +91,8 @@ pub struct Watcher {
     synced_before: bool,
     /// Objects whose list fields events left stale, for the next refresh.
     stale: Stale,
+    /// The podman stats source, run while a session is synced.
+    stats_stream: Option<StatsStream>,
 }
 
 /// What a refresh listed: the changed containers and pods, the object families it asked for,
@@ -125,7 +129,14 @@ impl Watcher {
             started_nanos: now_nanos(),
             synced_before: false,
             stale: Stale::default(),
+            stats_stream: None,
         }
+    }
+
+    /// Runs Podman's stats stream (the podman resource source) during each synced session.
+    pub fn with_stats_stream(mut self, stream: StatsStream) -> Self {
+        self.stats_stream = Some(stream);
+        self
     }
 
     fn publish(&self) {
@@ -254,6 +265,12 @@ impl Watcher {
             self.inventory.pod_count(),
             t0.elapsed().as_millis()
         );
+        // Stopped when this session ends, whatever ends it; its own failures never end it.
+        let _stats_stream = self.stats_stream.as_ref().map(|s| {
+            let stop = CancellationToken::new();
+            s.spawn(stop.clone());
+            stop.drop_guard()
+        });
 
         let mut stream = match stream.take() {
             Some(s) => s,

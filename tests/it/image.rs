@@ -35,8 +35,11 @@ fn elf_has_interpreter(bytes: &[u8]) -> bool {
 
 /// The host-built static binary, checked: present (else: run scripts/build-static.sh), static,
 /// and not older than the sources it is built from.
-fn static_binary() -> PathBuf {
-    let bin = repo().join(STATIC_BINARY);
+pub(crate) fn static_binary() -> PathBuf {
+    // scripts/build-static.sh builds into $CARGO_TARGET_DIR when that is set, as cargo does.
+    let bin = std::env::var_os("CARGO_TARGET_DIR")
+        .map(|d| PathBuf::from(d).join("x86_64-unknown-linux-gnu/release/sealwatch"))
+        .unwrap_or_else(|| repo().join(STATIC_BINARY));
     let meta = std::fs::metadata(&bin).unwrap_or_else(|e| {
         panic!(
             "{} is missing ({e}): run scripts/build-static.sh first (scripts/test.sh does)",

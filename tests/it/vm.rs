@@ -5,6 +5,9 @@
 //! socket while the guest's podman CLI keeps changing things. At the end every event counter
 //! equals `podman events` in the guest and `/containers` equals `podman ps -a`.
 //!
+//! The same guest then serves the resource usage checks (`resources`): sealwatch inside the guest
+//! on its cgroup v2 tree, and on the host over tcp with Podman's stats stream.
+//!
 //! Booting the guest costs about a minute of emulated CPU, so there is one test with one guest.
 //! A missing piece (QEMU, the image, debootstrap, ...) fails the test, never skips it.
 //!
@@ -21,10 +24,12 @@ use crate::metrics::str_of;
 use crate::support::vm::PodmanVm;
 use crate::support::{wait_until, Exposition, Sealwatch};
 
+mod resources;
+
 /// Bound for sealwatch to catch up with the guest (TCG is slow; the machine is shared).
-const CATCH_UP: Duration = Duration::from_secs(120);
+pub(super) const CATCH_UP: Duration = Duration::from_secs(120);
 /// The image the build imported into the guest from busybox-static.
-const IMAGE: &str = "localhost/busybox:latest";
+pub(super) const IMAGE: &str = "localhost/busybox:latest";
 
 /// `podman_events_total` by (type, action) and `podman_container_exits_total` by (pod, exit
 /// code), as the guest's `podman events` says they must be.
@@ -169,9 +174,11 @@ fn wait_restart_policy(name: &str, restarts: u32) -> String {
 
 /// The event counters and `/containers` stay equal to Podman's across `systemctl restart
 /// podman.service`, `systemctl restart podman.socket` and a stop of the socket with changes made
-/// through the guest's podman CLI meanwhile.
+/// through the guest's podman CLI meanwhile; then resource usage in the same guest (`resources`).
 #[test]
 fn exact_across_systemd_restarts_of_podman_service_and_socket() {
+    // Checked before the boot: a missing or stale static binary fails at once.
+    let binary = crate::image::static_binary();
     let vm = PodmanVm::start();
     eprintln!(
         "vm: boot until the API and sshd answered on the host: {:.1} s",
@@ -315,4 +322,7 @@ fn exact_across_systemd_restarts_of_podman_service_and_socket() {
     for (what, d) in &ready {
         eprintln!("vm: ready again after {what}: {:.2} s", d.as_secs_f64());
     }
+    drop(sw);
+    let took = resources::check(&vm, &binary);
+    eprintln!("vm: resource usage phase: {:.1} s", took.as_secs_f64());
 }

@@ -69,6 +69,13 @@ pub struct InfoHost {
     pub conmon: InfoComponent,
     #[serde(rename = "ociRuntime", default)]
     pub oci_runtime: InfoComponent,
+    /// Total memory of the engine's host, bytes: Podman's stats report it as the limit of a
+    /// container without one.
+    #[serde(default)]
+    pub mem_total: u64,
+    /// `v1` or `v2`.
+    #[serde(default)]
+    pub cgroup_version: String,
 }
 
 /// `host.conmon` or `host.ociRuntime`: `version` is the tool's own `--version` text.

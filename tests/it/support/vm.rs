@@ -143,6 +143,44 @@ impl PodmanVm {
         self.try_ssh(args).unwrap_or_else(|e| panic!("{e}"))
     }
 
+    /// Copies the host file `local` to `remote` in the guest (through ssh's stdin), mode 0755.
+    pub fn copy_in(&self, local: &std::path::Path, remote: &str) {
+        let port = self.ssh_port.to_string();
+        let dir = self.dir_str();
+        let target = format!("cat > {remote} && chmod 755 {remote}");
+        let mut cmd = script(&[
+            "ssh",
+            "--ssh-port",
+            &port,
+            "--dir",
+            &dir,
+            "--",
+            "sh",
+            "-c",
+            &target,
+        ]);
+        let file = std::fs::File::open(local)
+            .unwrap_or_else(|e| panic!("copy_in: open {}: {e}", local.display()));
+        cmd.stdin(file);
+        let out = run_bounded(cmd, SSH_TIMEOUT).unwrap_or_else(|e| panic!("copy_in: {e}"));
+        assert!(
+            out.status.success(),
+            "copy_in {} -> {remote}: {}",
+            local.display(),
+            status_and_stderr(out)
+        );
+    }
+
+    /// `GET http://127.0.0.1:PORT<path>` of the guest's Podman API (the forwarded port): body.
+    pub fn api_get(&self, path: &str) -> String {
+        let url = format!("http://127.0.0.1:{}{path}", self.api_port);
+        match crate::support::process::http_get(&crate::support::process::http_agent(), &url) {
+            Ok((200, body)) => body,
+            Ok((status, body)) => panic!("GET {url}: {status} {body}"),
+            Err(e) => panic!("GET {url}: {e}"),
+        }
+    }
+
     /// Runs a `sh -ec` script in the guest; panics when it fails.
     pub fn sh(&self, script: &str) -> String {
         self.ssh(&["sh", "-ec", script])

@@ -19,6 +19,11 @@ const SERVICE_START_TIMEOUT: Duration = Duration::from_secs(30);
 const SERVICE_STOP_TIMEOUT: Duration = Duration::from_secs(15);
 
 impl PodmanService {
+    /// The PIDs of the serving process (found by its socket URL), e.g. to read its CPU time.
+    pub fn service_pids(&self) -> Vec<u32> {
+        find_service_pids(&self.url)
+    }
+
     /// Stop the serving process (SIGTERM to the PID whose command line holds this socket URL;
     /// waits until it is gone and the socket no longer answers). Containers keep running.
     pub fn stop_service(&mut self) {
@@ -28,11 +33,6 @@ impl PodmanService {
                 self.service_log()
             );
         }
-    }
-
-    /// The PIDs of the serving `podman system service` processes (it re-executes itself).
-    pub fn service_pids(&self) -> Vec<u32> {
-        find_service_pids(&self.url)
     }
 
     /// `GET path` on the service's socket (HTTP/1.0, so never chunked); the body of a 200.
