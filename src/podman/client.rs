@@ -249,10 +249,11 @@ impl Client {
             })?
     }
 
-    /// `GET /libpod/info`: the engine's host (its total memory, which Podman's stats report as
-    /// the limit of a container without one, and its cgroup version).
-    pub async fn info(&self) -> Result<Info, ClientError> {
-        self.get_json("/info").await
+    /// The engine's total memory (`GET /libpod/info` `host.memTotal`), which Podman's stats
+    /// report as the limit of a container without one.
+    pub async fn host_memory(&self) -> Result<u64, ClientError> {
+        let info: Info = self.get_json("/info").await?;
+        Ok(info.host.mem_total)
     }
 
     /// Sends a streaming GET and returns its body once a 2xx head has arrived; any other status

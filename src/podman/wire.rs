@@ -151,9 +151,6 @@ pub struct InfoHost {
     /// Total memory of the engine's host, bytes.
     #[serde(rename = "memTotal", default)]
     pub mem_total: u64,
-    /// `v1` or `v2`.
-    #[serde(rename = "cgroupVersion", default)]
-    pub cgroup_version: String,
 }
 
 /// `GET /libpod/version` (the Docker-shaped answer).
