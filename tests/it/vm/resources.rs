@@ -4,6 +4,10 @@
 //! loop and an idle container in a pod, one holding 50 MiB of shm and an idle one outside:
 //! both equal Podman's own stats API (CPU within 10% or 0.5 s, memory within 15% or 2 MiB, pids
 //! exact), the pod's CPU is at least its members', and the series vanish on removal.
+//!
+//! One difference is real and checked as such: on cgroup v2 Podman 5.4 reports the shm-holding
+//! container's memory without its 50 MiB of shm (53 KB), while its cgroup's `memory.current`
+//! (the cgroup source) has them.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -68,7 +72,7 @@ pub fn check(vm: &PodmanVm, binary: &Path) -> Duration {
         CATCH_UP,
         || {
             let scrape = host.scrape();
-            compare(&scrape, &podman_stats(vm), &pairs)?;
+            compare(&scrape, &podman_stats(vm), &pairs, &[])?;
             Ok(scrape)
         },
     );
@@ -116,7 +120,7 @@ pub fn check(vm: &PodmanVm, binary: &Path) -> Duration {
         CATCH_UP,
         || {
             let scrape = guest_scrape(vm)?;
-            compare(&scrape, &podman_stats(vm), &pairs)?;
+            compare(&scrape, &podman_stats(vm), &pairs, &["r-fifty"])?;
             Ok(scrape)
         },
     );
@@ -129,6 +133,19 @@ pub fn check(vm: &PodmanVm, binary: &Path) -> Duration {
     let fifty_ws = inside.value(
         "podman_container_memory_working_set_bytes",
         &[("name", "r-fifty")],
+    );
+    let podman_fifty = podman_stats(vm)
+        .into_iter()
+        .find(|(id, _)| *id == ids[2])
+        .map(|(_, s)| s.memory_bytes)
+        .unwrap_or(-1.0);
+    eprintln!(
+        "vm: r-fifty memory: cgroup source {fifty_ws} (memory.current minus inactive file), \
+         Podman's MemUsage {podman_fifty}"
+    );
+    assert!(
+        podman_fifty < 1048576.0,
+        "Podman 5.4 on cgroup v2 now counts shm in MemUsage ({podman_fifty}): update the README"
     );
     assert!(
         fifty_ws >= 50.0 * 1048576.0,
