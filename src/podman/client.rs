@@ -246,8 +246,7 @@ impl Client {
         Ok(list.unwrap_or_default())
     }
 
-    /// `GET /libpod/info`: component versions, and the host's total memory (Podman's stats
-    /// report it as the limit of a container without one) and cgroup version.
+    /// `GET /libpod/info`: component versions, and the host's total memory.
     pub async fn info(&self) -> Result<Info, ClientError> {
         self.get_json("/info").await
     }
@@ -301,6 +300,13 @@ impl Client {
                 what: format!("waiting for {path} from {}", self.endpoint),
                 after: REQUEST_TIMEOUT,
             })?
+    }
+
+    /// The engine's total memory (`GET /libpod/info` `host.memTotal`), which Podman's stats
+    /// report as the limit of a container without one.
+    pub async fn host_memory(&self) -> Result<u64, ClientError> {
+        let info: Info = self.get_json("/info").await?;
+        Ok(info.host.mem_total)
     }
 
     /// Sends a streaming GET and returns its body once a 2xx head has arrived; any other status

@@ -291,7 +291,7 @@ pub fn choose(
             EngineStats::pushed(Source::Podman, stream::max_age(podman_interval)),
             format!(
                 "resource usage from Podman's stats stream{why}: one request that Podman answers \
-                 every {} s (no OOM kills or pod families from this source)",
+                 every {} s (no working set, OOM kills or pod families from this source)",
                 podman_interval.as_secs()
             ),
         )

@@ -2,11 +2,8 @@
 //! (`GET /libpod/containers/stats?stream=true&interval=N`) turned into a `Sample`.
 //!
 //! Owns the stream's wire shape (4.x and 5.x, see `tests/fixtures/stats/README.md`), its units,
-//! and what Podman cannot say: OOM kills and the pods' own cgroups are absent, never estimated;
-//! `MemUsage` is the cgroup's usage on cgroup v1 but its usage minus inactive file pages (the
-//! working set) on cgroup v2 (seen on 5.4.2: 53 KB for a container holding 50 MB of shm whose
-//! `memory.current` was 52.8 MB), so it fills the family that means that and leaves the other
-//! absent; an unlimited container's `MemLimit` (the host's memory) means no limit; a
+//! and what Podman cannot say: the working set, OOM kills and the pods' own cgroups are absent,
+//! never estimated; an unlimited container's `MemLimit` (the host's memory) means no limit; a
 //! network namespace shared by a pod's members is shown once, for the infra container (the rule
 //! the cgroup source follows); Podman 4, which reports only `eth0`'s bytes, gets no network series.
 //! Pure: never does I/O; `watcher::stats` reads the stream and stores the samples.
@@ -81,15 +78,6 @@ pub fn max_age(interval: Duration) -> Duration {
     interval * 3 + Duration::from_secs(10)
 }
 
-/// What `GET /libpod/info` says about the engine's host, read once per stream.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct HostFacts {
-    /// Total memory: a `MemLimit` at or above it means unlimited.
-    pub memory: Option<u64>,
-    /// cgroup v2: `MemUsage` is the working set.
-    pub cgroup_v2: bool,
-}
-
 /// What one line of the stream says.
 #[derive(Debug)]
 pub enum Report {
@@ -99,10 +87,14 @@ pub enum Report {
     Error(String),
 }
 
-/// Decodes one line, reading `MemUsage` and `MemLimit` as `host` says. Network counters are
-/// kept for every container here; `attribute_network` then drops the shared ones.
-pub fn decode(line: &[u8], taken: Instant, host: HostFacts) -> Result<Report, serde_json::Error> {
-    let host_memory = host.memory;
+/// Decodes one line. `host_memory` is the engine's total memory (`GET /libpod/info`
+/// `host.memTotal`): a `MemLimit` at or above it means unlimited. Network counters are kept for
+/// every container here; `attribute_network` then drops the shared ones.
+pub fn decode(
+    line: &[u8],
+    taken: Instant,
+    host_memory: Option<u64>,
+) -> Result<Report, serde_json::Error> {
     let report: WireReport = serde_json::from_slice(line)?;
     if let Some(err) = report.error.filter(|e| !e.is_null()) {
         let text = match err {
@@ -139,8 +131,8 @@ pub fn decode(line: &[u8], taken: Instant, host: HostFacts) -> Result<Report, se
         let usage = Usage {
             cpu_nanos: s.cpu_nanos,
             cpu_system_nanos: s.cpu_system_nanos,
-            memory_bytes: s.mem_usage.filter(|_| !host.cgroup_v2),
-            working_set_bytes: s.mem_usage.filter(|_| host.cgroup_v2),
+            memory_bytes: s.mem_usage,
+            working_set_bytes: None,
             memory_limit_bytes: limit,
             pids: s.pids,
             network,
@@ -194,11 +186,7 @@ mod tests {
     }
 
     fn sample(line: &[u8]) -> Sample {
-        let host = HostFacts {
-            memory: Some(HOST_MEMORY),
-            cgroup_v2: false,
-        };
-        match decode(line, Instant::now(), host).unwrap() {
+        match decode(line, Instant::now(), Some(HOST_MEMORY)).unwrap() {
             Report::Sample(s) => s,
             Report::Error(e) => panic!("unexpected error report: {e}"),
         }
@@ -280,11 +268,7 @@ mod tests {
     #[test]
     fn interfaces_are_summed() {
         let line = br#"{"Error":null,"Stats":[{"ContainerID":"abc","CPUNano":5,"MemUsage":7,"MemLimit":9,"PIDs":2,"Network":{"eth0":{"RxBytes":10,"RxPackets":2,"RxErrors":1,"TxBytes":20,"TxPackets":3,"TxErrors":0,"RxDropped":0,"TxDropped":0},"eth1":{"RxBytes":1,"RxPackets":1,"RxErrors":0,"TxBytes":2,"TxPackets":1,"TxErrors":4},"lo":{"RxBytes":100,"TxBytes":100}},"BlockInput":3,"BlockOutput":4}]}"#;
-        let v2 = HostFacts {
-            memory: None,
-            cgroup_v2: true,
-        };
-        let Report::Sample(s) = decode(line, Instant::now(), v2).unwrap() else {
+        let Report::Sample(s) = decode(line, Instant::now(), None).unwrap() else {
             panic!("not a sample")
         };
         let u = &s.containers["abc"];
@@ -300,8 +284,6 @@ mod tests {
             })
         );
         assert_eq!(u.memory_limit_bytes, Some(9));
-        // cgroup v2: Podman's MemUsage is the working set.
-        assert_eq!((u.memory_bytes, u.working_set_bytes), (None, Some(7)));
         assert_eq!(
             (u.block_read_bytes, u.block_write_bytes),
             (Some(3), Some(4))
@@ -313,20 +295,11 @@ mod tests {
     #[test]
     fn errors_and_garbage() {
         assert!(matches!(
-            decode(
-                br#"{"Error":{},"Stats":null}"#,
-                Instant::now(),
-                HostFacts::default()
-            ),
+            decode(br#"{"Error":{},"Stats":null}"#, Instant::now(), None),
             Ok(Report::Error(_))
         ));
-        assert!(decode(
-            b"{\"Stats\":[{\"CPUNano\":1}]}",
-            Instant::now(),
-            HostFacts::default()
-        )
-        .is_err());
-        assert!(decode(b"not json", Instant::now(), HostFacts::default()).is_err());
+        assert!(decode(b"{\"Stats\":[{\"CPUNano\":1}]}", Instant::now(), None).is_err());
+        assert!(decode(b"not json", Instant::now(), None).is_err());
     }
     /// A pod's shared namespace is shown once, for its infra container; a container outside a
     /// pod keeps its own.

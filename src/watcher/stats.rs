@@ -1,7 +1,7 @@
 //! The podman source's task: one long-lived `GET /libpod/containers/stats?stream=true` per
 //! engine, while the engine's watcher session is synced.
 //!
-//! Owns opening the stream (after `GET /libpod/info` for the host's memory and cgroup version), reading it line by
+//! Owns opening the stream (after `GET /libpod/info` for the host's memory), reading it line by
 //! line, storing each report as the engine's latest sample, and reopening it with its own backoff
 //! when it breaks. The watcher starts it once a session has synced and stops it when the session
 //! ends; a broken stats stream never ends the event watcher's session. Never sends a request per
@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 use super::Backoff;
 use crate::podman::ndjson::{LineSplitter, LineTooLong};
 use crate::podman::{Client, ClientError};
-use crate::resources::stream::{self, HostFacts, Report};
+use crate::resources::stream::{self, Report};
 use crate::snapshot::EngineHandle;
 
 /// A stats stream that stayed up this long resets the backoff.
@@ -97,11 +97,8 @@ impl StatsStream {
 
     /// One stream: the host's memory, then reports until the stream ends.
     async fn session(&self) -> StreamEnd {
-        let host = match self.client.info().await {
-            Ok(info) => HostFacts {
-                memory: Some(info.host.mem_total).filter(|m| *m > 0),
-                cgroup_v2: info.host.cgroup_version == "v2",
-            },
+        let host_memory = match self.client.host_memory().await {
+            Ok(m) => Some(m).filter(|m| *m > 0),
             Err(e) => return e.into(),
         };
         let mut body = match self.client.stats_stream(self.interval.as_secs()).await {
@@ -121,7 +118,7 @@ impl StatsStream {
             };
             let mut failed: Option<String> = None;
             let pushed = splitter.push(&chunk, |line| {
-                if let Some(e) = self.handle_line(line, host) {
+                if let Some(e) = self.handle_line(line, host_memory) {
                     failed = Some(e);
                 }
             });
@@ -137,8 +134,8 @@ impl StatsStream {
 
     /// Stores one report; returns Podman's error text if the line is an error report. A line
     /// that is not a report is counted and skipped.
-    fn handle_line(&self, line: &[u8], host: HostFacts) -> Option<String> {
-        match stream::decode(line, std::time::Instant::now(), host) {
+    fn handle_line(&self, line: &[u8], host_memory: Option<u64>) -> Option<String> {
+        match stream::decode(line, std::time::Instant::now(), host_memory) {
             Ok(Report::Sample(mut sample)) => {
                 let snapshot = self.engine.snapshot();
                 stream::attribute_network(&mut sample, &snapshot.inventory);

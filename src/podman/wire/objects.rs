@@ -73,9 +73,6 @@ pub struct InfoHost {
     /// container without one.
     #[serde(default)]
     pub mem_total: u64,
-    /// `v1` or `v2`.
-    #[serde(default)]
-    pub cgroup_version: String,
 }
 
 /// `host.conmon` or `host.ociRuntime`: `version` is the tool's own `--version` text.

@@ -32,7 +32,12 @@ fn prometheus_scrapes_and_per_pod_counts_match_podman() {
     }
     svc.run(&Run::new(IMAGE).name("loner").health_cmd("true").sleeping());
     // A memory limit, for the README's examples about it.
-    svc.run(&Run::new(IMAGE).name("limited").opt("--memory=64m").sleeping());
+    svc.run(
+        &Run::new(IMAGE)
+            .name("limited")
+            .opt("--memory=64m")
+            .sleeping(),
+    );
     drive_health(&svc, "loner", "healthy");
     wait_state(&svc, "a3", "exited");
     wait_gauges_match(&svc, &sw, &["io.podman.compose.project"]);

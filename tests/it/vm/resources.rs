@@ -4,6 +4,10 @@
 //! loop and an idle container in a pod, one holding 50 MiB of shm and an idle one outside:
 //! both equal Podman's own stats API (CPU within 10% or 0.5 s, memory within 15% or 2 MiB, pids
 //! exact), the pod's CPU is at least its members', and the series vanish on removal.
+//!
+//! One difference is real and checked as such: on cgroup v2 Podman 5.4 reports the shm-holding
+//! container's memory without its 50 MiB of shm (53 KB), while its cgroup's `memory.current`
+//! (the cgroup source) has them.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -16,8 +20,6 @@ use super::{CATCH_UP, IMAGE};
 
 /// Where the guest's sealwatch listens (inside the guest only).
 const GUEST_METRICS: &str = "http://127.0.0.1:9882/metrics";
-/// What Podman's `MemUsage` is on cgroup v2: usage minus inactive file pages.
-const WORKING_SET: &str = "podman_container_memory_working_set_bytes";
 
 fn podman_stats(vm: &PodmanVm) -> Vec<(String, PodmanStats)> {
     parse_podman_stats(&vm.api_get("/v4.0.0/libpod/containers/stats?stream=false"))
@@ -70,7 +72,7 @@ pub fn check(vm: &PodmanVm, binary: &Path) -> Duration {
         CATCH_UP,
         || {
             let scrape = host.scrape();
-            compare(&scrape, &podman_stats(vm), &pairs, WORKING_SET)?;
+            compare(&scrape, &podman_stats(vm), &pairs, &[])?;
             Ok(scrape)
         },
     );
@@ -80,9 +82,10 @@ pub fn check(vm: &PodmanVm, binary: &Path) -> Duration {
     );
     assert_eq!(scrape.series("podman_pod_cpu_seconds_total").count(), 0);
     assert_eq!(
-        scrape.series("podman_container_memory_usage_bytes").count(),
-        0,
-        "Podman on cgroup v2 does not report the usage with page cache"
+        scrape
+            .series("podman_container_memory_working_set_bytes")
+            .count(),
+        0
     );
     // A pod's members share the infra container's namespace: only the infra shows it.
     let net = "podman_container_network_receive_bytes_total";
@@ -117,7 +120,7 @@ pub fn check(vm: &PodmanVm, binary: &Path) -> Duration {
         CATCH_UP,
         || {
             let scrape = guest_scrape(vm)?;
-            compare(&scrape, &podman_stats(vm), &pairs, WORKING_SET)?;
+            compare(&scrape, &podman_stats(vm), &pairs, &["r-fifty"])?;
             Ok(scrape)
         },
     );
@@ -127,13 +130,26 @@ pub fn check(vm: &PodmanVm, binary: &Path) -> Duration {
         "{}",
         vm.ssh(&["cat", "/root/sealwatch.log"])
     );
-    let fifty = inside.value(
-        "podman_container_memory_usage_bytes",
+    let fifty_ws = inside.value(
+        "podman_container_memory_working_set_bytes",
         &[("name", "r-fifty")],
     );
+    let podman_fifty = podman_stats(vm)
+        .into_iter()
+        .find(|(id, _)| *id == ids[2])
+        .map(|(_, s)| s.memory_bytes)
+        .unwrap_or(-1.0);
+    eprintln!(
+        "vm: r-fifty memory: cgroup source {fifty_ws} (memory.current minus inactive file), \
+         Podman's MemUsage {podman_fifty}"
+    );
     assert!(
-        fifty >= 50.0 * 1048576.0,
-        "r-fifty's cgroup holds its shm: {fifty}"
+        podman_fifty < 1048576.0,
+        "Podman 5.4 on cgroup v2 now counts shm in MemUsage ({podman_fifty}): update the README"
+    );
+    assert!(
+        fifty_ws >= 50.0 * 1048576.0,
+        "r-fifty working set {fifty_ws}"
     );
     let pod = inside.value("podman_pod_cpu_seconds_total", &[("pod", "r-duo")]);
     let members: f64 = inside
