@@ -39,13 +39,21 @@ fn has(scrape: &Exposition, family: &str, name: &str) -> bool {
 /// long it took.
 pub fn check(vm: &PodmanVm, binary: &Path) -> Duration {
     let began = Instant::now();
-    vm.sh(&format!(
-        "podman pod create --name r-duo
-         podman run -d --pod r-duo --name r-busy --cpus 0.5 {IMAGE} sh -c 'while :; do :; done'
-         podman run -d --pod r-duo --name r-idle2 {IMAGE} sleep 1000
-         podman run -d --name r-fifty --shm-size 64m {IMAGE} sh -c 'dd if=/dev/zero of=/dev/shm/fill bs=1M count=50; sleep 1000'
-         podman run -d --name r-idle {IMAGE} sleep 1000"
-    ));
+    // Idempotent, and run again if ssh's own connection drops (seen once under CI: "closed by
+    // remote host", exit 255, after the pod was created): what exists is kept and started.
+    let setup = format!(
+        "podman pod exists r-duo || podman pod create --name r-duo
+         podman container exists r-busy || podman run -d --pod r-duo --name r-busy --cpus 0.5 {IMAGE} sh -c 'while :; do :; done'
+         podman container exists r-idle2 || podman run -d --pod r-duo --name r-idle2 {IMAGE} sleep 1000
+         podman container exists r-fifty || podman run -d --name r-fifty --shm-size 64m {IMAGE} sh -c 'dd if=/dev/zero of=/dev/shm/fill bs=1M count=50; sleep 1000'
+         podman container exists r-idle || podman run -d --name r-idle {IMAGE} sleep 1000
+         podman start r-busy r-idle2 r-fifty r-idle >/dev/null"
+    );
+    let mut failures = Vec::new();
+    while let Err(e) = vm.try_ssh(&["sh", "-ec", &setup]) {
+        failures.push(e);
+        assert!(failures.len() < 3, "{}", failures.join("\n"));
+    }
     let names = ["r-busy", "r-idle2", "r-fifty", "r-idle"];
     let ids: Vec<String> = names
         .iter()
