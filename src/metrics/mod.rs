@@ -2,8 +2,9 @@
 //!
 //! Owns one render: one scrape's snapshots -> engine families -> event counters -> the exporter's
 //! own registry -> container families (resource families included) -> pod resource families ->
-//! image, volume, network and component families -> `# EOF`. Resource samples are taken (or
-//! reused) here, once per engine per scrape, on the scrape's blocking thread. The families
+//! image, volume, network and component families -> `# EOF`. Resource samples are reused, or
+//! taken here on the scrape's blocking thread when none is fresh; each scrape also schedules the
+//! next sample just before the next scrape is expected (`resources::prefetch`). The families
 //! derived from the inventory are
 //! written by `exposition`, the one text writer; the exporter's own instruments live in one
 //! prometheus-client registry built at start (`own`). Series of containers and pods exist only
@@ -20,9 +21,12 @@ mod process;
 mod resources;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use prometheus_client::registry::Registry;
 
+use crate::resources::prefetch::{Cadence, Prefetcher};
 use crate::snapshot::Engines;
 pub use own::register_instruments;
 
@@ -40,15 +44,34 @@ pub struct Metrics {
     /// Size of the last render: the next one starts with that much room (plus some), so a large
     /// inventory's output is not copied again and again while its buffer grows.
     last_len: AtomicUsize,
+    /// The scrapes' cadence and the thread that samples ahead of the next one; `None` when no
+    /// engine is sampled on demand.
+    prefetch: Option<(Mutex<Cadence>, Duration, Prefetcher)>,
 }
 
 impl Metrics {
     /// `own` is the registry `register` returned.
     pub fn new(engines: Engines, own: Registry) -> Self {
+        let max_age = engines
+            .views()
+            .iter()
+            .filter(|v| v.stats.is_sampled())
+            .map(|v| v.stats.max_age())
+            .min();
+        let prefetch = max_age.filter(|a| !a.is_zero()).and_then(|max_age| {
+            let engines = engines.clone();
+            let prefetcher = Prefetcher::start(move |expected| {
+                for v in engines.views() {
+                    v.stats.prefetch(&v.inventory, expected);
+                }
+            })?;
+            Some((Mutex::new(Cadence::default()), max_age, prefetcher))
+        });
         Self {
             engines,
             own,
             last_len: AtomicUsize::new(0),
+            prefetch,
         }
     }
 
@@ -61,6 +84,15 @@ impl Metrics {
             .iter()
             .map(|v| v.stats.current(&v.inventory))
             .collect();
+        if let Some((cadence, max_age, prefetcher)) = &self.prefetch {
+            let due = cadence
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .scraped(Instant::now(), *max_age);
+            if let Some(due) = due {
+                prefetcher.schedule(due);
+            }
+        }
         let last = self.last_len.load(Ordering::Relaxed);
         let mut out = String::with_capacity((last + last / 8).max(64 * 1024));
         engines::write(

@@ -235,6 +235,17 @@ pub fn write_own(out: &mut Exposition, views: &[EngineView]) {
             .map(|v| ([("engine", Some(&*v.name))], i128::from(v.stats.samples()))),
     );
     out.family(
+        "sealwatch_stats_scrape_samples",
+        "Resource usage samples a scrape took itself because none taken ahead of it was fresh (the cgroup source); the others were taken just before the scrape was expected.",
+        Kind::Counter,
+        views.iter().filter(|v| v.stats.is_sampled()).map(|v| {
+            (
+                [("engine", Some(&*v.name))],
+                i128::from(v.stats.scrape_samples()),
+            )
+        }),
+    );
+    out.family(
         "sealwatch_stats_read_failures",
         "Running containers whose resource usage could not be read in a sample (exited meanwhile, or not permitted); skipped.",
         Kind::Counter,

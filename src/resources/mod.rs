@@ -1,15 +1,17 @@
 //! Resource usage per container and per pod: CPU, memory, pids, network, block I/O, OOM kills.
 //!
 //! Owns the one record every stats source fills (`Usage`), one engine's latest `Sample` of them,
-//! and when a sample is taken (`EngineStats`). Sampling is driven by scrapes, not by a timer: a
-//! scrape that finds the engine's sample older than `--stats.interval` takes a new one on its
-//! (blocking) render thread, and scrapes that arrive meanwhile wait for it and share it; between
-//! scrapes nothing runs. A source that pushes samples instead (Podman's stats stream) calls
+//! and when a sample is taken (`EngineStats`). Sampling is driven by scrapes, not by a free-running
+//! timer: `prefetch` takes the next sample shortly before the next scrape is expected, and a
+//! scrape that still finds the engine's sample older than `--stats.interval` takes a new one on
+//! its (blocking) render thread; scrapes that arrive meanwhile wait for it and share it. When
+//! scrapes stop, sampling stops. A source that pushes samples instead (Podman's stats stream) calls
 //! `EngineStats::store`. Samples live beside the inventory snapshot, never in it: the inventory
 //! stays pure. Never calls Podman.
 
 mod cgroup;
 mod netdev;
+pub mod prefetch;
 mod sampler;
 pub mod stream;
 
@@ -125,6 +127,8 @@ pub struct EngineStats {
     sampler: Option<Mutex<Box<dyn Sampler>>>,
     latest: ArcSwapOption<Sample>,
     samples: AtomicU64,
+    /// Samples a scrape took itself (none fresh was prefetched).
+    scrape_samples: AtomicU64,
     unreadable: AtomicU64,
     /// The "no container readable" warning was logged.
     warned: AtomicBool,
@@ -167,6 +171,7 @@ impl EngineStats {
             sampler,
             latest: ArcSwapOption::empty(),
             samples: AtomicU64::new(0),
+            scrape_samples: AtomicU64::new(0),
             unreadable: AtomicU64::new(0),
             warned: AtomicBool::new(false),
             stream_decode_errors: AtomicU64::new(0),
@@ -205,6 +210,16 @@ impl EngineStats {
         self.samples.load(Ordering::Relaxed)
     }
 
+    /// Samples that a scrape took itself because none fresh had been prefetched.
+    pub fn scrape_samples(&self) -> u64 {
+        self.scrape_samples.load(Ordering::Relaxed)
+    }
+
+    /// Whether this engine's samples are taken on demand (and can be prefetched).
+    pub fn is_sampled(&self) -> bool {
+        self.sampler.is_some()
+    }
+
     /// Reads of running containers that failed since start.
     pub fn unreadable(&self) -> u64 {
         self.unreadable.load(Ordering::Relaxed)
@@ -236,7 +251,7 @@ impl EngineStats {
 
     /// The sample a scrape of `inventory` shows: the latest if it is younger than the maximum
     /// age, else a new one taken now on the calling thread (call it off the async workers).
-    /// Scrapes that wait while another takes a sample use that one.
+    /// Scrapes that wait while another (or the prefetch) takes a sample use that one.
     pub fn current(&self, inventory: &Inventory) -> Option<Arc<Sample>> {
         let Some(sampler) = &self.sampler else {
             return self
@@ -246,18 +261,41 @@ impl EngineStats {
         };
         let asked = Instant::now();
         let fresh = |s: &Sample| s.taken >= asked || s.taken.elapsed() < self.max_age;
+        let (sample, took) = self.fresh_or_take(sampler, inventory, fresh);
+        if took {
+            self.scrape_samples.fetch_add(1, Ordering::Relaxed);
+        }
+        Some(sample)
+    }
+
+    /// Takes, ahead of time, the sample the scrape expected at `expected` will show, unless the
+    /// latest one will still be fresh then. Runs on the prefetch thread.
+    pub fn prefetch(&self, inventory: &Inventory, expected: Instant) {
+        let Some(sampler) = &self.sampler else {
+            return;
+        };
+        self.fresh_or_take(sampler, inventory, |s| s.taken + self.max_age > expected);
+    }
+
+    /// The latest sample if `fresh` says so, else a new one (true: this call took it).
+    fn fresh_or_take(
+        &self,
+        sampler: &Mutex<Box<dyn Sampler>>,
+        inventory: &Inventory,
+        fresh: impl Fn(&Sample) -> bool,
+    ) -> (Arc<Sample>, bool) {
         if let Some(s) = self.latest.load_full().filter(|s| fresh(s)) {
-            return Some(s);
+            return (s, false);
         }
         let mut sampler = sampler.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(s) = self.latest.load_full().filter(|s| fresh(s)) {
-            return Some(s);
+            return (s, false);
         }
         let sample = sampler.sample(inventory);
         self.count(&sample);
         let sample = Arc::new(sample);
         self.latest.store(Some(sample.clone()));
-        Some(sample)
+        (sample, true)
     }
 }
 

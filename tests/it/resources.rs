@@ -251,3 +251,57 @@ fn scrapes_cost_podman_nothing() {
         "Podman used {during} ticks during 20 scrapes, {idle} without"
     );
 }
+
+/// Scrapes at a steady cadence find a sample taken just before they came: after the first two
+/// (which have no cadence to go by), scrapes stop sampling themselves while samples go on, and
+/// the numbers still move (a busy container's CPU grows between scrapes).
+#[test]
+fn samples_are_taken_ahead_of_steady_scrapes() {
+    let podman = PodmanService::start_with(Engine::DEFAULT);
+    podman.run(
+        &Run::new(BUSYBOX_IMAGE)
+            .name("busy")
+            .sh("while :; do :; done"),
+    );
+    // Scrapes every 3 s, samples younger than 2 s are reused: the prefetch takes each sample
+    // 1 s before the next scrape is due, so a scrape may come up to 1 s early or late.
+    let sw = Sealwatch::start(&["--podman.url", &podman.url(), "--stats.interval", "2s"]);
+    sw.wait_ready(200, SETTLE);
+    wait_until("resource series", SETTLE, || {
+        sw.scrape()
+            .try_value("podman_container_pids", &[("name", "busy")])
+            .map(|_| ())
+    });
+    let gap = Duration::from_secs(3);
+    let count = |e: &Exposition| {
+        (
+            e.value("sealwatch_stats_samples_total", &[]),
+            e.value("sealwatch_stats_scrape_samples_total", &[]),
+            e.value("podman_container_cpu_seconds_total", &[("name", "busy")]),
+        )
+    };
+    let mut next = Instant::now() + gap;
+    let (samples0, in_scrape0, _) = count(&sw.scrape());
+    let mut cpu = Vec::new();
+    let mut last = (0.0, 0.0);
+    for _ in 0..6 {
+        std::thread::sleep(next.saturating_duration_since(Instant::now()));
+        next += gap;
+        let (s, i, c) = count(&sw.scrape());
+        cpu.push(c);
+        last = (s - samples0, i - in_scrape0);
+    }
+    let (samples, in_scrape) = last;
+    eprintln!(
+        "6 scrapes every {gap:?}: {samples} samples, {in_scrape} taken by a scrape; CPU {cpu:?}"
+    );
+    assert!(samples >= 6.0, "a sample for every scrape: {samples}");
+    assert!(
+        in_scrape <= 2.0,
+        "at most the first scrapes sample themselves: {in_scrape} of 6"
+    );
+    assert!(
+        cpu.windows(2).all(|w| w[1] > w[0]),
+        "the busy container's CPU grows from scrape to scrape: {cpu:?}"
+    );
+}
