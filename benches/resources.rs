@@ -21,6 +21,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
+#[path = "support/fake_podman.rs"]
+mod fake_podman;
+
 use sealwatch::{
     register_instruments, Allowlist, CgroupSampler, EngineStats, EngineStatus, Engines, Host,
     Inventory, LabelPolicy, ListContainer, ListPod, Metrics, Sampler, Source,
@@ -209,13 +212,15 @@ fn main() {
             "StartedAt": 1_795_000_100 + i as i64,
         }));
     }
-    let pods: Vec<ListPod> = (0..containers.div_ceil(per_pod))
-        .map(|p| {
-            serde_json::from_value(json!({"Id": hex_id(0xbb, p), "Name": format!("pod{p}"),
-                "Status": "Running"}))
-            .unwrap()
-        })
+    let pods_json: Vec<serde_json::Value> = (0..containers.div_ceil(per_pod))
+        .map(|p| json!({"Id": hex_id(0xbb, p), "Name": format!("pod{p}"), "Status": "Running"}))
         .collect();
+    let bodies = fake_podman::Bodies {
+        containers: serde_json::to_string(&list).unwrap(),
+        pods: serde_json::to_string(&pods_json).unwrap(),
+        events: Vec::new(),
+    };
+    let pods: Vec<ListPod> = serde_json::from_value(json!(pods_json)).unwrap();
     let list: Vec<ListContainer> = serde_json::from_value(json!(list)).unwrap();
     let mut inv = Inventory::new(LabelPolicy::new(Allowlist::default(), 500));
     inv.resync(list, pods, i64::MIN);
@@ -545,10 +550,114 @@ fn main() {
         median(&mut cycle_cpu) * 1e3,
     );
     drop(metrics);
+    exporter_process(bodies, containers);
     println!(
         "RSS of this process: {} KiB before the workload, {} KiB now (inventory, samples, the benchmark's own buffers)",
         rss_before,
         rss_kib()
     );
     drop(work);
+}
+
+/// `GET path` on `port`, the whole response.
+fn http_get(port: u16, path: &str) -> String {
+    use std::io::{Read, Write};
+    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return String::new();
+    };
+    let _ = write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n"
+    );
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    out
+}
+
+/// (kB) `field` of /proc/<pid>/status.
+fn status_kib(pid: u32, field: &str) -> u64 {
+    fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// utime + stime of `pid`, seconds.
+fn process_seconds(pid: u32) -> f64 {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<u64> = rest
+        .split_whitespace()
+        .map(|x| x.parse().unwrap_or(0))
+        .collect();
+    // SAFETY: sysconf only reads a constant.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    (f.get(11).copied().unwrap_or(0) + f.get(12).copied().unwrap_or(0)) as f64 / hz
+}
+
+/// The real sealwatch binary against a wire-level fake Podman that lists the same containers
+/// (whose pids and cgroups are the workload's): its RSS and CPU while scraped at a steady
+/// cadence with every resource family on (the cgroup source, as `auto` picks it).
+fn exporter_process(bodies: fake_podman::Bodies, containers: usize) {
+    let fake = fake_podman::FakePodman::start(bodies);
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sealwatch"))
+        .args([
+            "--podman.url",
+            &fake.url(),
+            "--web.listen-address",
+            &format!("127.0.0.1:{port}"),
+            "--stats.interval",
+            "1s",
+            "--log.level",
+            "warn",
+        ])
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("start sealwatch");
+    let pid = child.id();
+    let started = Instant::now();
+    while !http_get(port, "/-/ready").starts_with("HTTP/1.1 200") {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "sealwatch ready within 60 s"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let ready_rss = status_kib(pid, "VmRSS:");
+    let gap = Duration::from_millis(1500);
+    let mut next = Instant::now();
+    let mut body = String::new();
+    let mut cpu_start = 0.0;
+    for i in 0..ITERATIONS + 3 {
+        std::thread::sleep(next.saturating_duration_since(Instant::now()));
+        next += gap;
+        if i == 3 {
+            cpu_start = process_seconds(pid);
+        }
+        body = http_get(port, "/metrics");
+    }
+    let cpu = process_seconds(pid) - cpu_start;
+    let resource_series = body
+        .lines()
+        .filter(|l| l.starts_with("podman_container_cpu_seconds_total{"))
+        .count();
+    println!(
+        "sealwatch process, {containers} containers listed by a fake Podman, cgroup source, scraped every {} ms with --stats.interval 1s: \
+         RSS {} KiB when ready, {} KiB after {} scrapes (peak {} KiB); {:.1} ms CPU per scrape, prefetch included \
+         (utime+stime at 100 Hz over {ITERATIONS} scrapes); {resource_series} containers with CPU series",
+        gap.as_millis(),
+        ready_rss,
+        status_kib(pid, "VmRSS:"),
+        ITERATIONS + 3,
+        status_kib(pid, "VmHWM:"),
+        cpu / ITERATIONS as f64 * 1e3,
+    );
+    let _ = child.kill();
+    let _ = child.wait();
 }

@@ -345,12 +345,46 @@ pub fn choose(
             Endpoint::Tcp(_) => Ok(podman(
                 " (auto: a tcp:// engine's containers are not on this machine's cgroup filesystem)",
             )),
+            Endpoint::Unix(path) if peer_hidden(path) => Ok(podman(
+                " (auto: the socket's owner is in a pid namespace sealwatch cannot see, so its \
+                 containers' /proc and cgroup files are not readable from here)",
+            )),
             Endpoint::Unix(_) => match cgroup(" (auto: unix socket)") {
                 Ok(ok) => Ok(ok),
                 Err(e) => Ok(podman(&format!(" (auto: {e})"))),
             },
         },
     }
+}
+
+/// Whether the process that listens on the unix socket at `path` is outside sealwatch's view of
+/// processes: the kernel reports its pid as 0 when it lives in a pid namespace that is not
+/// sealwatch's own or a child of it (sealwatch in a container without `--pid=host`). Then no
+/// container process of that Podman is visible in `/proc` either. `false` when the socket cannot
+/// be reached now (the watcher reports that) or the credentials cannot be read. Connects and
+/// closes: no request is sent.
+fn peer_hidden(path: &std::path::Path) -> bool {
+    use std::os::fd::AsRawFd;
+    let Ok(stream) = std::os::unix::net::UnixStream::connect(path) else {
+        return false;
+    };
+    let mut cred = libc::ucred {
+        pid: 0,
+        uid: 0,
+        gid: 0,
+    };
+    let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
+    // SAFETY: getsockopt writes at most `len` bytes into `cred`, which is that large.
+    let rc = unsafe {
+        libc::getsockopt(
+            stream.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_PEERCRED,
+            (&mut cred as *mut libc::ucred).cast(),
+            &mut len,
+        )
+    };
+    rc == 0 && cred.pid == 0
 }
 
 /// Where the host's `/proc` and mount points are: `/` on a real host, a recorded tree in tests.

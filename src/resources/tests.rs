@@ -373,3 +373,14 @@ fn v2_container_files_are_read() {
         s.containers[V2_INFRA].cpu_nanos.unwrap() + s.containers[V2_MEMBER].cpu_nanos.unwrap();
     assert!(pod.cpu_nanos.unwrap() >= members);
 }
+
+/// A socket whose listener is this very process is not hidden; an unreachable one is not
+/// called hidden either (the watcher reports it).
+#[test]
+fn peer_of_a_visible_listener_is_not_hidden() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.sock");
+    let _listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+    assert!(!super::peer_hidden(&path));
+    assert!(!super::peer_hidden(&dir.path().join("absent.sock")));
+}

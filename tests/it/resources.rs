@@ -305,3 +305,33 @@ fn samples_are_taken_ahead_of_steady_scrapes() {
         "the busy container's CPU grows from scrape to scrape: {cpu:?}"
     );
 }
+
+/// sealwatch in a pid namespace of its own (as in a container without `--pid=host`), with the
+/// host's cgroup filesystem still mounted: `auto` sees that the socket's owner is hidden and
+/// takes resource usage from Podman's stats stream, whose numbers arrive; the cgroup source
+/// would find no container process to read.
+#[test]
+fn auto_uses_the_stats_stream_from_another_pid_namespace() {
+    let podman = PodmanService::start_with(Engine::DEFAULT);
+    podman.run(&Run::new(BUSYBOX_IMAGE).name("a").sleeping());
+    let sw = Sealwatch::start_wrapped(
+        &["unshare", "--pid", "--fork", "--kill-child", "--mount-proc"],
+        &["--podman.url", &podman.url()],
+        &[],
+    );
+    sw.wait_ready(200, SETTLE);
+    wait_until("pids of a from the stats stream", SETTLE, || {
+        let e = sw.scrape();
+        let source = e.try_value("sealwatch_engine_stats_source", &[("source", "podman")])?;
+        if source != 1.0 {
+            return Err(format!("source podman is {source}"));
+        }
+        e.try_value("podman_container_pids", &[("name", "a")])
+            .map(|_| ())
+    });
+    assert!(
+        sw.log().contains("pid namespace sealwatch cannot see"),
+        "the log says why: {}",
+        sw.log()
+    );
+}

@@ -25,7 +25,12 @@ const SEALWATCH_START_TIMEOUT: Duration = Duration::from_secs(10);
 /// `sealwatch` with no `SEALWATCH_*` or `CONTAINER_HOST` inherited from the host (so the host
 /// cannot leak configuration in), stdin closed.
 pub fn command() -> Command {
-    let mut cmd = Command::new(BIN);
+    clean(BIN)
+}
+
+/// `program` with no `SEALWATCH_*` or `CONTAINER_HOST` inherited, stdin closed.
+fn clean(program: &str) -> Command {
+    let mut cmd = Command::new(program);
     for (key, _) in std::env::vars_os() {
         let k = key.to_string_lossy();
         if k.starts_with("SEALWATCH_") || k == "CONTAINER_HOST" {
@@ -68,6 +73,12 @@ impl Sealwatch {
     /// Like [`start`](Self::start), with extra environment variables for the child
     /// (e.g. `[("SEALWATCH_LABELS_ALLOWLIST", "app")]`).
     pub fn start_with_env(args: &[&str], envs: &[(&str, &str)]) -> Self {
+        Self::start_wrapped(&[], args, envs)
+    }
+
+    /// Like [`start_with_env`](Self::start_with_env), run through `wrapper` (a command that
+    /// runs the rest of its arguments, e.g. `unshare --pid --fork --kill-child --mount-proc`).
+    pub fn start_wrapped(wrapper: &[&str], args: &[&str], envs: &[(&str, &str)]) -> Self {
         let dir = tempfile::Builder::new()
             .prefix("sealwatch-run-")
             .tempdir()
@@ -92,7 +103,15 @@ impl Sealwatch {
             }
             let log2 = log.try_clone().expect("Sealwatch: clone log handle");
             let listen = format!("127.0.0.1:{port}");
-            let mut child = command()
+            let mut cmd = match wrapper.split_first() {
+                None => command(),
+                Some((program, rest)) => {
+                    let mut cmd = clean(program);
+                    cmd.args(rest).arg(BIN);
+                    cmd
+                }
+            };
+            let mut child = cmd
                 .args(["--web.listen-address", &listen, "--log.level", "debug"])
                 .args(args)
                 .envs(envs.iter().copied())
