@@ -8,7 +8,9 @@
 //! (`<pod id>/libpod-<container id>`, ten containers per pod cgroup) in every controller sealwatch
 //! reads. The inventory is built through the library API as the watcher builds it. CPU is this
 //! thread's (`CLOCK_THREAD_CPUTIME_ID`); the kernel's work of producing the files is included.
-//! Everything created is removed at the end.
+//! Everything created is removed at the end. `SEALWATCH_BENCH_PROCESS_ONLY=1` measures only the
+//! sealwatch process behind a fake Podman (`SEALWATCH_BENCH_MALLOC_ARENA_MAX` sets its
+//! `MALLOC_ARENA_MAX`).
 
 // A benchmark stops on the first broken step; a panic says which.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
@@ -231,6 +233,11 @@ fn main() {
         roots,
         setup.elapsed().as_secs_f64()
     );
+
+    if std::env::var_os("SEALWATCH_BENCH_PROCESS_ONLY").is_some() {
+        exporter_process(bodies, containers);
+        return;
+    }
 
     // One sample, cold (every container found from /proc/<pid>/cgroup) and warm.
     let slab_before = slab_kib();
@@ -617,6 +624,7 @@ fn exporter_process(bodies: fake_podman::Bodies, containers: usize) {
             "--log.level",
             "warn",
         ])
+        .envs(std::env::var("SEALWATCH_BENCH_MALLOC_ARENA_MAX").map(|v| ("MALLOC_ARENA_MAX", v)))
         .stdin(Stdio::null())
         .spawn()
         .expect("start sealwatch");
@@ -630,6 +638,11 @@ fn exporter_process(bodies: fake_podman::Bodies, containers: usize) {
         std::thread::sleep(Duration::from_millis(100));
     }
     let ready_rss = status_kib(pid, "VmRSS:");
+    // Idle: no scrapes, no events.
+    std::thread::sleep(Duration::from_secs(2));
+    let idle_start = process_seconds(pid);
+    std::thread::sleep(Duration::from_secs(10));
+    let idle = process_seconds(pid) - idle_start;
     let gap = Duration::from_millis(1500);
     let mut next = Instant::now();
     let mut body = String::new();
@@ -650,13 +663,14 @@ fn exporter_process(bodies: fake_podman::Bodies, containers: usize) {
     println!(
         "sealwatch process, {containers} containers listed by a fake Podman, cgroup source, scraped every {} ms with --stats.interval 1s: \
          RSS {} KiB when ready, {} KiB after {} scrapes (peak {} KiB); {:.1} ms CPU per scrape, prefetch included \
-         (utime+stime at 100 Hz over {ITERATIONS} scrapes); {resource_series} containers with CPU series",
+         (utime+stime at 100 Hz over {ITERATIONS} scrapes); {:.0} ms CPU in 10 s without scrapes; {resource_series} containers with CPU series",
         gap.as_millis(),
         ready_rss,
         status_kib(pid, "VmRSS:"),
         ITERATIONS + 3,
         status_kib(pid, "VmHWM:"),
         cpu / ITERATIONS as f64 * 1e3,
+        idle * 1e3,
     );
     let _ = child.kill();
     let _ = child.wait();

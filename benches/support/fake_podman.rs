@@ -16,6 +16,10 @@ const VERSION_JSON: &str = include_str!(concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/tests/fixtures/version.json"
 ));
+const INFO_JSON: &str = include_str!(concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/fixtures/info.json"
+));
 
 /// What the fake serves.
 #[derive(Default)]
@@ -87,6 +91,8 @@ fn serve(conn: UnixStream, bodies: &RwLock<Bodies>) -> std::io::Result<()> {
             "OK"
         } else if path.ends_with("/version") {
             VERSION_JSON
+        } else if path.ends_with("/info") {
+            INFO_JSON
         } else if path.ends_with("/containers/json") {
             &b.containers
         } else if path.ends_with("/pods/json") {
