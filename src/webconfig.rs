@@ -220,7 +220,10 @@ fn resolve(base: &Path, p: &Path) -> PathBuf {
 fn certificate_warning(path: &Path, der: &[u8], now_unix: i64) -> Option<String> {
     let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
     let validity = cert.validity();
-    let (from, until) = (validity.not_before.timestamp(), validity.not_after.timestamp());
+    let (from, until) = (
+        validity.not_before.timestamp(),
+        validity.not_after.timestamp(),
+    );
     let show = |t: i64| {
         chrono::DateTime::from_timestamp(t, 0)
             .map(|d| d.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
@@ -243,10 +246,7 @@ fn certificate_warning(path: &Path, der: &[u8], now_unix: i64) -> Option<String>
     }
 }
 
-fn tls_config(
-    t: &TlsFile,
-    base: &Path,
-) -> Result<(rustls::ServerConfig, Option<String>), String> {
+fn tls_config(t: &TlsFile, base: &Path) -> Result<(rustls::ServerConfig, Option<String>), String> {
     let (Some(cert), Some(key)) = (&t.cert_file, &t.key_file) else {
         return Err("tls_server_config needs both cert_file and key_file".into());
     };
@@ -446,12 +446,11 @@ impl BasicAuth {
         }
         self.verifications.inc();
         tracing::debug!(known, "verifying basic-auth credentials with bcrypt");
-        let ok = tokio::task::spawn_blocking(move || {
-            bcrypt::verify(password, &hash).unwrap_or(false)
-        })
-        .await
-        .unwrap_or(false)
-            && known;
+        let ok =
+            tokio::task::spawn_blocking(move || bcrypt::verify(password, &hash).unwrap_or(false))
+                .await
+                .unwrap_or(false)
+                && known;
         if let Ok(mut cache) = self.cache.lock() {
             cache.put(key, ok);
         }
@@ -565,7 +564,10 @@ mod tests {
         let auth = auth_for(&[("alice", "s3cret", 4)]);
         let b64 = &header("alice:s3cret")["Basic ".len()..];
         for scheme in ["basic", "BASIC", "bAsIc"] {
-            assert!(auth.check(Some(&format!("{scheme} {b64}"))).await, "{scheme}");
+            assert!(
+                auth.check(Some(&format!("{scheme} {b64}"))).await,
+                "{scheme}"
+            );
         }
         assert!(!auth.check(Some(&format!("Basicx {b64}"))).await);
     }
@@ -622,7 +624,9 @@ mod tests {
     fn oversized_and_deeply_nested_files_are_rejected_quickly() {
         let dir = tempfile::tempdir().unwrap();
         let t0 = std::time::Instant::now();
-        let e = WebConfig::load(Path::new("/dev/zero")).unwrap_err().to_string();
+        let e = WebConfig::load(Path::new("/dev/zero"))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("larger than 1024 KiB"), "{e}");
         let deep = format!("{}{}", "[".repeat(40_000), "]".repeat(40_000));
         let p = write(dir.path(), "deep.yml", &deep);
@@ -630,8 +634,15 @@ mod tests {
         assert!(e.contains("nested 40000 levels"), "{e}");
         let dashes = format!("{}x\n", "- ".repeat(40_000));
         let p = write(dir.path(), "dashes.yml", &dashes);
-        assert!(WebConfig::load(&p).unwrap_err().to_string().contains("nested"));
-        assert!(t0.elapsed() < std::time::Duration::from_secs(2), "{:?}", t0.elapsed());
+        assert!(WebConfig::load(&p)
+            .unwrap_err()
+            .to_string()
+            .contains("nested"));
+        assert!(
+            t0.elapsed() < std::time::Duration::from_secs(2),
+            "{:?}",
+            t0.elapsed()
+        );
     }
 
     #[test]

@@ -130,7 +130,12 @@ impl Client {
 
     /// Reads a whole body, at most `max` bytes of it: one endless answer must never grow
     /// memory without bound. The chunks are joined once, at the end.
-    async fn read_body(&self, path: &str, body: Incoming, max: usize) -> Result<Bytes, ClientError> {
+    async fn read_body(
+        &self,
+        path: &str,
+        body: Incoming,
+        max: usize,
+    ) -> Result<Bytes, ClientError> {
         let too_large = || {
             self.oversized.inc();
             ClientError::TooLarge {

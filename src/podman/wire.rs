@@ -284,17 +284,36 @@ mod tests {
     #[test]
     fn exit_codes_are_normalised_or_unparsable() {
         let ev = |v: &str| {
-            let line = br#"{"Type":"container","Action":"died","Actor":{"ID":"a","Attributes":{}}}"#;
+            let line =
+                br#"{"Type":"container","Action":"died","Actor":{"ID":"a","Attributes":{}}}"#;
             let StreamItem::Event(mut e) = decode_stream_line(line).unwrap() else {
                 panic!("not an event")
             };
-            e.actor.attributes.insert("containerExitCode".into(), v.into());
+            e.actor
+                .attributes
+                .insert("containerExitCode".into(), v.into());
             e.exit_code()
         };
-        for (v, code) in [("137", 137), (" 137", 137), ("00137", 137), ("0", 0), ("000", 0), ("255\n", 255)] {
+        for (v, code) in [
+            ("137", 137),
+            (" 137", 137),
+            ("00137", 137),
+            ("0", 0),
+            ("000", 0),
+            ("255\n", 255),
+        ] {
             assert_eq!(ev(v), ExitCodeAttr::Code(code), "{v:?}");
         }
-        for v in ["abc", "-1", "+1", "256", "1e3", "13 7", "0x10", "99999999999999999999"] {
+        for v in [
+            "abc",
+            "-1",
+            "+1",
+            "256",
+            "1e3",
+            "13 7",
+            "0x10",
+            "99999999999999999999",
+        ] {
             assert_eq!(ev(v), ExitCodeAttr::Unparsable, "{v:?}");
         }
         assert_eq!(ev(""), ExitCodeAttr::Absent);

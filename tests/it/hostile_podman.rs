@@ -88,7 +88,10 @@ fn an_endless_container_list_is_capped_and_reported() {
 #[test]
 fn an_endless_version_body_is_capped_and_reported() {
     let podman = ScriptedPodman::start(vec![]);
-    podman.answer("/libpod/version", Answer::Endless(b"{\"Version\":\"".to_vec()));
+    podman.answer(
+        "/libpod/version",
+        Answer::Endless(b"{\"Version\":\"".to_vec()),
+    );
     capped(&podman, "/version answered more than");
 }
 
@@ -134,7 +137,8 @@ fn podman_text_cannot_forge_log_lines() {
     sessions.extend((0..20).map(|_| vec![Step::End]));
     let podman = ScriptedPodman::start(sessions);
     // After the stream error, the reconnect's pod list fails with a hostile error body.
-    let body = serde_json::json!({"cause": "x", "message": format!("no pods{forged}"), "response": 500});
+    let body =
+        serde_json::json!({"cause": "x", "message": format!("no pods{forged}"), "response": 500});
     let sw = Sealwatch::start(&["--podman.url", &format!("e={}", podman.url())]);
     wait_until("the stream error logged", Duration::from_secs(15), || {
         sw.log()
@@ -154,8 +158,14 @@ fn podman_text_cannot_forge_log_lines() {
         !log.lines().any(|l| l.starts_with("2099-01-01")),
         "a forged line:\n{log}"
     );
-    assert!(log.contains("message\\n2099-01-01"), "escaped, not dropped:\n{log}");
-    assert!(log.contains("no pods\\n2099-01-01"), "escaped, not dropped:\n{log}");
+    assert!(
+        log.contains("message\\n2099-01-01"),
+        "escaped, not dropped:\n{log}"
+    );
+    assert!(
+        log.contains("no pods\\n2099-01-01"),
+        "escaped, not dropped:\n{log}"
+    );
 }
 
 /// `containerExitCode` values are normalised (` 137` and `00137` are 137) or, when not a number

@@ -196,16 +196,21 @@ impl Guarded {
                 .spawn()
                 .unwrap(),
         );
-        let g = Guarded {
+        let mut g = Guarded {
             child,
             port,
             log,
             _dir: dir,
             _podman: podman,
         };
+        if let Ok(Some(status)) = g.child.0.try_wait() {
+            panic!("sealwatch exited with {status}:\n{}", g.log());
+        }
         if !tls {
             wait_until("the port answers", Duration::from_secs(10), || {
-                g.get("/-/healthy", None).map(|_| ())
+                g.get("/-/healthy", None)
+                    .map(|_| ())
+                    .map_err(|e| format!("{e}; log:\n{}", g.log()))
             });
         } else {
             wait_until("the port accepts", Duration::from_secs(10), || {
@@ -253,7 +258,12 @@ impl Guarded {
     /// CPU time (user + system) of the process so far.
     fn cpu(&self) -> Duration {
         let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.0.id())).unwrap();
-        let fields: Vec<&str> = stat.rsplit_once(')').unwrap().1.split_whitespace().collect();
+        let fields: Vec<&str> = stat
+            .rsplit_once(')')
+            .unwrap()
+            .1
+            .split_whitespace()
+            .collect();
         let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
         Duration::from_millis(ticks * 10)
     }
@@ -284,7 +294,9 @@ fn percentiles(mut ms: Vec<f64>) -> String {
 /// scrape latencies and CPU use.
 #[test]
 fn a_wrong_password_storm_runs_one_bcrypt_at_a_time_and_cached_scrapes_pass() {
-    const COST: u32 = 10;
+    // Cost 12 (as in the report) takes seconds per guess on a loaded test machine; the
+    // properties checked do not depend on the cost.
+    const COST: u32 = 8;
     let hash = bcrypt::hash("scrape-me", COST).unwrap();
     let g = Guarded::start(
         &format!("basic_auth_users:\n  prometheus: '{hash}'\n"),
@@ -292,7 +304,11 @@ fn a_wrong_password_storm_runs_one_bcrypt_at_a_time_and_cached_scrapes_pass() {
         false,
     );
     let good = basic("prometheus:scrape-me");
-    assert_eq!(g.verifications(&good), 1.0, "the first scrape verified once");
+    assert_eq!(
+        g.verifications(&good),
+        1.0,
+        "the first scrape verified once"
+    );
     let scrape = || {
         let t = std::time::Instant::now();
         let (status, _) = g.get("/metrics", Some(&good)).unwrap();
@@ -380,7 +396,11 @@ fn unknown_users_cost_one_decoy_verification() {
     );
     assert_eq!(g.verifications(&good), 10.0, "one verification each");
     time("mallory0:x");
-    assert_eq!(g.verifications(&good), 10.0, "a repeated unknown user is cached");
+    assert_eq!(
+        g.verifications(&good),
+        10.0,
+        "a repeated unknown user is cached"
+    );
 }
 
 /// Hashes are checked for their format, not verified, at start: three cost-15 users (seconds
@@ -392,9 +412,10 @@ fn costly_hashes_are_not_verified_at_start() {
     let dear = |salt: &str| format!("$2b$15${salt}{}", &cheap[29..]);
     let text = format!(
         "basic_auth_users:\n  a: '{}'\n  b: '{}'\n  c: '{}'\n  scraper: '{cheap}'\n",
-        dear("aaaaaaaaaaaaaaaaaaaaaa"),
-        dear("bbbbbbbbbbbbbbbbbbbbbb"),
-        dear("cccccccccccccccccccccc"),
+        // The salt's last character carries 2 bits: `.` (zero) keeps them clean.
+        dear("aaaaaaaaaaaaaaaaaaaaa."),
+        dear("bbbbbbbbbbbbbbbbbbbbb."),
+        dear("ccccccccccccccccccccc."),
     );
     let t0 = std::time::Instant::now();
     let g = Guarded::start(&text, &[], false);
@@ -426,21 +447,37 @@ fn huge_and_deep_web_configs_exit_2_at_once() {
     )
     .unwrap();
     let dashes = dir.path().join("dashes.yml");
-    std::fs::write(&dashes, format!("basic_auth_users:\n  {}x\n", "- ".repeat(40_000))).unwrap();
+    std::fs::write(
+        &dashes,
+        format!("basic_auth_users:\n  {}x\n", "- ".repeat(40_000)),
+    )
+    .unwrap();
     for (file, mention) in [
-        (std::path::PathBuf::from("/dev/zero"), "larger than 1024 KiB"),
+        (
+            std::path::PathBuf::from("/dev/zero"),
+            "larger than 1024 KiB",
+        ),
         (deep, "nested 40000 levels deep"),
         (dashes, "nested"),
     ] {
         let t0 = std::time::Instant::now();
         let out = binary::command()
-            .args(["--podman.url", "unix:///nonexistent.sock", "--web.config.file"])
+            .args([
+                "--podman.url",
+                "unix:///nonexistent.sock",
+                "--web.config.file",
+            ])
             .arg(&file)
             .output()
             .unwrap();
         let took = t0.elapsed();
         let stderr = String::from_utf8_lossy(&out.stderr);
-        println!("{}: exit {:?} after {:.0} ms", file.display(), out.status.code(), took.as_secs_f64() * 1e3);
+        println!(
+            "{}: exit {:?} after {:.0} ms",
+            file.display(),
+            out.status.code(),
+            took.as_secs_f64() * 1e3
+        );
         assert_eq!(out.status.code(), Some(2), "{stderr}");
         assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
         assert!(stderr.contains(mention), "{stderr}");
@@ -451,7 +488,11 @@ fn huge_and_deep_web_configs_exit_2_at_once() {
 #[test]
 fn the_basic_scheme_is_case_insensitive() {
     let hash = bcrypt::hash("scrape-me", 4).unwrap();
-    let g = Guarded::start(&format!("basic_auth_users:\n  prometheus: '{hash}'\n"), &[], false);
+    let g = Guarded::start(
+        &format!("basic_auth_users:\n  prometheus: '{hash}'\n"),
+        &[],
+        false,
+    );
     let b64 = basic("prometheus:scrape-me")["Basic ".len()..].to_owned();
     for scheme in ["basic", "BASIC", "Basic"] {
         let (status, body) = g
@@ -487,5 +528,8 @@ fn an_expired_certificate_is_warned_about() {
         .lines()
         .find(|l| l.contains("expired at 2002-01-01"))
         .unwrap_or_else(|| panic!("no warning:\n{log}"));
-    assert!(line.contains("WARN") && line.contains("server.crt"), "{line}");
+    assert!(
+        line.contains("WARN") && line.contains("server.crt"),
+        "{line}"
+    );
 }
