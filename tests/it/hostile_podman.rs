@@ -193,7 +193,7 @@ fn exit_codes_are_normalised_or_counted_as_unparsable() {
     let m = wait_until("five exits", Duration::from_secs(15), || {
         let m = sw.scrape();
         match m.try_sum("podman_container_exits_total") {
-            Ok(n) if n == 5.0 => Ok(m),
+            Ok(5.0) => Ok(m),
             Ok(n) => Err(format!("{n} exits")),
             Err(e) => Err(e),
         }
