@@ -48,6 +48,16 @@ pub struct Cli {
     )]
     pub podman_urls: Vec<String>,
 
+    /// The largest response body read from Podman (lists, version, info), like 256MiB or 64KiB;
+    /// a longer one is dropped and the engine reported not ready, then retried.
+    #[arg(
+        long = "podman.max-response-size",
+        env = "SEALWATCH_PODMAN_MAX_RESPONSE_SIZE",
+        value_name = "SIZE",
+        default_value = "256MiB"
+    )]
+    pub podman_max_response_size: String,
+
     /// Address the HTTP server listens on (`:9882` means every interface).
     #[arg(
         long = "web.listen-address",
@@ -163,6 +173,8 @@ pub struct Config {
     pub listen_address: String,
     pub telemetry_path: String,
     pub web: WebConfig,
+    /// `--podman.max-response-size` in bytes.
+    pub max_response_size: usize,
     /// Whether a web config file was given (the healthcheck then only probes the port).
     pub has_web_config: bool,
     pub allowlist: Allowlist,
@@ -268,6 +280,14 @@ impl Cli {
                 None => WebConfig::default(),
             },
             has_web_config: self.web_config_file.is_some(),
+            max_response_size: parse_size(&self.podman_max_response_size)
+                .filter(|n| *n >= 64 << 10)
+                .ok_or_else(|| {
+                    ConfigError(format!(
+                        "--podman.max-response-size {:?}: expected a size like 256MiB or 512KiB, at least 64KiB",
+                        self.podman_max_response_size
+                    ))
+                })?,
             allowlist: Allowlist::parse(&self.labels_allowlist),
             max_label_values: self.labels_max_values,
             stats_source: self.stats_source,
@@ -309,6 +329,23 @@ fn parse_engine(spec: &str) -> Result<EngineConfig, ConfigError> {
 
 /// `0`, or a number with `ms`, `s` or `m` (up to an hour): Prometheus' duration units that
 /// make sense for a sample's age.
+/// A byte count with an optional binary unit: `1048576`, `512KiB`, `256MiB`, `1GiB` (`K`, `M`,
+/// `G` and `B` suffixes are read the same way).
+pub fn parse_size(s: &str) -> Option<usize> {
+    let s = s.trim();
+    let digits = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (number, unit) = s.split_at(digits);
+    let number: usize = number.parse().ok()?;
+    let shift = match unit.trim() {
+        "" | "B" => 0,
+        "K" | "KiB" | "k" => 10,
+        "M" | "MiB" => 20,
+        "G" | "GiB" => 30,
+        _ => return None,
+    };
+    number.checked_mul(1usize << shift)
+}
+
 pub fn parse_duration(s: &str) -> Option<Duration> {
     let s = s.trim();
     if s == "0" {
@@ -455,5 +492,25 @@ mod tests {
         }
         assert_eq!(parse_duration("0"), Some(Duration::ZERO));
         assert_eq!(parse_duration("2m"), Some(Duration::from_secs(120)));
+    }
+
+    #[test]
+    fn response_size_takes_binary_units_and_a_floor() {
+        assert_eq!(parse_size("256MiB"), Some(256 << 20));
+        assert_eq!(parse_size("512KiB"), Some(512 << 10));
+        assert_eq!(parse_size("1G"), Some(1 << 30));
+        assert_eq!(parse_size("70000"), Some(70000));
+        for bad in ["", "MiB", "1.5MiB", "-1", "10 TB", "99999999999999999999G"] {
+            assert_eq!(parse_size(bad), None, "{bad}");
+        }
+        let env = Environment::default();
+        let url = "unix:///x.sock";
+        let c = cli(&["--podman.url", url]).validate(&env).unwrap();
+        assert_eq!(c.max_response_size, 256 << 20);
+        let err = cli(&["--podman.url", url, "--podman.max-response-size", "1KiB"])
+            .validate(&env)
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("--podman.max-response-size"), "{err}");
     }
 }

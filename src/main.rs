@@ -93,7 +93,20 @@ async fn run(config: Config) -> anyhow::Result<()> {
     let listener = bind(&config.listen_address).await?;
     let shutdown = CancellationToken::new();
     let names: Vec<&str> = config.engines.iter().map(|e| e.name.as_str()).collect();
-    let (registry, instruments) = sealwatch::register_instruments(&names);
+    let (mut registry, instruments) = sealwatch::register_instruments(&names);
+    for warning in &config.web.warnings {
+        tracing::warn!("--web.config.file: {warning}");
+    }
+    registry.register(
+        "sealwatch_web_auth_verifications",
+        "bcrypt verifications of basic-auth credentials (cache misses; at most one runs at a time)",
+        config
+            .web
+            .auth
+            .as_ref()
+            .map(|a| a.verifications())
+            .unwrap_or_default(),
+    );
     let inventories: Vec<Inventory> = config
         .engines
         .iter()
@@ -127,7 +140,10 @@ async fn run(config: Config) -> anyhow::Result<()> {
         .zip(inventories)
         .zip(instruments)
     {
-        let client = Client::new(engine.endpoint.clone());
+        let client = Client::new(engine.endpoint.clone()).with_max_response(
+            config.max_response_size,
+            instruments.oversized_responses.clone(),
+        );
         let stream = (publisher.stats_source() == StatsSource::Podman).then(|| {
             StatsStream::new(
                 client.clone(),

@@ -76,6 +76,11 @@ pub struct EngineInstruments {
     /// Podman rotated its file event log (`Type: system`, `Action: log-rotation`): Podman may
     /// have lost events then, which no counter can show.
     pub log_rotations: Counter,
+    /// Responses and stream lines from Podman dropped for exceeding their size cap.
+    pub oversized_responses: Counter,
+    /// `died` events whose `containerExitCode` is not a number from 0 to 255 (counted with the
+    /// exit code `unknown`).
+    pub unparsable_exit_codes: Counter,
     /// Podman's time of the newest event applied, unix nanoseconds; `i64::MIN` until the first
     /// event, when the series is absent.
     last_event_nanos: Arc<AtomicI64>,
@@ -91,6 +96,8 @@ impl Default for EngineInstruments {
             stream_errors: Counter::default(),
             duplicates_dropped: Counter::default(),
             log_rotations: Counter::default(),
+            oversized_responses: Counter::default(),
+            unparsable_exit_codes: Counter::default(),
             last_event_nanos: Arc::new(AtomicI64::new(i64::MIN)),
         }
     }

@@ -54,6 +54,9 @@ struct HttpFile {
 pub struct WebConfig {
     pub tls: Option<Arc<rustls::ServerConfig>>,
     pub auth: Option<BasicAuth>,
+    /// Problems that do not stop the start but that an operator must see (an expired
+    /// certificate); `main` logs each once logging is up.
+    pub warnings: Vec<String>,
 }
 
 impl std::fmt::Debug for WebConfig {
@@ -75,7 +78,13 @@ impl WebConfig {
             path: path.display().to_string(),
             reason,
         };
-        let text = std::fs::read_to_string(path).map_err(|e| err(format!("cannot read: {e}")))?;
+        let text = read_bounded(path).map_err(err)?;
+        let depth = nesting_depth(&text);
+        if depth > MAX_DEPTH {
+            return Err(err(format!(
+                "nested {depth} levels deep, more than the {MAX_DEPTH} allowed; a web config needs 3"
+            )));
+        }
         let file: File = if text.trim().is_empty() {
             File::default()
         } else {
@@ -83,9 +92,15 @@ impl WebConfig {
         };
         let _ = &file.http_server_config;
         let base = path.parent().unwrap_or(Path::new("."));
+        let mut warnings = Vec::new();
         let tls = file
             .tls_server_config
-            .map(|t| tls_config(&t, base).map(Arc::new))
+            .map(|t| {
+                tls_config(&t, base).map(|(config, warning)| {
+                    warnings.extend(warning);
+                    Arc::new(config)
+                })
+            })
             .transpose()
             .map_err(err)?;
         let auth = if file.basic_auth_users.is_empty() {
@@ -97,14 +112,99 @@ impl WebConfig {
                         "basic_auth_users: user name {user:?} contains ':'"
                     )));
                 }
-                bcrypt::verify("", hash).map_err(|e| {
+                bcrypt_cost(hash).map_err(|e| {
                     err(format!("basic_auth_users: {user}: not a bcrypt hash ({e})"))
                 })?;
             }
             Some(BasicAuth::new(file.basic_auth_users))
         };
-        Ok(Self { tls, auth })
+        Ok(Self {
+            tls,
+            auth,
+            warnings,
+        })
     }
+}
+
+/// The largest web config accepted: real ones are a few hundred bytes, and the file is read
+/// whole before parsing (`/dev/zero` must fail at once, not fill memory).
+pub const MAX_FILE_SIZE: u64 = 1 << 20;
+
+/// The deepest nesting accepted. A web config is 3 levels deep; the YAML parser's time grows
+/// with depth (40,000 levels took 9.7 s to reject), so depth is checked by a linear pre-scan.
+pub const MAX_DEPTH: usize = 32;
+
+/// Reads the file, at most `MAX_FILE_SIZE` bytes of it.
+fn read_bounded(path: &Path) -> Result<String, String> {
+    use std::io::Read;
+    let file = std::fs::File::open(path).map_err(|e| format!("cannot read: {e}"))?;
+    let mut bytes = Vec::new();
+    file.take(MAX_FILE_SIZE + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("cannot read: {e}"))?;
+    if bytes.len() as u64 > MAX_FILE_SIZE {
+        return Err(format!(
+            "larger than {} KiB; a web config is a few hundred bytes",
+            MAX_FILE_SIZE / 1024
+        ));
+    }
+    String::from_utf8(bytes).map_err(|e| format!("not UTF-8 text: {e}"))
+}
+
+/// A linear upper estimate of the YAML's nesting: open flow collections (`[`, `{`) plus the
+/// block indicators that open levels on one line (`- - - x`). Quoted scalars and comments are
+/// skipped. Nesting by indentation needs no check: within `MAX_FILE_SIZE` it stays shallow
+/// enough to parse at once. Over-estimating only ever rejects absurd files.
+fn nesting_depth(text: &str) -> usize {
+    let (mut max, mut flow) = (0usize, 0usize);
+    for line in text.lines() {
+        let body = line.trim_start_matches([' ', '\t']);
+        // A run of block indicators, each followed by a space: `- - ? x`.
+        let mut inline = 0usize;
+        let mut rest = body;
+        while let Some(r) = rest
+            .strip_prefix("- ")
+            .or_else(|| rest.strip_prefix("? "))
+            .or_else(|| rest.strip_prefix(": "))
+        {
+            inline += 1;
+            rest = r.trim_start_matches(' ');
+        }
+        let mut quote: Option<char> = None;
+        let mut prev = ' ';
+        let mut chars = body.chars().peekable();
+        while let Some(c) = chars.next() {
+            match quote {
+                Some('"') if c == '\\' => {
+                    chars.next();
+                }
+                Some(q) if c == q => {
+                    if q == '\'' && chars.peek() == Some(&'\'') {
+                        chars.next();
+                    } else {
+                        quote = None;
+                    }
+                }
+                Some(_) => {}
+                None => {
+                    let at_start = prev.is_whitespace() || matches!(prev, '[' | '{' | ',' | ':');
+                    match c {
+                        '#' if prev.is_whitespace() => break,
+                        '\'' | '"' if at_start => quote = Some(c),
+                        '[' | '{' if at_start => {
+                            flow += 1;
+                            max = max.max(flow + inline);
+                        }
+                        ']' | '}' => flow = flow.saturating_sub(1),
+                        _ => {}
+                    }
+                }
+            }
+            prev = c;
+        }
+        max = max.max(flow + inline);
+    }
+    max
 }
 
 fn resolve(base: &Path, p: &Path) -> PathBuf {
@@ -115,7 +215,38 @@ fn resolve(base: &Path, p: &Path) -> PathBuf {
     }
 }
 
-fn tls_config(t: &TlsFile, base: &Path) -> Result<rustls::ServerConfig, String> {
+/// Why the certificate would be refused by clients now (expired, or not yet valid), naming its
+/// validity; `None` when it is valid or cannot be parsed (rustls then reports what is wrong).
+fn certificate_warning(path: &Path, der: &[u8], now_unix: i64) -> Option<String> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
+    let validity = cert.validity();
+    let (from, until) = (
+        validity.not_before.timestamp(),
+        validity.not_after.timestamp(),
+    );
+    let show = |t: i64| {
+        chrono::DateTime::from_timestamp(t, 0)
+            .map(|d| d.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+            .unwrap_or_else(|| t.to_string())
+    };
+    if now_unix > until {
+        Some(format!(
+            "the TLS certificate in {} expired at {}; clients will refuse it",
+            path.display(),
+            show(until)
+        ))
+    } else if now_unix < from {
+        Some(format!(
+            "the TLS certificate in {} is not valid before {}; clients will refuse it until then",
+            path.display(),
+            show(from)
+        ))
+    } else {
+        None
+    }
+}
+
+fn tls_config(t: &TlsFile, base: &Path) -> Result<(rustls::ServerConfig, Option<String>), String> {
     let (Some(cert), Some(key)) = (&t.cert_file, &t.key_file) else {
         return Err("tls_server_config needs both cert_file and key_file".into());
     };
@@ -130,6 +261,7 @@ fn tls_config(t: &TlsFile, base: &Path) -> Result<rustls::ServerConfig, String> 
             cert_path.display()
         ));
     }
+    let warning = certificate_warning(&cert_path, &certs[0], chrono::Utc::now().timestamp());
     let key = PrivateKeyDer::from_pem_file(&key_path)
         .map_err(|e| format!("key_file {}: {e}", key_path.display()))?;
     let versions: Vec<&'static rustls::SupportedProtocolVersion> = {
@@ -190,66 +322,164 @@ fn tls_config(t: &TlsFile, base: &Path) -> Result<rustls::ServerConfig, String> 
         .with_single_cert(certs, key)
         .map_err(|e| format!("cert_file/key_file: {e}"))?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(config)
+    Ok((config, warning))
 }
 
-/// bcrypt-checked users. Verifying a bcrypt hash is deliberately slow, so credentials that
-/// verified once are remembered (as exporter-toolkit does) to keep scrapes cheap.
+/// How many verification results are remembered. Successes need the right password, so only
+/// legitimate clients fill their map; failures are kept apart, so a stream of wrong passwords
+/// can flush only other failures, never a scraper's success.
+const CACHED_SUCCESSES: usize = 64;
+const CACHED_FAILURES: usize = 1024;
+
+/// bcrypt-checked users. Verifying a bcrypt hash is deliberately slow, so results (successes and
+/// failures, as exporter-toolkit does) are remembered per (user, hash, password) digest: a scraper
+/// pays for bcrypt once, and so does an attacker repeating a guess. At most one bcrypt runs at a
+/// time, so a storm of wrong passwords costs one core at most and never delays cached scrapes.
 #[derive(Clone)]
 pub struct BasicAuth {
     users: Arc<HashMap<String, String>>,
-    verified: Arc<Mutex<HashSet<(String, String)>>>,
-    /// A hash of the same cost, checked for unknown users so that user names cannot be probed
-    /// by timing.
+    /// The hash checked for unknown users: the configured hash with the highest cost (ties: the
+    /// first user name in order), so an unknown user costs what the dearest known one does and
+    /// user names cannot be probed by timing.
     decoy: Arc<str>,
+    cache: Arc<Mutex<VerifyCache>>,
+    /// One bcrypt at a time; waiters queue in order on the async side, holding no thread.
+    bcrypt_turn: Arc<tokio::sync::Semaphore>,
+    verifications: prometheus_client::metrics::counter::Counter,
+}
+
+#[derive(Default)]
+struct VerifyCache {
+    successes: HashSet<[u8; 32]>,
+    failures: HashSet<[u8; 32]>,
+}
+
+impl VerifyCache {
+    fn get(&self, key: &[u8; 32]) -> Option<bool> {
+        if self.successes.contains(key) {
+            Some(true)
+        } else if self.failures.contains(key) {
+            Some(false)
+        } else {
+            None
+        }
+    }
+
+    /// Remembers a result; a full map is emptied first (bounded, and cheaper than an LRU for a
+    /// cache whose legitimate working set is a handful of scrapers).
+    fn put(&mut self, key: [u8; 32], ok: bool) {
+        let (map, cap) = if ok {
+            (&mut self.successes, CACHED_SUCCESSES)
+        } else {
+            (&mut self.failures, CACHED_FAILURES)
+        };
+        if map.len() >= cap {
+            map.clear();
+        }
+        map.insert(key);
+    }
+}
+
+/// The user and password of an `Authorization: Basic` header value; the scheme is matched in
+/// any case (RFC 9110 section 11.1).
+fn credentials(header: &str) -> Option<(String, String)> {
+    use base64::Engine;
+    let header = header.trim();
+    let (scheme, encoded) = header.split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .ok()?;
+    let text = String::from_utf8(decoded).ok()?;
+    let (user, password) = text.split_once(':')?;
+    Some((user.to_owned(), password.to_owned()))
 }
 
 impl BasicAuth {
     fn new(users: HashMap<String, String>) -> Self {
-        let decoy = users.values().next().cloned().unwrap_or_default();
+        let decoy = users
+            .iter()
+            .map(|(user, hash)| (bcrypt_cost(hash).unwrap_or(0), user, hash))
+            .max_by(|a, b| a.0.cmp(&b.0).then_with(|| b.1.cmp(a.1)))
+            .map(|(_, _, hash)| hash.clone())
+            .unwrap_or_default();
         Self {
             users: Arc::new(users),
-            verified: Arc::default(),
             decoy: Arc::from(decoy),
+            cache: Arc::default(),
+            bcrypt_turn: Arc::new(tokio::sync::Semaphore::new(1)),
+            verifications: Default::default(),
         }
     }
 
-    /// Checks an `Authorization` header value.
-    pub fn check(&self, header: Option<&str>) -> bool {
-        use base64::Engine;
-        let Some(encoded) = header.and_then(|h| h.strip_prefix("Basic ")) else {
+    /// Counts every bcrypt verification run (cache misses), for `sealwatch_web_auth_verifications_total`.
+    pub fn verifications(&self) -> prometheus_client::metrics::counter::Counter {
+        self.verifications.clone()
+    }
+
+    fn cached(&self, key: &[u8; 32]) -> Option<bool> {
+        self.cache.lock().ok().and_then(|c| c.get(key))
+    }
+
+    /// Checks an `Authorization` header value: from the cache, or with one bcrypt run in turn
+    /// (off the async workers).
+    pub async fn check(&self, header: Option<&str>) -> bool {
+        let Some((user, password)) = header.and_then(credentials) else {
             return false;
         };
-        let Ok(decoded) = base64::engine::general_purpose::STANDARD.decode(encoded.trim()) else {
-            return false;
+        let (known, hash): (bool, Arc<str>) = match self.users.get(&user) {
+            Some(hash) => (true, Arc::from(hash.as_str())),
+            None => (false, self.decoy.clone()),
         };
-        let Ok(text) = String::from_utf8(decoded) else {
-            return false;
-        };
-        let Some((user, password)) = text.split_once(':') else {
-            return false;
-        };
-        let Some(hash) = self.users.get(user) else {
-            let _ = bcrypt::verify(password, &self.decoy);
-            return false;
-        };
-        let key = (user.to_owned(), password.to_owned());
-        if let Ok(cache) = self.verified.lock() {
-            if cache.contains(&key) {
-                return true;
-            }
+        let key = cache_key(&user, &hash, &password);
+        if let Some(ok) = self.cached(&key) {
+            return ok && known;
         }
-        let ok = bcrypt::verify(password, hash).unwrap_or(false);
-        if ok {
-            if let Ok(mut cache) = self.verified.lock() {
-                if cache.len() >= 1024 {
-                    cache.clear();
-                }
-                cache.insert(key);
-            }
+        let Ok(_turn) = self.bcrypt_turn.acquire().await else {
+            return false;
+        };
+        // Whoever held the turn before may have verified these very credentials.
+        if let Some(ok) = self.cached(&key) {
+            return ok && known;
+        }
+        self.verifications.inc();
+        tracing::debug!(known, "verifying basic-auth credentials with bcrypt");
+        let ok =
+            tokio::task::spawn_blocking(move || bcrypt::verify(password, &hash).unwrap_or(false))
+                .await
+                .unwrap_or(false)
+                && known;
+        if let Ok(mut cache) = self.cache.lock() {
+            cache.put(key, ok);
         }
         ok
     }
+}
+
+/// SHA-256 of user, hash and password, so the cache never holds a password.
+fn cache_key(user: &str, hash: &str, password: &str) -> [u8; 32] {
+    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+    for part in [user, hash, password] {
+        ctx.update(&(part.len() as u64).to_le_bytes());
+        ctx.update(part.as_bytes());
+    }
+    let mut key = [0u8; 32];
+    key.copy_from_slice(ctx.finish().as_ref());
+    key
+}
+
+/// The cost of a well-formed bcrypt hash (`$2a$`, `$2b$`, `$2x$` or `$2y$`, a cost of 04 to 31,
+/// 53 characters of bcrypt's base64), without running bcrypt: checking a cost-15 hash in full
+/// takes seconds, and a start-up must not.
+fn bcrypt_cost(hash: &str) -> Result<u32, String> {
+    let parts: bcrypt::HashParts = hash.parse().map_err(|e| format!("{e}"))?;
+    let cost = parts.get_cost();
+    if !(4..=31).contains(&cost) {
+        return Err(format!("cost {cost} is outside 4..=31"));
+    }
+    Ok(cost)
 }
 
 #[cfg(test)]
@@ -291,32 +521,151 @@ mod tests {
         assert!(WebConfig::load(&dir.path().join("missing.yml")).is_err());
     }
 
-    #[test]
-    fn basic_auth_checks_bcrypt_and_remembers_success() {
-        let dir = tempfile::tempdir().unwrap();
-        let hash = bcrypt::hash("s3cret", 4).unwrap();
-        let p = write(
-            dir.path(),
-            "w.yml",
-            &format!("basic_auth_users:\n  alice: '{hash}'\n"),
-        );
-        let auth = WebConfig::load(&p).unwrap().auth.unwrap();
+    fn header(credentials: &str) -> String {
         use base64::Engine;
-        let header = |u: &str| {
-            format!(
-                "Basic {}",
-                base64::engine::general_purpose::STANDARD.encode(u)
-            )
-        };
-        assert!(auth.check(Some(&header("alice:s3cret"))));
+        format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(credentials)
+        )
+    }
+
+    fn auth_for(users: &[(&str, &str, u32)]) -> BasicAuth {
+        let dir = tempfile::tempdir().unwrap();
+        let mut text = String::from("basic_auth_users:\n");
+        for (user, password, cost) in users {
+            let hash = bcrypt::hash(password, *cost).unwrap();
+            text.push_str(&format!("  {user}: '{hash}'\n"));
+        }
+        let p = write(dir.path(), "w.yml", &text);
+        WebConfig::load(&p).unwrap().auth.unwrap()
+    }
+
+    #[tokio::test]
+    async fn basic_auth_checks_bcrypt_and_remembers_both_results() {
+        let auth = auth_for(&[("alice", "s3cret", 4)]);
+        let runs = || auth.verifications().get();
+        assert!(auth.check(Some(&header("alice:s3cret"))).await);
+        assert!(auth.check(Some(&header("alice:s3cret"))).await);
+        assert_eq!(runs(), 1, "the second success comes from the cache");
+        assert!(!auth.check(Some(&header("alice:wrong"))).await);
+        assert!(!auth.check(Some(&header("alice:wrong"))).await);
+        assert_eq!(runs(), 2, "a repeated failure comes from the cache too");
+        assert!(!auth.check(Some(&header("bob:s3cret"))).await);
+        assert_eq!(runs(), 3, "an unknown user costs one (decoy) bcrypt run");
+        assert!(!auth.check(Some("Bearer x")).await);
+        assert!(!auth.check(Some("Basic !!!")).await);
+        assert!(!auth.check(None).await);
+        assert_eq!(runs(), 3, "malformed headers never reach bcrypt");
+    }
+
+    /// RFC 9110: the scheme is case-insensitive.
+    #[tokio::test]
+    async fn the_basic_scheme_matches_in_any_case() {
+        let auth = auth_for(&[("alice", "s3cret", 4)]);
+        let b64 = &header("alice:s3cret")["Basic ".len()..];
+        for scheme in ["basic", "BASIC", "bAsIc"] {
+            assert!(
+                auth.check(Some(&format!("{scheme} {b64}"))).await,
+                "{scheme}"
+            );
+        }
+        assert!(!auth.check(Some(&format!("Basicx {b64}"))).await);
+    }
+
+    /// A storm of distinct wrong passwords cannot evict a scraper's cached success.
+    #[tokio::test]
+    async fn failures_never_evict_successes() {
+        let auth = auth_for(&[("alice", "s3cret", 4)]);
+        assert!(auth.check(Some(&header("alice:s3cret"))).await);
+        for i in 0..CACHED_FAILURES + 10 {
+            let key = cache_key("alice", "h", &i.to_string());
+            auth.cache.lock().unwrap().put(key, false);
+        }
+        let before = auth.verifications().get();
+        assert!(auth.check(Some(&header("alice:s3cret"))).await);
+        assert_eq!(auth.verifications().get(), before);
+        assert!(auth.cache.lock().unwrap().failures.len() <= CACHED_FAILURES);
+    }
+
+    /// The decoy is the dearest configured hash, whatever the map's order.
+    #[test]
+    fn the_decoy_is_the_highest_cost_hash() {
+        let users: HashMap<String, String> = [("a", 5), ("b", 6), ("c", 4), ("d", 6)]
+            .into_iter()
+            .map(|(u, c)| (u.to_owned(), bcrypt::hash("x", c).unwrap()))
+            .collect();
+        let want = users["b"].clone();
+        let auth = BasicAuth::new(users);
+        assert_eq!(&*auth.decoy, want.as_str());
+    }
+
+    /// Hashes are checked for format at start, never verified (cost 31 would take days).
+    #[test]
+    fn hash_format_is_checked_without_running_bcrypt() {
+        let good = bcrypt::hash("x", 4).unwrap();
+        let dearest = format!("$2b$31${}", &good[7..]);
+        let t0 = std::time::Instant::now();
+        assert_eq!(bcrypt_cost(&dearest), Ok(31));
+        assert!(t0.elapsed() < std::time::Duration::from_secs(1));
+        for bad in [
+            "plaintext".to_owned(),
+            format!("$3b$04${}", &good[7..]),
+            format!("$2b$03${}", &good[7..]),
+            format!("$2b$xx${}", &good[7..]),
+            format!("{good}x"),
+            good[..59].to_owned(),
+            format!("{}!{}", &good[..30], &good[31..]),
+        ] {
+            assert!(bcrypt_cost(&bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn oversized_and_deeply_nested_files_are_rejected_quickly() {
+        let dir = tempfile::tempdir().unwrap();
+        let t0 = std::time::Instant::now();
+        let e = WebConfig::load(Path::new("/dev/zero"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("larger than 1024 KiB"), "{e}");
+        let deep = format!("{}{}", "[".repeat(40_000), "]".repeat(40_000));
+        let p = write(dir.path(), "deep.yml", &deep);
+        let e = WebConfig::load(&p).unwrap_err().to_string();
+        assert!(e.contains("nested 40000 levels"), "{e}");
+        let dashes = format!("{}x\n", "- ".repeat(40_000));
+        let p = write(dir.path(), "dashes.yml", &dashes);
+        assert!(WebConfig::load(&p)
+            .unwrap_err()
+            .to_string()
+            .contains("nested"));
         assert!(
-            auth.check(Some(&header("alice:s3cret"))),
-            "second time from the cache"
+            t0.elapsed() < std::time::Duration::from_secs(2),
+            "{:?}",
+            t0.elapsed()
         );
-        assert!(!auth.check(Some(&header("alice:wrong"))));
-        assert!(!auth.check(Some(&header("bob:s3cret"))));
-        assert!(!auth.check(Some("Bearer x")));
-        assert!(!auth.check(None));
+    }
+
+    #[test]
+    fn nesting_depth_skips_quotes_and_comments() {
+        assert_eq!(nesting_depth("a: 1\nb:\n  c: [1, [2]]\n"), 2);
+        assert_eq!(nesting_depth("a: '[[[[' # [[[[\nb: \"{{\\\"{{\"\n"), 0);
+        assert_eq!(nesting_depth("- - - x\n"), 3);
+        assert_eq!(nesting_depth("p: /etc/don't[1].pem\n"), 0);
+    }
+
+    #[test]
+    fn expired_and_future_certificates_are_warned_about() {
+        let ck = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+        let der = ck.cert.der().to_vec();
+        let (_, cert) = x509_parser::parse_x509_certificate(&der).unwrap();
+        let v = cert.validity();
+        let (from, until) = (v.not_before.timestamp(), v.not_after.timestamp());
+        let p = Path::new("server.crt");
+        assert_eq!(certificate_warning(p, &der, from + 1), None);
+        let w = certificate_warning(p, &der, until + 1).unwrap();
+        assert!(w.contains("expired") && w.contains("server.crt"), "{w}");
+        let w = certificate_warning(p, &der, from - 1).unwrap();
+        assert!(w.contains("not valid before"), "{w}");
     }
 
     #[test]

@@ -18,7 +18,7 @@ mod pods;
 
 use std::sync::Arc;
 
-use crate::podman::wire::{Event, RESERVED_ATTRIBUTES};
+use crate::podman::wire::{Event, ExitCodeAttr, RESERVED_ATTRIBUTES};
 pub use counters::Counters;
 use counters::{action_label, bump, type_label};
 pub use labels::{Allowlist, LabelPolicy};
@@ -173,7 +173,10 @@ impl Inventory {
             "pause" => self.upsert(ev, labels, "paused", |c| c.state = "paused".into()),
             "unpause" => self.upsert(ev, labels, "running", |c| c.state = "running".into()),
             "died" => {
-                let code = ev.attr("containerExitCode").and_then(|v| v.parse().ok());
+                let code = match ev.exit_code() {
+                    ExitCodeAttr::Code(c) => Some(i64::from(c)),
+                    ExitCodeAttr::Absent | ExitCodeAttr::Unparsable => None,
+                };
                 self.update(id, |c| {
                     c.state = "exited".into();
                     c.pid = None;
@@ -233,7 +236,12 @@ impl Inventory {
             }
         }
         if ev.action == "died" {
-            let code: Arc<str> = Arc::from(ev.attr("containerExitCode").unwrap_or("unknown"));
+            // An unparsable code is counted as `unknown` here and by the watcher's
+            // `sealwatch_event_unparsable_exit_codes`; it never becomes a label value.
+            let code: Arc<str> = match ev.exit_code() {
+                ExitCodeAttr::Code(c) => Arc::from(c.to_string()),
+                ExitCodeAttr::Absent | ExitCodeAttr::Unparsable => Arc::from("unknown"),
+            };
             bump(&mut self.counters.container_exits, (pod_id, code));
         }
         labels

@@ -89,6 +89,16 @@ pub fn register_instruments(engines: &[&str]) -> (Registry, Vec<EngineInstrument
         "sealwatch_event_log_rotations",
         "Rotations of Podman's event log seen; Podman may lose events while it rotates",
     );
+    let oversized = counter(
+        &mut registry,
+        "sealwatch_podman_oversized_responses",
+        "Responses (over --podman.max-response-size) and stream lines (over 1 MiB per event, 16 MiB per stats report) from Podman dropped for their size; the engine is retried",
+    );
+    let exit_codes = counter(
+        &mut registry,
+        "sealwatch_event_unparsable_exit_codes",
+        "Container died events whose containerExitCode is not a number from 0 to 255; their exits are counted with exit_code=\"unknown\"",
+    );
 
     let mut instruments = Vec::with_capacity(engines.len());
     let mut last_events = Vec::with_capacity(engines.len());
@@ -106,7 +116,8 @@ pub fn register_instruments(engines: &[&str]) -> (Registry, Vec<EngineInstrument
         engine.stream_errors = child(&stream_errors);
         engine.duplicates_dropped = child(&duplicates);
         engine.log_rotations = child(&rotations);
-        engine.log_rotations = child(&rotations);
+        engine.oversized_responses = child(&oversized);
+        engine.unparsable_exit_codes = child(&exit_codes);
         last_events.push((Arc::<str>::from(*name), engine.clone()));
         instruments.push(engine);
     }

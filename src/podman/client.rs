@@ -29,6 +29,14 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// A list of 10,000 containers is tens of MB of JSON: give it time, but not forever.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// The default cap on one response body (`--podman.max-response-size`). Podman 4.3.1 lists a
+/// plain container in about 600 bytes of JSON (tests/fixtures/containers-json.json) and one with
+/// many labels, ports and mounts in a few KiB: 256 MiB holds 50,000 containers at 5 KiB each.
+pub const DEFAULT_MAX_RESPONSE: usize = 256 << 20;
+
+/// Error bodies are a short JSON object; more than this is not an error message.
+const MAX_ERROR_BODY: usize = 64 << 10;
+
 /// Everything that can go wrong talking to Podman, with enough context to act on.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -60,6 +68,9 @@ pub enum ClientError {
         status: StatusCode,
         cause: String,
     },
+    /// The body was longer than the cap: dropped unread, as a hostile or broken answer.
+    #[error("{path} answered more than {max} bytes; dropped it (raise --podman.max-response-size if the host really lists that much)")]
+    TooLarge { path: String, max: usize },
     #[error("cannot decode the answer of {path}: {source}")]
     Decode {
         path: String,
@@ -86,11 +97,85 @@ fn connect_hint(endpoint: &Endpoint, err: &std::io::Error) -> &'static str {
 #[derive(Debug, Clone)]
 pub struct Client {
     endpoint: Endpoint,
+    /// The longest response body read; longer ones are `ClientError::TooLarge`.
+    max_response: usize,
+    /// Counts the responses dropped for their size (`sealwatch_podman_oversized_responses`).
+    oversized: prometheus_client::metrics::counter::Counter,
 }
 
 impl Client {
     pub fn new(endpoint: Endpoint) -> Self {
-        Self { endpoint }
+        Self {
+            endpoint,
+            max_response: DEFAULT_MAX_RESPONSE,
+            oversized: Default::default(),
+        }
+    }
+
+    /// Caps every response body at `max_response` bytes and counts the ones over it.
+    pub fn with_max_response(
+        mut self,
+        max_response: usize,
+        oversized: prometheus_client::metrics::counter::Counter,
+    ) -> Self {
+        self.max_response = max_response;
+        self.oversized = oversized;
+        self
+    }
+
+    /// Counts a stream line dropped for its length, with the oversized responses.
+    pub fn note_oversized(&self) {
+        self.oversized.inc();
+    }
+
+    /// Reads a whole body, at most `max` bytes of it: one endless answer must never grow
+    /// memory without bound. The chunks are joined once, at the end.
+    async fn read_body(
+        &self,
+        path: &str,
+        body: Incoming,
+        max: usize,
+    ) -> Result<Bytes, ClientError> {
+        let too_large = || {
+            self.oversized.inc();
+            ClientError::TooLarge {
+                path: path.to_owned(),
+                max,
+            }
+        };
+        if hyper::body::Body::size_hint(&body)
+            .exact()
+            .is_some_and(|n| n > max as u64)
+        {
+            return Err(too_large());
+        }
+        let mut body = body;
+        let mut chunks: Vec<Bytes> = Vec::new();
+        let mut total = 0usize;
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|source| ClientError::Http {
+                path: path.to_owned(),
+                source,
+            })?;
+            if let Ok(data) = frame.into_data() {
+                total += data.len();
+                if total > max {
+                    return Err(too_large());
+                }
+                chunks.push(data);
+            }
+        }
+        Ok(match chunks.len() {
+            0 => Bytes::new(),
+            1 => chunks.swap_remove(0),
+            _ => {
+                let mut joined = Vec::with_capacity(total);
+                for c in &chunks {
+                    joined.extend_from_slice(c);
+                }
+                Bytes::from(joined)
+            }
+        })
     }
 
     pub fn endpoint(&self) -> &Endpoint {
@@ -160,15 +245,12 @@ impl Client {
         let work = async {
             let resp = self.send(&full).await?;
             let status = resp.status();
-            let body = resp
-                .into_body()
-                .collect()
-                .await
-                .map_err(|source| ClientError::Http {
-                    path: full.clone(),
-                    source,
-                })?
-                .to_bytes();
+            let max = if status.is_success() {
+                self.max_response
+            } else {
+                MAX_ERROR_BODY
+            };
+            let body = self.read_body(&full, resp.into_body(), max).await?;
             if !status.is_success() {
                 return Err(status_error(&full, status, &body));
             }
@@ -315,12 +397,12 @@ impl Client {
         let resp = self.send(path).await?;
         let status = resp.status();
         if !status.is_success() {
-            let body = tokio::time::timeout(Duration::from_secs(5), resp.into_body().collect())
-                .await
-                .ok()
-                .and_then(Result::ok)
-                .map(|b| b.to_bytes())
-                .unwrap_or_default();
+            let read = self.read_body(path, resp.into_body(), MAX_ERROR_BODY);
+            let body = match tokio::time::timeout(Duration::from_secs(5), read).await {
+                Ok(Err(e @ ClientError::TooLarge { .. })) => return Err(e),
+                Ok(Ok(body)) => body,
+                _ => Bytes::new(),
+            };
             return Err(status_error(path, status, &body));
         }
         Ok(EventStream {
@@ -371,7 +453,7 @@ fn status_error(path: &str, status: StatusCode, body: &[u8]) -> ClientError {
     ClientError::Status {
         path: path.to_owned(),
         status,
-        cause,
+        cause: super::printable(&cause).into_owned(),
     }
 }
 

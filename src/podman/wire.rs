@@ -51,6 +51,41 @@ impl Event {
             .map(String::as_str)
             .filter(|v| !v.is_empty())
     }
+
+    /// `containerExitCode` (on `died` events) as a number: surrounding spaces and leading zeros
+    /// are dropped (` 137` and `00137` are 137), so one exit never becomes several label values.
+    pub fn exit_code(&self) -> ExitCodeAttr {
+        match self.attr("containerExitCode") {
+            None => ExitCodeAttr::Absent,
+            Some(v) => parse_exit_code(v).map_or(ExitCodeAttr::Unparsable, ExitCodeAttr::Code),
+        }
+    }
+}
+
+/// What an event's `containerExitCode` holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExitCodeAttr {
+    Absent,
+    /// A process exit status, 0 to 255.
+    Code(u8),
+    /// Anything else (`abc`, `-1`, `256`, `1e3`): counted, never a label value.
+    Unparsable,
+}
+
+/// An exit status is 0 to 255 in decimal digits, with optional surrounding whitespace.
+fn parse_exit_code(v: &str) -> Option<u8> {
+    let v = v.trim();
+    if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let digits = v.trim_start_matches('0');
+    if digits.len() > 3 {
+        return None;
+    }
+    if digits.is_empty() {
+        return Some(0);
+    }
+    digits.parse().ok()
 }
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
@@ -244,6 +279,44 @@ mod tests {
         assert_eq!(e.attr("containerExitCode"), Some("137"));
         assert_eq!(e.attr("podId"), None, "empty podId reads as absent");
         assert_eq!(e.nanos(), 1795976183237049905);
+    }
+
+    #[test]
+    fn exit_codes_are_normalised_or_unparsable() {
+        let ev = |v: &str| {
+            let line =
+                br#"{"Type":"container","Action":"died","Actor":{"ID":"a","Attributes":{}}}"#;
+            let StreamItem::Event(mut e) = decode_stream_line(line).unwrap() else {
+                panic!("not an event")
+            };
+            e.actor
+                .attributes
+                .insert("containerExitCode".into(), v.into());
+            e.exit_code()
+        };
+        for (v, code) in [
+            ("137", 137),
+            (" 137", 137),
+            ("00137", 137),
+            ("0", 0),
+            ("000", 0),
+            ("255\n", 255),
+        ] {
+            assert_eq!(ev(v), ExitCodeAttr::Code(code), "{v:?}");
+        }
+        for v in [
+            "abc",
+            "-1",
+            "+1",
+            "256",
+            "1e3",
+            "13 7",
+            "0x10",
+            "99999999999999999999",
+        ] {
+            assert_eq!(ev(v), ExitCodeAttr::Unparsable, "{v:?}");
+        }
+        assert_eq!(ev(""), ExitCodeAttr::Absent);
     }
 
     #[test]

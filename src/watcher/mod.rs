@@ -22,8 +22,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::inventory::Inventory;
 use crate::podman::ndjson::{LineSplitter, MAX_LINE};
-use crate::podman::wire::{decode_stream_line, ListContainer, ListPod, StreamItem};
-use crate::podman::{Client, ClientError, Endpoint, EventStream};
+use crate::podman::wire::{decode_stream_line, ExitCodeAttr, ListContainer, ListPod, StreamItem};
+use crate::podman::{printable, Client, ClientError, Endpoint, EventStream};
 use crate::snapshot::{EngineInstruments, EngineStatus, Publisher};
 pub use backoff::Backoff;
 use dedup::Dedup;
@@ -222,7 +222,7 @@ impl Watcher {
         self.status.version = Some(version.version.clone());
         self.inventory.set_podman_version(&version.version);
         self.status.api_version = Some(version.libpod_api_version());
-        tracing::info!(%engine, version = %version.version, "connected to {}", self.client.endpoint());
+        tracing::info!(%engine, version = %printable(&version.version), "connected to {}", self.client.endpoint());
 
         let since = self.dedup.next_since(self.started_nanos, now_nanos());
         let client = self.client.clone();
@@ -295,6 +295,7 @@ impl Watcher {
                     self.publish();
                     if let Err(e) = pushed {
                         self.instruments.decode_errors.inc();
+                        self.client.note_oversized();
                         return e.into();
                     }
                 }
@@ -373,6 +374,12 @@ impl Watcher {
                     if ev.kind == "system" && ev.action == "log-rotation" {
                         self.instruments.log_rotations.inc();
                     }
+                    if ev.kind == "container"
+                        && ev.action == "died"
+                        && ev.exit_code() == ExitCodeAttr::Unparsable
+                    {
+                        self.instruments.unparsable_exit_codes.inc();
+                    }
                     self.inventory.apply(&ev);
                     self.stale.note(&ev, now);
                     if let Some(newest) = self.dedup.newest() {
@@ -389,6 +396,7 @@ impl Watcher {
                 } else {
                     err.message
                 };
+                let text = printable(&text);
                 tracing::warn!(engine = %self.engine, "Podman reported an error in the event stream: {text}");
             }
             Err(e) => {

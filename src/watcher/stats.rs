@@ -33,7 +33,7 @@ enum StreamEnd {
     Broke(#[source] hyper::Error),
     #[error("stats stream ended")]
     Eof,
-    #[error("Podman reported an error in the stats stream: {0}")]
+    #[error("Podman reported an error in the stats stream: {}", crate::podman::printable(.0))]
     Podman(String),
     #[error("no stats report for {0:?}")]
     Silent(Duration),
@@ -124,6 +124,7 @@ impl StatsStream {
             });
             if let Err(e) = pushed {
                 self.engine.stats().count_stream_decode_error();
+                self.client.note_oversized();
                 return e.into();
             }
             if let Some(e) = failed {

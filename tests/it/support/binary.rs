@@ -174,6 +174,11 @@ impl Sealwatch {
         format!("http://127.0.0.1:{}", self.port)
     }
 
+    /// The process id, for /proc/PID/status.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map(|c| c.id()).unwrap_or(0)
+    }
+
     pub fn port(&self) -> u16 {
         self.port
     }

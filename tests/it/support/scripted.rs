@@ -20,7 +20,13 @@ pub enum Step {
     Cut,
     /// Keep the stream open and silent until the server is dropped.
     Hold,
+    /// These bytes as chunks again and again, until the client goes away (or `ENDLESS_BOUND`
+    /// bytes were sent): an endless line or body.
+    Endless(Vec<u8>),
 }
+
+/// How much an "endless" body sends at most, so every loop in a test is bounded.
+pub const ENDLESS_BOUND: usize = 4 << 30;
 
 #[derive(Debug, Default)]
 struct Script {
@@ -30,6 +36,17 @@ struct Script {
     sessions: VecDeque<Vec<Step>>,
     /// The path and query of every `/events` request received.
     event_requests: Vec<String>,
+    /// Answers for paths containing a key, taking precedence over the usual ones.
+    overrides: Vec<(String, Answer)>,
+}
+
+/// A hostile or failing answer for some path.
+#[derive(Debug, Clone)]
+pub enum Answer {
+    /// 200 with a chunked body that repeats these bytes forever (see `Step::Endless`).
+    Endless(Vec<u8>),
+    /// This status with this body (`Content-Length` set).
+    Status(u16, String),
 }
 
 pub struct ScriptedPodman {
@@ -54,6 +71,7 @@ impl ScriptedPodman {
             pods_json: "[]".into(),
             sessions: sessions.into(),
             event_requests: vec![],
+            overrides: vec![],
         }));
         let shared = script.clone();
         std::thread::spawn(move || {
@@ -80,6 +98,12 @@ impl ScriptedPodman {
         let mut s = self.script.lock().unwrap();
         s.containers_json = containers_json.into();
         s.pods_json = pods_json.into();
+    }
+
+    /// Answers every request whose path contains `path_part` with `answer` from now on.
+    pub fn answer(&self, path_part: &str, answer: Answer) {
+        let mut s = self.script.lock().unwrap();
+        s.overrides.push((path_part.into(), answer));
     }
 
     pub fn event_requests(&self) -> Vec<String> {
@@ -111,6 +135,31 @@ fn serve(conn: UnixStream, script: &Mutex<Script>) -> std::io::Result<()> {
             body
         )
     };
+    let answer = {
+        let s = script.lock().unwrap();
+        s.overrides
+            .iter()
+            .find(|(part, _)| path.contains(part.as_str()))
+            .map(|(_, a)| a.clone())
+    };
+    match answer {
+        Some(Answer::Endless(bytes)) => {
+            write!(
+                out,
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nLibpod-Api-Version: 4.3.1\r\nTransfer-Encoding: chunked\r\n\r\n"
+            )?;
+            return endless(&mut out, &bytes);
+        }
+        Some(Answer::Status(status, body)) => {
+            return write!(
+                out,
+                "HTTP/1.1 {status} Error\r\nContent-Type: application/json\r\nLibpod-Api-Version: 4.3.1\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{}",
+                body.len(),
+                body
+            );
+        }
+        None => {}
+    }
     if path.contains("/libpod/version") {
         return json(&mut out, VERSION_JSON);
     }
@@ -149,6 +198,7 @@ fn serve(conn: UnixStream, script: &Mutex<Script>) -> std::io::Result<()> {
                 Step::Hold => loop {
                     std::thread::sleep(Duration::from_secs(3600));
                 },
+                Step::Endless(bytes) => return endless(&mut out, &bytes),
             }
         }
         return Ok(());
@@ -160,6 +210,25 @@ fn serve(conn: UnixStream, script: &Mutex<Script>) -> std::io::Result<()> {
         body.len(),
         body
     )
+}
+
+/// Writes `bytes` as chunks (joined to about 64 KiB each) until the peer goes away or
+/// `ENDLESS_BOUND` bytes were sent.
+fn endless(out: &mut UnixStream, bytes: &[u8]) -> std::io::Result<()> {
+    let chunk: Vec<u8> = bytes
+        .iter()
+        .copied()
+        .cycle()
+        .take(bytes.len().max(64 << 10))
+        .collect();
+    let mut sent = 0;
+    while sent < ENDLESS_BOUND {
+        write!(out, "{:x}\r\n", chunk.len())?;
+        out.write_all(&chunk)?;
+        out.write_all(b"\r\n")?;
+        sent += chunk.len();
+    }
+    Ok(())
 }
 
 /// A container event line in Podman 4.3.1's exact shape.
