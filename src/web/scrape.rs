@@ -90,13 +90,15 @@ pub async fn metrics(State(app): State<AppState>, headers: HeaderMap) -> Respons
         None => None,
         Some(limit) => match limit.clone().try_acquire_owned() {
             Ok(p) => Some(p),
-            Err(_) => return error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                format!(
+            Err(_) => {
+                return error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!(
                     "limit of concurrent scrapes reached ({}, --web.max-requests); try again later",
                     app.scrapes.max_requests
                 ),
-            ),
+                )
+            }
         },
     };
     let header_str = |name| {

@@ -53,6 +53,7 @@ mod deploy;
 mod faults;
 mod fields;
 mod harness;
+mod hostile;
 mod image;
 mod metrics;
 mod objects;
