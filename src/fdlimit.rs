@@ -12,7 +12,7 @@ const MIN_CONNECTIONS: u64 = 16;
 const MAX_CONNECTIONS: u64 = 65_536;
 
 /// Raises the soft open-files limit to the hard one and returns the soft limit in force
-/// afterwards (`None` if it cannot be read). The cgroup sampler keeps about seven files open per
+/// afterwards (`None` if it cannot be read). The cgroup sampler keeps six to nine files open per
 /// running container (a `pread` of a kept file costs a fifth of opening it again), so the
 /// usual soft limit of 1,024 is too low for a large host.
 pub fn raise_open_files_limit() -> Option<u64> {
