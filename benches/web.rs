@@ -51,8 +51,18 @@ fn inventory(containers: usize) -> Inventory {
     inv
 }
 
+/// The `/metrics` handler as it was before renders were shared (one render and one body per
+/// request), for the "before" line of the storm.
+async fn unshared_scrape(
+    axum::extract::State(metrics): axum::extract::State<std::sync::Arc<Metrics>>,
+) -> Vec<u8> {
+    tokio::task::spawn_blocking(move || metrics.render(false).unwrap().into_bytes())
+        .await
+        .unwrap()
+}
+
 /// Serves `containers` synthetic containers on a loopback port; returns the port and the
-/// runtime (dropping it stops the server).
+/// runtime (dropping it stops the server). It also serves `/unshared`.
 fn server(containers: usize, max_requests: usize) -> (u16, tokio::runtime::Runtime) {
     let inv = inventory(containers);
     let (registry, _instruments) = register_instruments(&["podman"]);
@@ -71,7 +81,13 @@ fn server(containers: usize, max_requests: usize) -> (u16, tokio::runtime::Runti
     );
     drop(inv);
     let metrics = Metrics::new(engines.clone(), registry);
-    let app = sealwatch::router(engines, metrics, "/metrics", None, max_requests);
+    let (unshared_registry, _) = register_instruments(&["podman"]);
+    let unshared = std::sync::Arc::new(Metrics::new(engines.clone(), unshared_registry));
+    let app = sealwatch::router(engines, metrics, "/metrics", None, max_requests).merge(
+        axum::Router::new()
+            .route("/unshared", axum::routing::get(unshared_scrape))
+            .with_state(unshared),
+    );
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -128,20 +144,20 @@ fn reset_peak() {
     let _ = std::fs::write("/proc/self/clear_refs", "5");
 }
 
-fn storm(containers: usize, clients: usize, max_requests: usize, gzip: bool) {
+fn storm(containers: usize, clients: usize, max_requests: usize, gzip: bool, path: &'static str) {
     let (port, rt) = server(containers, max_requests);
     let extra = if gzip {
         "Accept-Encoding: gzip\r\n"
     } else {
         "Accept: text/plain\r\n"
     };
-    let (_, body) = get(port, "/metrics", extra);
+    let (_, body) = get(port, path, extra);
     std::thread::sleep(Duration::from_millis(300));
     let (idle, _) = rss();
     reset_peak();
     let started = Instant::now();
     let handles: Vec<_> = (0..clients)
-        .map(|_| std::thread::spawn(move || get(port, "/metrics", extra).0))
+        .map(|_| std::thread::spawn(move || get(port, path, extra).0))
         .collect();
     let statuses: Vec<u16> = handles.into_iter().map(|h| h.join().unwrap()).collect();
     let took = started.elapsed();
@@ -150,7 +166,7 @@ fn storm(containers: usize, clients: usize, max_requests: usize, gzip: bool) {
     let (after, _) = rss();
     let ok = statuses.iter().filter(|s| **s == 200).count();
     println!(
-        "{containers:>6} containers, {clients} concurrent scrapes, max-requests {max_requests:>2}, \
+        "{path}: {containers:>6} containers, {clients} concurrent scrapes, max-requests {max_requests:>2}, \
          {}: body {:.1} MiB; RSS idle {idle:.0} MiB, peak {peak:.0} MiB, 1 s after {after:.0} MiB; \
          {ok} answered 200, {} 503; {took:.2?}",
         if gzip { "gzip" } else { "text" },
@@ -205,9 +221,11 @@ fn main() {
     let only: Option<String> = std::env::args().skip(1).find(|a| !a.starts_with('-'));
     let run = |name: &str| only.as_deref().is_none_or(|o| name.contains(o));
     if run("storm") {
-        storm(10_000, 200, 0, false);
-        storm(10_000, 200, 0, true);
-        storm(10_000, 200, 40, false);
+        // Before: one render per request (the handler as it was).
+        storm(10_000, 200, 0, false, "/unshared");
+        storm(10_000, 200, 0, false, "/metrics");
+        storm(10_000, 200, 0, true, "/metrics");
+        storm(10_000, 200, 40, false, "/metrics");
     }
     if run("health") {
         health_under_api_load(50_000, 4);
