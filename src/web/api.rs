@@ -144,9 +144,9 @@ where
 
 /// The reference of `/containers/{reference}` and `/pods/{reference}`, or the JSON error that
 /// says why it could not be read (bad percent-encoding, not UTF-8).
-fn reference(path: Result<Path<String>, PathRejection>) -> Result<String, Response> {
+fn reference(path: Result<Path<String>, PathRejection>) -> Result<String, (StatusCode, String)> {
     path.map(|Path(r)| r)
-        .map_err(|e| error(e.status(), format!("bad path: {}", e.body_text())))
+        .map_err(|e| (e.status(), format!("bad path: {}", e.body_text())))
 }
 
 /// Finds one object by full ID, name, or unique ID prefix across engines.
@@ -188,7 +188,7 @@ pub async fn one_container(
 ) -> Response {
     let reference = match reference(path) {
         Ok(r) => r,
-        Err(resp) => return resp,
+        Err((status, msg)) => return error(status, msg),
     };
     let views = app.engines.views();
     let all = views.iter().flat_map(|v| {
@@ -236,7 +236,7 @@ pub async fn one_pod(
 ) -> Response {
     let reference = match reference(path) {
         Ok(r) => r,
-        Err(resp) => return resp,
+        Err((status, msg)) => return error(status, msg),
     };
     let views = app.engines.views();
     let all = views.iter().flat_map(|v| {
