@@ -17,8 +17,8 @@ use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use http_body_util::BodyExt;
-use tokio::sync::{OnceCell, Semaphore};
+use hyper::body::{Body as HttpBody, Frame, SizeHint};
+use tokio::sync::{OnceCell, OwnedSemaphorePermit, Semaphore};
 
 use super::negotiate::{accepts_gzip, gzip_bytes, wants_openmetrics};
 use super::{error, AppState};
@@ -114,10 +114,10 @@ pub async fn metrics(State(app): State<AppState>, headers: HeaderMap) -> Respons
         Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e),
     };
     // The scrape counts against --web.max-requests until its body is sent.
-    let body = Body::new(Body::from(bytes).map_frame(move |frame| {
-        let _ = &permit;
-        frame
-    }));
+    let body = Body::new(Chunks {
+        rest: bytes,
+        _permit: permit,
+    });
     let content_type = if openmetrics {
         OPENMETRICS_CONTENT_TYPE
     } else {
@@ -135,4 +135,41 @@ pub async fn metrics(State(app): State<AppState>, headers: HeaderMap) -> Respons
         );
     }
     resp
+}
+
+/// How much of a shared body is handed to the connection at a time.
+const CHUNK: usize = 64 * 1024;
+
+/// A shared body handed out in slices (no copies): the connection asks for the next slice only
+/// when its write buffer has room, so the body, and with it the scrape's place under
+/// `--web.max-requests`, lives until the client has taken nearly all of it, not only until it
+/// was queued.
+struct Chunks {
+    rest: Bytes,
+    _permit: Option<OwnedSemaphorePermit>,
+}
+
+impl HttpBody for Chunks {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        if self.rest.is_empty() {
+            return std::task::Poll::Ready(None);
+        }
+        let n = self.rest.len().min(CHUNK);
+        let chunk = self.rest.split_to(n);
+        std::task::Poll::Ready(Some(Ok(Frame::data(chunk))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.rest.is_empty()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::with_exact(self.rest.len() as u64)
+    }
 }
