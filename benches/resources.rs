@@ -168,6 +168,8 @@ impl Drop for Workload {
 }
 
 fn main() {
+    // As the binary does at start: the sampler keeps its files open.
+    sealwatch::fdlimit::raise_open_files_limit();
     let containers: usize = std::env::var("SEALWATCH_BENCH_CONTAINERS")
         .ok()
         .and_then(|v| v.parse().ok())

@@ -62,7 +62,8 @@ pub struct Cli {
     #[arg(
         long = "web.listen-address",
         env = "SEALWATCH_WEB_LISTEN_ADDRESS",
-        default_value = ":9882"
+        default_value = ":9882",
+        global = true
     )]
     pub listen_address: String,
 
@@ -79,9 +80,28 @@ pub struct Cli {
     #[arg(
         long = "web.config.file",
         env = "SEALWATCH_WEB_CONFIG_FILE",
-        value_name = "FILE"
+        value_name = "FILE",
+        global = true
     )]
     pub web_config_file: Option<PathBuf>,
+
+    /// Concurrent `/metrics` requests served; more are answered 503 at once (exporter-toolkit's
+    /// flag). 0 means no limit.
+    #[arg(
+        long = "web.max-requests",
+        env = "SEALWATCH_WEB_MAX_REQUESTS",
+        default_value_t = 40
+    )]
+    pub max_requests: usize,
+
+    /// Open HTTP connections; beyond it the longest-idle connection is closed to make room.
+    /// 0 derives it from the open-files limit: (limit - 128) / 2, from 16 to 65536.
+    #[arg(
+        long = "web.max-connections",
+        env = "SEALWATCH_WEB_MAX_CONNECTIONS",
+        default_value_t = 0
+    )]
+    pub max_connections: usize,
 
     /// Container label keys that become metric labels, comma-separated; `*` allows all.
     #[arg(
@@ -172,6 +192,10 @@ pub struct Config {
     /// `host:port` to bind, with `:port` already turned into `0.0.0.0:port`.
     pub listen_address: String,
     pub telemetry_path: String,
+    /// Concurrent `/metrics` requests; 0 is unlimited.
+    pub max_requests: usize,
+    /// Open HTTP connections; 0 derives the cap from the open-files limit at start.
+    pub max_connections: usize,
     pub web: WebConfig,
     /// `--podman.max-response-size` in bytes.
     pub max_response_size: usize,
@@ -255,19 +279,7 @@ impl Cli {
         if engines.is_empty() {
             return Err(ConfigError("--podman.url: no URL given".into()));
         }
-        if !self.telemetry_path.starts_with('/') || self.telemetry_path.len() < 2 {
-            return Err(ConfigError(format!(
-                "--web.telemetry-path {:?}: must start with / and not be / itself (e.g. /metrics)",
-                self.telemetry_path
-            )));
-        }
-        let reserved = ["/containers", "/pods", "/-/healthy", "/-/ready"];
-        if reserved.iter().any(|r| self.telemetry_path == *r) {
-            return Err(ConfigError(format!(
-                "--web.telemetry-path {:?}: that path is already served by sealwatch",
-                self.telemetry_path
-            )));
-        }
+        check_telemetry_path(&self.telemetry_path)?;
         if self.labels_max_values == 0 {
             return Err(ConfigError("--labels.max-values must be at least 1".into()));
         }
@@ -275,6 +287,8 @@ impl Cli {
             engines,
             listen_address: parse_listen_address(&self.listen_address)?,
             telemetry_path: self.telemetry_path.clone(),
+            max_requests: self.max_requests,
+            max_connections: self.max_connections,
             web: match &self.web_config_file {
                 Some(path) => WebConfig::load(path).map_err(|e| ConfigError(e.to_string()))?,
                 None => WebConfig::default(),
@@ -310,6 +324,60 @@ impl Cli {
             log_format: self.log_format,
         })
     }
+}
+
+/// The paths the router serves besides the telemetry path; `{ref}` stands for one segment.
+const OTHER_ENDPOINTS: &[&str] = &[
+    "/",
+    "/-/healthy",
+    "/-/ready",
+    "/containers",
+    "/containers/{ref}",
+    "/pods",
+    "/pods/{ref}",
+];
+
+/// `--web.telemetry-path` must be a plain absolute path (the router would read `:x`, `{x}` or
+/// `*x` as a capture, and panic on a malformed one) that no other endpoint answers.
+fn check_telemetry_path(path: &str) -> Result<(), ConfigError> {
+    let fail = |why: &str| {
+        Err(ConfigError(format!(
+            "--web.telemetry-path {path:?}: {why} (e.g. /metrics)"
+        )))
+    };
+    let Some(rest) = path.strip_prefix('/') else {
+        return fail("must start with /");
+    };
+    if rest.is_empty() {
+        return fail("must not be / itself, which is the landing page");
+    }
+    if let Some(c) = rest
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '/' | '-' | '_' | '.' | '~')))
+    {
+        return fail(&format!(
+            "{c:?} is not allowed; use letters, digits and - _ . ~ between slashes"
+        ));
+    }
+    if rest
+        .split('/')
+        .any(|seg| seg.is_empty() || seg == "." || seg == "..")
+    {
+        return fail("no empty, . or .. segments");
+    }
+    let segments: Vec<&str> = path.split('/').collect();
+    let collides = OTHER_ENDPOINTS.iter().any(|endpoint| {
+        let theirs: Vec<&str> = endpoint.split('/').collect();
+        theirs.len() == segments.len()
+            && theirs
+                .iter()
+                .zip(&segments)
+                .all(|(t, s)| *t == "{ref}" || t == s)
+    });
+    if collides {
+        return fail("that path is already served by another sealwatch endpoint");
+    }
+    Ok(())
 }
 
 /// `NAME=URL` or `URL` (then the engine is named by its URL).
@@ -454,6 +522,43 @@ mod tests {
         assert!(cli(&["--labels.max-values", "0"]).validate(&env).is_err());
         assert!(Cli::try_parse_from(["sealwatch", "--log.level", "loud"]).is_err());
         assert!(Cli::try_parse_from(["sealwatch", "--stats.source", "proc"]).is_err());
+        for bad in [
+            "/:x",
+            "/{",
+            "/*",
+            "/{x}",
+            "/containers/{reference}",
+            "/containers",
+            "/containers/abc",
+            "/pods/x",
+            "/-/ready",
+            "/",
+            "//m",
+            "/m/",
+            "/a b",
+            "/m?x",
+            "/m#x",
+            "/%6d",
+            "/m/../x",
+        ] {
+            let err = cli(&["--web.telemetry-path", bad])
+                .validate(&env)
+                .unwrap_err()
+                .0;
+            assert!(err.starts_with("--web.telemetry-path"), "{bad}: {err}");
+        }
+        for good in [
+            "/metrics",
+            "/m",
+            "/exporter/podman-metrics",
+            "/a.b~c_d",
+            "/-/metrics",
+        ] {
+            assert!(
+                cli(&["--web.telemetry-path", good]).validate(&env).is_ok(),
+                "{good}"
+            );
+        }
         for bad in ["5", "-1s", "1h", "61m", "s", "1.5s"] {
             assert!(
                 cli(&[&format!("--stats.interval={bad}")])
@@ -462,6 +567,18 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    /// Flags given after the `healthcheck` subcommand count as well as before it.
+    #[test]
+    fn healthcheck_takes_the_listen_address_after_the_subcommand() {
+        let env = Environment {
+            is_root: true,
+            ..Default::default()
+        };
+        let c = cli(&["healthcheck", "--web.listen-address", "127.0.0.1:1234"]);
+        assert!(matches!(c.command, Some(Command::Healthcheck)));
+        assert_eq!(c.validate(&env).unwrap().listen_address, "127.0.0.1:1234");
     }
 
     #[test]

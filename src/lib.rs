@@ -20,6 +20,7 @@
 
 pub mod build_info;
 pub mod config;
+pub mod fdlimit;
 mod inventory;
 mod metrics;
 mod podman;
@@ -40,4 +41,4 @@ pub use resources::{
 pub use snapshot::{EngineStatus, Engines, Publisher};
 pub use watcher::{StatsStream, Watcher};
 pub use web::negotiate::gzip_bytes;
-pub use web::{router, serve};
+pub use web::{router, serve, ServeLimits};

@@ -48,6 +48,11 @@ fn main() -> ExitCode {
         return healthcheck(&config.listen_address, config.has_web_config);
     }
     init_logging(config.log_level, config.log_format);
+    let open_files = sealwatch::fdlimit::raise_open_files_limit();
+    let max_connections = match config.max_connections {
+        0 => sealwatch::fdlimit::connection_cap(open_files),
+        n => n,
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -58,7 +63,10 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(config)) {
+    let result = runtime.block_on(run(config, max_connections, open_files));
+    // Blocking tasks (a render, a bcrypt check) are not waited for: shutdown stays bounded.
+    runtime.shutdown_timeout(Duration::from_millis(500));
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("sealwatch: {e:#}");
@@ -89,7 +97,11 @@ fn init_logging(level: LogLevel, format: LogFormat) {
     }
 }
 
-async fn run(config: Config) -> anyhow::Result<()> {
+async fn run(
+    config: Config,
+    max_connections: usize,
+    open_files: Option<u64>,
+) -> anyhow::Result<()> {
     let listener = bind(&config.listen_address).await?;
     let shutdown = CancellationToken::new();
     let names: Vec<&str> = config.engines.iter().map(|e| e.name.as_str()).collect();
@@ -163,10 +175,14 @@ async fn run(config: Config) -> anyhow::Result<()> {
         metrics,
         &config.telemetry_path,
         config.web.auth.clone(),
+        config.max_requests,
     );
     tracing::info!(
         version = build_info::VERSION,
         engines = %config.engines.iter().map(|e| format!("{}={}", e.name, e.endpoint)).collect::<Vec<_>>().join(","),
+        max_connections,
+        max_requests = config.max_requests,
+        open_files = open_files.map(|n| n.to_string()).unwrap_or_else(|| "unknown".into()),
         "listening on http://{}",
         listener.local_addr().map(|a| a.to_string()).unwrap_or_default()
     );
@@ -176,11 +192,22 @@ async fn run(config: Config) -> anyhow::Result<()> {
         tracing::info!("shutting down");
         stop.cancel();
     });
-    sealwatch::serve(listener, app, config.web.tls.clone(), shutdown.clone()).await;
+    sealwatch::serve(
+        listener,
+        app,
+        config.web.tls.clone(),
+        shutdown.clone(),
+        sealwatch::ServeLimits { max_connections },
+    )
+    .await;
     shutdown.cancel();
-    for w in watchers {
-        let _ = tokio::time::timeout(Duration::from_secs(2), w).await;
-    }
+    // The watchers get one second together, not each: shutdown stays under 5 s.
+    let all = async {
+        for w in watchers {
+            let _ = w.await;
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(1), all).await;
     Ok(())
 }
 

@@ -74,7 +74,6 @@ impl CgroupSampler {
                 host.mountinfo.display()
             )
         })?;
-        raise_open_files_limit();
         let proc = host.proc();
         let host_netns = ["1", "self"]
             .iter()
@@ -191,23 +190,5 @@ impl Sampler for CgroupSampler {
         }
         self.reader.end_sample();
         sample
-    }
-}
-
-/// The soft open-files limit raised to the hard one: every running container keeps about seven
-/// cgroup and `/proc` files open between samples (a `pread` of a kept file costs a fifth of
-/// opening it again).
-fn raise_open_files_limit() {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit and setrlimit only read and write the struct passed.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max
-        {
-            limit.rlim_cur = limit.rlim_max;
-            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
-        }
     }
 }

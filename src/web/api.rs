@@ -1,11 +1,16 @@
 //! The JSON API: `/containers`, `/containers/{reference}`, `/pods`, `/pods/{reference}`.
 //!
 //! Owns query filters (validated, 400 with the name of the bad parameter), lookup by ID, name or
-//! unique ID prefix, and ordering. Reads one set of snapshots per request; never calls Podman.
+//! unique ID prefix, and ordering. Lists are filtered and serialised on a blocking thread: at
+//! tens of thousands of containers that is milliseconds of CPU that would otherwise stall every
+//! other request on the async workers (`/-/healthy` included). Reads one set of snapshots per
+//! request; never calls Podman.
 
 use std::collections::BTreeMap;
 
+use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, RawQuery, State};
+use axum::http::header;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -85,8 +90,13 @@ pub async fn list_containers(State(app): State<AppState>, RawQuery(q): RawQuery)
         Err(e) => return error(StatusCode::BAD_REQUEST, e),
     };
     let views = app.engines.views();
+    json_off_workers(move || serde_json::to_vec(&containers(&views, &f))).await
+}
+
+/// The containers of `views` that pass `f`, sorted by engine, name and ID.
+fn containers<'a>(views: &'a [EngineView], f: &Filters) -> Vec<ContainerJson<'a>> {
     let mut out: Vec<ContainerJson> = Vec::new();
-    for view in views.iter().filter(|v| engine_matches(v, &f)) {
+    for view in views.iter().filter(|v| engine_matches(v, f)) {
         for c in view.inventory.containers() {
             let state_ok = match &f.state {
                 Some(s) => c.state == *s,
@@ -104,7 +114,39 @@ pub async fn list_containers(State(app): State<AppState>, RawQuery(q): RawQuery)
         }
     }
     out.sort_by(|a, b| (a.engine, a.name, a.id).cmp(&(b.engine, b.name, b.id)));
-    Json(out).into_response()
+    out
+}
+
+/// Runs `serialise` on a blocking thread and answers its JSON.
+async fn json_off_workers<F>(serialise: F) -> Response
+where
+    F: FnOnce() -> serde_json::Result<Vec<u8>> + Send + 'static,
+{
+    match tokio::task::spawn_blocking(serialise).await {
+        Ok(Ok(body)) => (
+            [(
+                header::CONTENT_TYPE,
+                header::HeaderValue::from_static("application/json"),
+            )],
+            body,
+        )
+            .into_response(),
+        Ok(Err(e)) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("cannot serialise the answer: {e}"),
+        ),
+        Err(e) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("the serialiser failed: {e}"),
+        ),
+    }
+}
+
+/// The reference of `/containers/{reference}` and `/pods/{reference}`, or the JSON error that
+/// says why it could not be read (bad percent-encoding, not UTF-8).
+fn reference(path: Result<Path<String>, PathRejection>) -> Result<String, (StatusCode, String)> {
+    path.map(|Path(r)| r)
+        .map_err(|e| (e.status(), format!("bad path: {}", e.body_text())))
 }
 
 /// Finds one object by full ID, name, or unique ID prefix across engines.
@@ -140,7 +182,14 @@ fn find_one<'a, T>(
     }
 }
 
-pub async fn one_container(State(app): State<AppState>, Path(reference): Path<String>) -> Response {
+pub async fn one_container(
+    State(app): State<AppState>,
+    path: Result<Path<String>, PathRejection>,
+) -> Response {
+    let reference = match reference(path) {
+        Ok(r) => r,
+        Err((status, msg)) => return error(status, msg),
+    };
     let views = app.engines.views();
     let all = views.iter().flat_map(|v| {
         v.inventory
@@ -159,9 +208,14 @@ pub async fn list_pods(State(app): State<AppState>, RawQuery(q): RawQuery) -> Re
         Err(e) => return error(StatusCode::BAD_REQUEST, e),
     };
     let views = app.engines.views();
+    json_off_workers(move || serde_json::to_vec(&pods(&views, &f))).await
+}
+
+/// The pods of `views` that pass `f`, sorted by engine and name.
+fn pods<'a>(views: &'a [EngineView], f: &Filters) -> Vec<PodJson<'a>> {
     let mut out: Vec<PodJson> = views
         .iter()
-        .filter(|v| engine_matches(v, &f))
+        .filter(|v| engine_matches(v, f))
         .flat_map(|v| {
             let index = PodIndex::new(&v.inventory);
             v.inventory
@@ -173,10 +227,17 @@ pub async fn list_pods(State(app): State<AppState>, RawQuery(q): RawQuery) -> Re
         .filter(|p| labels_match(p.labels, &f.labels))
         .collect();
     out.sort_by(|a, b| (a.engine, a.name).cmp(&(b.engine, b.name)));
-    Json(out).into_response()
+    out
 }
 
-pub async fn one_pod(State(app): State<AppState>, Path(reference): Path<String>) -> Response {
+pub async fn one_pod(
+    State(app): State<AppState>,
+    path: Result<Path<String>, PathRejection>,
+) -> Response {
+    let reference = match reference(path) {
+        Ok(r) => r,
+        Err((status, msg)) => return error(status, msg),
+    };
     let views = app.engines.views();
     let all = views.iter().flat_map(|v| {
         v.inventory

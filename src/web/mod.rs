@@ -25,25 +25,28 @@ use serde::Serialize;
 use crate::metrics::Metrics;
 use crate::snapshot::Engines;
 use crate::webconfig::BasicAuth;
-pub use serve::serve;
+pub use serve::{serve, Limits as ServeLimits};
 
 #[derive(Clone)]
 struct AppState {
     engines: Engines,
     metrics: Arc<Metrics>,
+    scrapes: Arc<scrape::Scrapes>,
     telemetry_path: Arc<str>,
 }
 
 /// Builds the router; `telemetry_path` is `--web.telemetry-path`; with `auth`, every endpoint
-/// asks for basic-auth credentials.
+/// asks for basic-auth credentials; `max_requests` bounds concurrent scrapes (0: no bound).
 pub fn router(
     engines: Engines,
     metrics: Metrics,
     telemetry_path: &str,
     auth: Option<BasicAuth>,
+    max_requests: usize,
 ) -> Router {
     let state = AppState {
         metrics: Arc::new(metrics),
+        scrapes: Arc::new(scrape::Scrapes::new(max_requests)),
         engines,
         telemetry_path: Arc::from(telemetry_path),
     };

@@ -73,7 +73,10 @@ mod tests {
         ));
         assert!(!wants_openmetrics("text/plain"));
         assert!(!wants_openmetrics("*/*"));
-        for refused in ["q=0", "q=0.0", "Q=0", "q = 0.000"] {
+        assert!(!wants_openmetrics(
+            "*/*;q=0.5, APPLICATION/OPENMETRICS-TEXT;version=1.0.0;Q=0.000"
+        ));
+        for refused in ["q=0", "q=0.0", "Q=0", "q = 0.000", "q=0.000"] {
             assert!(
                 !wants_openmetrics(&format!("application/openmetrics-text; {refused}")),
                 "{refused}"

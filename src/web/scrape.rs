@@ -1,17 +1,106 @@
-//! The `/metrics` handler: negotiate, render off the async workers, compress, answer.
+//! The `/metrics` handler: bound concurrent scrapes, negotiate, render off the async workers
+//! (one render shared by concurrent scrapes), compress, answer.
 //!
-//! Owns the HTTP side of a scrape (headers, `Vary`, errors as JSON). Never renders families
-//! itself: `metrics` does.
+//! Owns the HTTP side of a scrape (headers, `Vary`, the `--web.max-requests` limit, errors as
+//! JSON) and the sharing of renders: a scrape that arrives while a render of the same format and
+//! encoding is running waits for that render and answers its body (one `Bytes`, shared, never
+//! copied), so a storm of scrapes costs one body, not one per client. A finished render is
+//! forgotten at once: the next scrape renders anew, so the own `sealwatch_*` counters and the
+//! resource samples are never older than one render's duration, and memory returns to its idle
+//! level when the storm ends. Never renders families itself: `metrics` does.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use axum::body::Body;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use hyper::body::{Body as HttpBody, Frame, SizeHint};
+use tokio::sync::{OnceCell, OwnedSemaphorePermit, Semaphore};
 
 use super::negotiate::{accepts_gzip, gzip_bytes, wants_openmetrics};
 use super::{error, AppState};
-use crate::metrics::{OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE};
+use crate::metrics::{Metrics, OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE};
+
+/// (OpenMetrics, gzip): what a body depends on besides the moment it was rendered.
+type Key = (bool, bool);
+type Rendered = Result<Bytes, String>;
+
+/// The scrapes in progress: the `--web.max-requests` limit and the renders being shared.
+#[derive(Debug)]
+pub struct Scrapes {
+    /// `None` for no limit.
+    limit: Option<Arc<Semaphore>>,
+    max_requests: usize,
+    /// The render in progress per key; removed as soon as it is done.
+    renders: Mutex<HashMap<Key, Arc<OnceCell<Rendered>>>>,
+}
+
+impl Scrapes {
+    /// `max_requests` concurrent scrapes, 0 for no limit.
+    pub fn new(max_requests: usize) -> Self {
+        Self {
+            limit: (max_requests > 0).then(|| Arc::new(Semaphore::new(max_requests))),
+            max_requests,
+            renders: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn renders(&self) -> std::sync::MutexGuard<'_, HashMap<Key, Arc<OnceCell<Rendered>>>> {
+        self.renders.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The body for `key`: the render in progress if there is one, else a new one.
+    async fn body(&self, metrics: &Arc<Metrics>, key: Key) -> Rendered {
+        let cell = self.renders().entry(key).or_default().clone();
+        let result = cell
+            .get_or_init(|| render(metrics.clone(), key))
+            .await
+            .clone();
+        let mut renders = self.renders();
+        if renders.get(&key).is_some_and(|c| Arc::ptr_eq(c, &cell)) {
+            renders.remove(&key);
+        }
+        result
+    }
+}
+
+/// One render, on a blocking thread: CPU work proportional to the inventory.
+async fn render(metrics: Arc<Metrics>, (openmetrics, gzip): Key) -> Rendered {
+    let rendered = tokio::task::spawn_blocking(move || {
+        let text = metrics
+            .render(openmetrics)
+            .map_err(|e| format!("cannot render metrics: {e}"))?;
+        if gzip {
+            gzip_bytes(text.as_bytes())
+                .map(Bytes::from)
+                .map_err(|e| format!("cannot compress metrics: {e}"))
+        } else {
+            Ok(Bytes::from(text))
+        }
+    })
+    .await;
+    rendered.unwrap_or_else(|e| Err(format!("metrics renderer failed: {e}")))
+}
 
 pub async fn metrics(State(app): State<AppState>, headers: HeaderMap) -> Response {
+    let permit = match &app.scrapes.limit {
+        None => None,
+        Some(limit) => match limit.clone().try_acquire_owned() {
+            Ok(p) => Some(p),
+            Err(_) => {
+                return error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!(
+                    "limit of concurrent scrapes reached ({}, --web.max-requests); try again later",
+                    app.scrapes.max_requests
+                ),
+                )
+            }
+        },
+    };
     let header_str = |name| {
         headers
             .get(name)
@@ -20,32 +109,15 @@ pub async fn metrics(State(app): State<AppState>, headers: HeaderMap) -> Respons
     };
     let openmetrics = wants_openmetrics(header_str(header::ACCEPT));
     let gzip = accepts_gzip(header_str(header::ACCEPT_ENCODING));
-    let metrics = app.metrics.clone();
-    // Rendering is CPU work proportional to the inventory: keep it off the async workers.
-    let rendered = tokio::task::spawn_blocking(move || {
-        let text = metrics.render(openmetrics).map_err(|e| e.to_string())?;
-        if gzip {
-            gzip_bytes(text.as_bytes()).map_err(|e| e.to_string())
-        } else {
-            Ok(text.into_bytes())
-        }
-    })
-    .await;
-    let body = match rendered {
-        Ok(Ok(body)) => body,
-        Ok(Err(e)) => {
-            return error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                format!("cannot render metrics: {e}"),
-            )
-        }
-        Err(e) => {
-            return error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                format!("metrics renderer failed: {e}"),
-            )
-        }
+    let bytes = match app.scrapes.body(&app.metrics, (openmetrics, gzip)).await {
+        Ok(b) => b,
+        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e),
     };
+    // The scrape counts against --web.max-requests until its body is sent.
+    let body = Body::new(Chunks {
+        rest: bytes,
+        _permit: permit,
+    });
     let content_type = if openmetrics {
         OPENMETRICS_CONTENT_TYPE
     } else {
@@ -63,4 +135,41 @@ pub async fn metrics(State(app): State<AppState>, headers: HeaderMap) -> Respons
         );
     }
     resp
+}
+
+/// How much of a shared body is handed to the connection at a time.
+const CHUNK: usize = 64 * 1024;
+
+/// A shared body handed out in slices (no copies): the connection asks for the next slice only
+/// when its write buffer has room, so the body, and with it the scrape's place under
+/// `--web.max-requests`, lives until the client has taken nearly all of it, not only until it
+/// was queued.
+struct Chunks {
+    rest: Bytes,
+    _permit: Option<OwnedSemaphorePermit>,
+}
+
+impl HttpBody for Chunks {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        if self.rest.is_empty() {
+            return std::task::Poll::Ready(None);
+        }
+        let n = self.rest.len().min(CHUNK);
+        let chunk = self.rest.split_to(n);
+        std::task::Poll::Ready(Some(Ok(Frame::data(chunk))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.rest.is_empty()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::with_exact(self.rest.len() as u64)
+    }
 }

@@ -24,6 +24,25 @@ fn bad_flags_exit_2_with_one_clear_line() {
         (&["--labels.max-values", "lots"], "lots"),
         (&["--log.level", "loud"], "loud"),
         (&["--log.format", "xml"], "xml"),
+        // Values that are not plain absolute paths, or that other endpoints answer.
+        (&["--web.telemetry-path", "/:x"], "--web.telemetry-path"),
+        (&["--web.telemetry-path", "/{"], "--web.telemetry-path"),
+        (&["--web.telemetry-path", "/*"], "--web.telemetry-path"),
+        (&["--web.telemetry-path", "/{x}"], "--web.telemetry-path"),
+        (
+            &["--web.telemetry-path", "/containers/{reference}"],
+            "--web.telemetry-path",
+        ),
+        (
+            &["--web.telemetry-path", "/containers"],
+            "--web.telemetry-path",
+        ),
+        (
+            &["--web.telemetry-path", "/pods/abc"],
+            "--web.telemetry-path",
+        ),
+        (&["--web.telemetry-path", "/"], "--web.telemetry-path"),
+        (&["--web.max-requests", "-1"], "-1"),
     ];
     for (args, mention) in cases {
         let out = sealwatch(args);
@@ -126,6 +145,20 @@ fn http_errors_are_json_and_the_landing_page_links_everything() {
     let body = resp.body_mut().read_to_string().unwrap();
     assert!(body.contains("\"error\""), "{body}");
 
+    // A reference that is not valid percent-encoded UTF-8 is a JSON 400 too.
+    for path in ["/containers/%ff", "/pods/%ff", "/containers/%C3%28"] {
+        let r = crate::support::process::raw_get(sw.port(), path, &[]).unwrap();
+        assert_eq!(
+            r.status,
+            400,
+            "{path}: {}",
+            String::from_utf8_lossy(&r.body)
+        );
+        assert_eq!(r.header("content-type"), Some("application/json"), "{path}");
+        let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+        assert!(v["error"].is_string(), "{path}: {v}");
+    }
+
     let (status, page) = sw.get("/");
     assert_eq!(status, 200);
     for link in [
@@ -159,4 +192,34 @@ fn unreachable_engine_is_reported_and_sigterm_exits_cleanly() {
     let status = sw.terminate(Duration::from_secs(5));
     assert!(status.success(), "exit status {status:?}\n{}", sw.log());
     assert!(sw.log().contains("shutting down"));
+}
+
+/// `sealwatch healthcheck` takes `--web.listen-address` after the subcommand as well as before:
+/// 0 when that sealwatch is ready, 1 (never 2) for an address where nothing listens.
+#[test]
+fn healthcheck_takes_flags_after_the_subcommand() {
+    let podman = ScriptedPodman::start(vec![]);
+    let sw = Sealwatch::start(&["--podman.url", &format!("e={}", podman.url())]);
+    sw.wait_ready(200, Duration::from_secs(10));
+    let addr = format!("127.0.0.1:{}", sw.port());
+    for args in [
+        ["healthcheck", "--web.listen-address", addr.as_str()],
+        ["--web.listen-address", addr.as_str(), "healthcheck"],
+    ] {
+        let out = sealwatch(&args);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let dead = format!("127.0.0.1:{}", crate::support::process::free_port());
+    let out = sealwatch(&["healthcheck", "--web.listen-address", &dead]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

@@ -53,6 +53,7 @@ mod deploy;
 mod faults;
 mod fields;
 mod harness;
+mod hostile;
 mod hostile_podman;
 mod image;
 mod metrics;

@@ -73,12 +73,27 @@ impl Sealwatch {
     /// Like [`start`](Self::start), with extra environment variables for the child
     /// (e.g. `[("SEALWATCH_LABELS_ALLOWLIST", "app")]`).
     pub fn start_with_env(args: &[&str], envs: &[(&str, &str)]) -> Self {
-        Self::start_wrapped(&[], args, envs)
+        Self::launch(&[], args, envs, None)
     }
 
     /// Like [`start_with_env`](Self::start_with_env), run through `wrapper` (a command that
     /// runs the rest of its arguments, e.g. `unshare --pid --fork --kill-child --mount-proc`).
     pub fn start_wrapped(wrapper: &[&str], args: &[&str], envs: &[(&str, &str)]) -> Self {
+        Self::launch(wrapper, args, envs, None)
+    }
+
+    /// Like [`start`](Self::start), with the open-files limit (soft and hard) of the process set
+    /// to `nofile` before it starts, as `ulimit -n` would.
+    pub fn start_with_nofile(args: &[&str], nofile: u64) -> Self {
+        Self::launch(&[], args, &[], Some(nofile))
+    }
+
+    fn launch(
+        wrapper: &[&str],
+        args: &[&str],
+        envs: &[(&str, &str)],
+        nofile: Option<u64>,
+    ) -> Self {
         let dir = tempfile::Builder::new()
             .prefix("sealwatch-run-")
             .tempdir()
@@ -111,6 +126,22 @@ impl Sealwatch {
                     cmd
                 }
             };
+            if let Some(n) = nofile {
+                use std::os::unix::process::CommandExt;
+                // SAFETY: setrlimit is async-signal-safe and touches only the child.
+                unsafe {
+                    cmd.pre_exec(move || {
+                        let limit = libc::rlimit {
+                            rlim_cur: n,
+                            rlim_max: n,
+                        };
+                        if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                            return Err(std::io::Error::last_os_error());
+                        }
+                        Ok(())
+                    });
+                }
+            }
             let mut child = cmd
                 .args(["--web.listen-address", &listen, "--log.level", "debug"])
                 .args(args)
