@@ -98,7 +98,23 @@ fn sigterm_ends_the_process_whatever_the_clients_do() {
 fn max_requests_answers_503_beyond_the_limit() {
     let podman = podman_with(10_000);
     let sw = start(&podman, &["--web.max-requests", "1"]);
-    let _stuck = non_reader(sw.port());
+    // The stuck client must hold the one slot: if our own scrape below got there first, the
+    // stuck one was answered 503 and holds nothing. Open it again until its answer is a 200.
+    let _stuck = wait_until(
+        "a non-reading scrape answered 200",
+        Duration::from_secs(30),
+        || {
+            let s = non_reader(sw.port());
+            let mut head = [0u8; 12];
+            let mut r: &socket2::Socket = &s;
+            std::io::Read::read_exact(&mut r, &mut head).map_err(|e| e.to_string())?;
+            if head.ends_with(b" 200") {
+                Ok(s)
+            } else {
+                Err(format!("answered {:?}", String::from_utf8_lossy(&head)))
+            }
+        },
+    );
     let reply = wait_until(
         "a 503 for the second scrape",
         Duration::from_secs(10),

@@ -88,12 +88,7 @@ impl Sealwatch {
         Self::launch(&[], args, &[], Some(nofile))
     }
 
-    fn launch(
-        wrapper: &[&str],
-        args: &[&str],
-        envs: &[(&str, &str)],
-        nofile: Option<u64>,
-    ) -> Self {
+    fn launch(wrapper: &[&str], args: &[&str], envs: &[(&str, &str)], nofile: Option<u64>) -> Self {
         let dir = tempfile::Builder::new()
             .prefix("sealwatch-run-")
             .tempdir()
