@@ -98,10 +98,11 @@ async fn run(config: Config) -> anyhow::Result<()> {
         .engines
         .iter()
         .map(|_| {
-            Inventory::new(LabelPolicy::new(
-                config.allowlist.clone(),
-                config.max_label_values,
-            ))
+            Inventory::new(
+                LabelPolicy::new(config.allowlist.clone(), config.max_label_values)
+                    .with_max_keys(config.max_label_keys),
+            )
+            .with_removed_retention(config.removed_retention)
         })
         .collect();
     let host = Host::system();
