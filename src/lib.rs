@@ -20,6 +20,9 @@
 
 pub mod build_info;
 pub mod config;
+/// Entry points for the fuzz targets in `fuzz/`; not an API.
+#[doc(hidden)]
+pub mod fuzzing;
 mod inventory;
 mod metrics;
 mod podman;
