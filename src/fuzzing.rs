@@ -15,8 +15,11 @@ use crate::podman::ndjson::{LineSplitter, LineTooLong};
 use crate::podman::wire::{self, StreamItem};
 use crate::snapshot::{EngineStatus, Engines};
 
+/// One fuzz target: arbitrary bytes in, a panic only on a bug.
+pub type Target = fn(&[u8]);
+
 /// The fuzz targets, by the name of their `fuzz/fuzz_targets/<name>.rs`.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Target)] = &[
     ("event_line", event_line),
     ("ndjson", ndjson),
     ("lists", lists),

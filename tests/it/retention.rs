@@ -85,20 +85,19 @@ fn removed_pods_series_go_after_the_retention_and_totals_stay_exact() {
             .then_some(())
             .ok_or(format!("{pods:?}"))
     });
+    // Each pod's last value (with its members' and infra container's `remove`) is shown after
+    // its removal: the retention is for this.
     for pod in &gone {
         svc.podman(&["pod", "rm", "-f", pod]);
-    }
-    // The last value is shown after the removal (the retention is for this).
-    wait_until("the gone-* pods' remove events are shown", CATCH_UP, || {
-        let m = sw.scrape();
-        let shown = gone.iter().all(|p| {
-            m.try_value(
+        wait_until(&format!("{pod}'s remove events shown"), CATCH_UP, || {
+            let m = sw.scrape();
+            let n = m.try_value(
                 "podman_pod_container_events_total",
-                &[("pod", p), ("action", "remove")],
-            ) == Ok(1.0)
+                &[("pod", pod), ("action", "remove")],
+            )?;
+            (n >= 1.0).then_some(()).ok_or(format!("{n}"))
         });
-        shown.then_some(()).ok_or("not yet".to_owned())
-    });
+    }
     let m = wait_until("the gone-* pods' series to go", CATCH_UP, || {
         let m = sw.scrape();
         let mut left = Vec::new();
@@ -209,18 +208,38 @@ fn three_thousand_removed_pods_leave_only_engine_totals() {
         t
     };
     for i in 0..PODS {
-        let (pod, cid, name) = (format!("{i:064x}"), format!("{:064x}", i + 1_000_000), format!("p-{i}"));
+        let (pod, cid, name) = (
+            format!("{i:064x}"),
+            format!("{:064x}", i + 1_000_000),
+            format!("p-{i}"),
+        );
         let member = serde_json::json!({"name": format!("c-{i}"), "podId": pod, "app": name});
-        body.extend(line("pod", "create", &pod, tick(), serde_json::json!({"name": name})));
+        body.extend(line(
+            "pod",
+            "create",
+            &pod,
+            tick(),
+            serde_json::json!({"name": name}),
+        ));
         for action in ["create", "start"] {
             body.extend(line("container", action, &cid, tick(), member.clone()));
         }
-        let died = serde_json::json!({"name": format!("c-{i}"), "podId": "", "containerExitCode": "1"});
+        let died =
+            serde_json::json!({"name": format!("c-{i}"), "podId": "", "containerExitCode": "1"});
         body.extend(line("container", "died", &cid, tick(), died));
         body.extend(line("container", "remove", &cid, tick(), member));
-        body.extend(line("pod", "remove", &pod, tick(), serde_json::json!({"name": name})));
+        body.extend(line(
+            "pod",
+            "remove",
+            &pod,
+            tick(),
+            serde_json::json!({"name": name}),
+        ));
     }
-    let mut steps: Vec<Step> = body.chunks(64 * 1024).map(|c| Step::Chunk(c.to_vec())).collect();
+    let mut steps: Vec<Step> = body
+        .chunks(64 * 1024)
+        .map(|c| Step::Chunk(c.to_vec()))
+        .collect();
     steps.push(Step::Hold);
     let podman = ScriptedPodman::start(vec![steps]);
     let sw = Sealwatch::start(&[
@@ -236,9 +255,8 @@ fn three_thousand_removed_pods_leave_only_engine_totals() {
         "podman_container_exits_total",
         "podman_label_container_events_total",
     ];
-    let count = |m: &Exposition| -> Vec<usize> {
-        families.iter().map(|f| m.series(f).count()).collect()
-    };
+    let count =
+        |m: &Exposition| -> Vec<usize> { families.iter().map(|f| m.series(f).count()).collect() };
     let events = (PODS * 6) as f64;
     let before = wait_until("every event counted", CATCH_UP, || {
         let m = sw.scrape();
@@ -249,7 +267,9 @@ fn three_thousand_removed_pods_leave_only_engine_totals() {
     let after = wait_until("the removed pods' series to go", CATCH_UP, || {
         let m = sw.scrape();
         let n = count(&m);
-        (n.iter().all(|n| *n == 0)).then_some(m).ok_or(format!("{n:?}"))
+        (n.iter().all(|n| *n == 0))
+            .then_some(m)
+            .ok_or(format!("{n:?}"))
     });
     println!(
         "{PODS} pods created and removed: {families:?} series {before_counts:?} before the \
@@ -258,8 +278,15 @@ fn three_thousand_removed_pods_leave_only_engine_totals() {
         after.series("podman_events_total").count(),
         after.sum("podman_events_total"),
     );
-    assert!(before_counts.iter().sum::<usize>() >= 3 * PODS, "{before_counts:?}");
-    assert_eq!(after.sum("podman_events_total"), events, "engine totals stay exact");
+    assert!(
+        before_counts.iter().sum::<usize>() >= 3 * PODS,
+        "{before_counts:?}"
+    );
+    assert_eq!(
+        after.sum("podman_events_total"),
+        events,
+        "engine totals stay exact"
+    );
     let died = after.value(
         "podman_events_total",
         &[("type", "container"), ("action", "died")],
