@@ -4,8 +4,8 @@
 # Installs what the tests need when it is missing (Podman 4.x with runc and catatonit, busybox for
 # the workload image, Prometheus and promtool, systemd for systemd-journald; needs root for that),
 # sets up the Podman 5.4.2 and 6.1.1 roots (scripts/podman-chroot.sh), checks formatting and lints,
-# builds the static binary the container-image test packages and the QEMU systemd host
-# (scripts/podman-vm.sh), then runs every test. Tests that need Podman, Prometheus or the guest
+# runs each fuzz target briefly (scripts/fuzz.sh), builds the static binary the container-image
+# test packages and the QEMU systemd host (scripts/podman-vm.sh), then runs every test. Tests that need Podman, Prometheus or the guest
 # fail, never skip, when those are missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -37,6 +37,9 @@ scripts/podman-chroot.sh setup 6
 
 cargo fmt --all -- --check
 cargo clippy --all-targets --locked -- -D warnings
+# Every fuzz target for 15 s (coverage-guided with nightly and cargo-fuzz, else a stable replay
+# over the seeds, saying so); scripts/fuzz.sh SECONDS runs them longer.
+scripts/fuzz.sh 15
 scripts/build-static.sh
 # A real systemd host for the vm:: test: Podman 5.4.2 in a QEMU guest (TCG), cached image (about
 # 5-12 min to build the first time on a machine, < 1 s after).

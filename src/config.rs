@@ -119,6 +119,24 @@ pub struct Cli {
     )]
     pub labels_max_values: usize,
 
+    /// Distinct allowlisted keys before further keys are counted as `label="__other__"` in the
+    /// per-label families and left out of podman_container_labels.
+    #[arg(
+        long = "labels.max-keys",
+        env = "SEALWATCH_LABELS_MAX_KEYS",
+        default_value_t = crate::inventory::DEFAULT_MAX_KEYS
+    )]
+    pub labels_max_keys: usize,
+
+    /// How long the per-pod and per-label-value counters of a removed pod or label value are
+    /// kept after its last event, so Prometheus sees their last value (e.g. `10m`, `90s`, `1h`).
+    #[arg(
+        long = "metrics.removed-retention",
+        env = "SEALWATCH_METRICS_REMOVED_RETENTION",
+        default_value = "10m"
+    )]
+    pub metrics_removed_retention: String,
+
     /// Where per-container and per-pod resource usage comes from: `cgroup` reads the cgroup
     /// filesystem and /proc of this machine; `podman` keeps one stats stream open to Podman;
     /// `auto` uses cgroup for unix-socket engines when a cgroup filesystem is mounted, else
@@ -203,6 +221,9 @@ pub struct Config {
     pub has_web_config: bool,
     pub allowlist: Allowlist,
     pub max_label_values: usize,
+    pub max_label_keys: usize,
+    /// How long counters of removed pods and label values are kept.
+    pub removed_retention: Duration,
     pub stats_source: SourceChoice,
     /// The maximum age of a resource sample a scrape shows.
     pub stats_interval: Duration,
@@ -283,6 +304,17 @@ impl Cli {
         if self.labels_max_values == 0 {
             return Err(ConfigError("--labels.max-values must be at least 1".into()));
         }
+        if self.labels_max_keys == 0 {
+            return Err(ConfigError("--labels.max-keys must be at least 1".into()));
+        }
+        let removed_retention =
+            parse_retention(&self.metrics_removed_retention).ok_or_else(|| {
+                ConfigError(format!(
+                    "--metrics.removed-retention {:?}: expected a duration like 10m, 90s or 1h, \
+                 from 1s to 24h",
+                    self.metrics_removed_retention
+                ))
+            })?;
         Ok(Config {
             engines,
             listen_address: parse_listen_address(&self.listen_address)?,
@@ -304,6 +336,8 @@ impl Cli {
                 })?,
             allowlist: Allowlist::parse(&self.labels_allowlist),
             max_label_values: self.labels_max_values,
+            max_label_keys: self.labels_max_keys,
+            removed_retention,
             stats_source: self.stats_source,
             stats_interval: parse_duration(&self.stats_interval).ok_or_else(|| {
                 ConfigError(format!(
@@ -431,6 +465,27 @@ pub fn parse_duration(s: &str) -> Option<Duration> {
     let n: u64 = number.parse().ok()?;
     let d = Duration::from_millis(n.checked_mul(unit_ms)?);
     (d <= Duration::from_secs(3600)).then_some(d)
+}
+
+/// A number with `s`, `m` or `h`, from one second to a day: how long to keep something for
+/// Prometheus to see.
+pub fn parse_retention(s: &str) -> Option<Duration> {
+    let s = s.trim();
+    let d = match s.strip_suffix('h') {
+        Some(n) => Duration::from_secs(n.parse::<u64>().ok()?.checked_mul(3600)?),
+        None if s.ends_with("ms") => return None,
+        None => {
+            let (n, unit) = if let Some(n) = s.strip_suffix('s') {
+                (n, 1)
+            } else {
+                (s.strip_suffix('m')?, 60)
+            };
+            Duration::from_secs(n.parse::<u64>().ok()?.checked_mul(unit)?)
+        }
+    };
+    (Duration::from_secs(1)..=Duration::from_secs(86_400))
+        .contains(&d)
+        .then_some(d)
 }
 
 /// `host:port`, `[v6]:port` or `:port` (every interface).
@@ -629,5 +684,41 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.starts_with("--podman.max-response-size"), "{err}");
+    }
+
+    #[test]
+    fn retention_and_key_cap_flags() {
+        let env = Environment {
+            is_root: true,
+            ..Default::default()
+        };
+        let c = cli(&[]).validate(&env).unwrap();
+        assert_eq!(c.removed_retention, Duration::from_secs(600));
+        assert_eq!(c.max_label_keys, 256);
+        let c = cli(&[
+            "--metrics.removed-retention",
+            "2s",
+            "--labels.max-keys",
+            "3",
+        ])
+        .validate(&env)
+        .unwrap();
+        assert_eq!(
+            (c.removed_retention, c.max_label_keys),
+            (Duration::from_secs(2), 3)
+        );
+        assert_eq!(parse_retention("24h"), Some(Duration::from_secs(86_400)));
+        assert_eq!(parse_retention("90m"), Some(Duration::from_secs(5400)));
+        for bad in ["0", "0s", "500ms", "25h", "10", "x", "-1m", "1.5m"] {
+            let err = cli(&[&format!("--metrics.removed-retention={bad}")])
+                .validate(&env)
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.starts_with("--metrics.removed-retention"),
+                "{bad}: {err}"
+            );
+        }
+        assert!(cli(&["--labels.max-keys", "0"]).validate(&env).is_err());
     }
 }

@@ -21,6 +21,9 @@
 pub mod build_info;
 pub mod config;
 pub mod fdlimit;
+/// Entry points for the fuzz targets in `fuzz/`; not an API.
+#[doc(hidden)]
+pub mod fuzzing;
 mod inventory;
 mod metrics;
 mod podman;

@@ -123,10 +123,11 @@ async fn run(
         .engines
         .iter()
         .map(|_| {
-            Inventory::new(LabelPolicy::new(
-                config.allowlist.clone(),
-                config.max_label_values,
-            ))
+            Inventory::new(
+                LabelPolicy::new(config.allowlist.clone(), config.max_label_values)
+                    .with_max_keys(config.max_label_keys),
+            )
+            .with_removed_retention(config.removed_retention)
         })
         .collect();
     let host = Host::system();

@@ -3,7 +3,8 @@
 //!
 //! Owns counting only: keys are Podman IDs, never names, so a counter never moves when something
 //! is renamed; names are resolved when the counters are rendered. Never reset: a resync leaves
-//! every counter as it is.
+//! every counter as it is; only the retention sweep (`inventory::retention`) drops the per-pod
+//! and per-label-value counters of removed objects.
 
 use std::sync::Arc;
 
@@ -96,7 +97,8 @@ pub struct Counters {
     pub events: imbl::HashMap<(&'static str, &'static str), u64>,
     /// `podman_pod_container_events_total`, keyed by pod ID.
     pub pod_container_events: imbl::HashMap<(Arc<str>, &'static str), u64>,
-    /// `podman_label_container_events_total{label, value, action}`, values already folded.
+    /// `podman_label_container_events_total{label, value, action}`, keys and values already
+    /// folded.
     pub label_container_events: imbl::HashMap<(Arc<str>, Arc<str>, &'static str), u64>,
     /// `podman_container_exits_total`, keyed by pod ID (None outside a pod) and exit code text.
     pub container_exits: imbl::HashMap<(Option<Arc<str>>, Arc<str>), u64>,

@@ -1,13 +1,20 @@
-//! Which container labels become metric labels, and the cap on distinct values per key.
+//! Which container labels become metric labels, the cap on distinct keys and the cap on
+//! distinct values per key.
 //!
-//! Owns the allowlist and the set of admitted values per key. Admission is sticky: once a value
-//! has been admitted it stays admitted for the life of the process, so counters labelled with it
-//! never jump between `value` and `__other__`. Never touches metrics output itself.
+//! Owns the allowlist and the admitted keys and values. Admission is sticky while it matters: a
+//! key or value stays admitted as long as a container has it, and after that until the retention
+//! sweep (`inventory::retention`) forgets it, so a counter labelled with it never jumps between
+//! `value` and `__other__` while it can still move. Never touches metrics output itself.
 
 use std::sync::Arc;
 
-/// The value that stands for every value past `--labels.max-values` of one key.
+/// The value that stands for every value past `--labels.max-values` of one key, and (as both
+/// key and value) for every key past `--labels.max-keys`.
 pub const OTHER_VALUE: &str = "__other__";
+
+/// The default of `--labels.max-keys`: far above what compose and systemd labelling use, low
+/// enough that `--labels.allowlist '*'` over hostile labels stays bounded.
+pub const DEFAULT_MAX_KEYS: usize = 256;
 
 /// The default of `--labels.allowlist`: keys that group containers into projects and services.
 pub const DEFAULT_ALLOWLIST: &[&str] = &[
@@ -54,56 +61,99 @@ impl Default for Allowlist {
     }
 }
 
-/// The allowlist plus the admitted values of each key. Cheap to clone (structure is shared), so
-/// it travels inside every published snapshot.
+/// The allowlist plus the admitted keys and their admitted values. Cheap to clone (structure is
+/// shared), so it travels inside every published snapshot.
 #[derive(Debug, Clone)]
 pub struct LabelPolicy {
     allowlist: Allowlist,
     max_values: usize,
+    max_keys: usize,
     admitted: imbl::HashMap<Arc<str>, imbl::HashSet<Arc<str>>>,
 }
 
 impl LabelPolicy {
+    /// A policy with `max_values` values per key and the default cap on keys.
     pub fn new(allowlist: Allowlist, max_values: usize) -> Self {
         Self {
             allowlist,
             max_values,
+            max_keys: DEFAULT_MAX_KEYS,
             admitted: imbl::HashMap::new(),
         }
+    }
+
+    /// The same policy with at most `max_keys` distinct keys admitted at a time.
+    pub fn with_max_keys(mut self, max_keys: usize) -> Self {
+        self.max_keys = max_keys;
+        self
     }
 
     pub fn allowlist(&self) -> &Allowlist {
         &self.allowlist
     }
 
-    /// Admits `value` for `key` if there is room, and says what the value is to be called in
-    /// per-label families: itself, or `__other__` once the key is full. `None` when the key is not
-    /// allowlisted.
-    pub fn admit(&mut self, key: &str, value: &str) -> Option<Arc<str>> {
+    /// Admits `key` and `value` if there is room, and says what they are to be called in
+    /// per-label families: themselves; `value="__other__"` once the key has its
+    /// `--labels.max-values`; `label="__other__", value="__other__"` when the key itself did not
+    /// fit under `--labels.max-keys`. `None` when the key is not allowlisted.
+    pub fn admit(&mut self, key: &str, value: &str) -> Option<(Arc<str>, Arc<str>)> {
         if !self.allowlist.allows(key) {
             return None;
         }
-        let max = self.max_values;
-        let values = self.admitted.entry(Arc::from(key)).or_default();
-        if values.contains(value) {
-            return Some(Arc::from(value));
+        let other = || Some((Arc::from(OTHER_VALUE), Arc::from(OTHER_VALUE)));
+        let (max_values, room_for_key) = (self.max_values, self.admitted.len() < self.max_keys);
+        if !room_for_key && !self.admitted.contains_key(key) {
+            return other();
         }
-        if values.len() < max {
+        let key: Arc<str> = Arc::from(key);
+        let values = self.admitted.entry(key.clone()).or_default();
+        if values.contains(value) {
+            return Some((key, Arc::from(value)));
+        }
+        if values.len() < max_values {
             let v: Arc<str> = Arc::from(value);
             values.insert(v.clone());
-            return Some(v);
+            return Some((key, v));
         }
-        Some(Arc::from(OTHER_VALUE))
+        Some((key, Arc::from(OTHER_VALUE)))
     }
 
-    /// What `value` of `key` is called in per-label families, without admitting anything (for
+    /// Whether `key` is shown as a label: allowlisted and admitted under `--labels.max-keys`
+    /// (`podman_container_labels` leaves other keys out: a key cannot be folded into a label
+    /// name).
+    pub fn shows_key(&self, key: &str) -> bool {
+        self.allowlist.allows(key) && self.admitted.contains_key(key)
+    }
+
+    /// What `key` and `value` are called in per-label families, without admitting anything (for
     /// scrape-time readers of a snapshot). `None` when the key is not allowlisted.
-    pub fn folded<'a>(&self, key: &str, value: &'a str) -> Option<&'a str> {
+    pub fn folded<'a>(&self, key: &'a str, value: &'a str) -> Option<(&'a str, &'a str)> {
         if !self.allowlist.allows(key) {
             return None;
         }
-        let admitted = self.admitted.get(key).is_some_and(|vs| vs.contains(value));
-        Some(if admitted { value } else { OTHER_VALUE })
+        Some(match self.admitted.get(key) {
+            Some(values) if values.contains(value) => (key, value),
+            Some(_) => (key, OTHER_VALUE),
+            None => (OTHER_VALUE, OTHER_VALUE),
+        })
+    }
+
+    /// Every admitted key with its admitted values (for the retention sweep).
+    pub(super) fn admitted(&self) -> &imbl::HashMap<Arc<str>, imbl::HashSet<Arc<str>>> {
+        &self.admitted
+    }
+
+    /// Forgets an admitted value, making room for another (the retention sweep, once no
+    /// container has it and its counters are dropped).
+    pub(super) fn forget_value(&mut self, key: &str, value: &str) {
+        if let Some(values) = self.admitted.get_mut(key) {
+            values.remove(value);
+        }
+    }
+
+    /// Forgets an admitted key and all its values.
+    pub(super) fn forget_key(&mut self, key: &str) {
+        self.admitted.remove(key);
     }
 }
 
@@ -123,13 +173,43 @@ mod tests {
     #[test]
     fn values_past_the_cap_fold_into_other_and_admission_is_sticky() {
         let mut p = LabelPolicy::new(Allowlist::parse("k"), 2);
-        assert_eq!(p.admit("k", "a").as_deref(), Some("a"));
-        assert_eq!(p.admit("k", "b").as_deref(), Some("b"));
-        assert_eq!(p.admit("k", "c").as_deref(), Some(OTHER_VALUE));
-        assert_eq!(p.admit("k", "a").as_deref(), Some("a"));
+        let admit = |p: &mut LabelPolicy, k: &str, v: &str| {
+            p.admit(k, v).map(|(k, v)| (k.to_string(), v.to_string()))
+        };
+        let pair = |k: &str, v: &str| Some((k.to_owned(), v.to_owned()));
+        assert_eq!(admit(&mut p, "k", "a"), pair("k", "a"));
+        assert_eq!(admit(&mut p, "k", "b"), pair("k", "b"));
+        assert_eq!(admit(&mut p, "k", "c"), pair("k", OTHER_VALUE));
+        assert_eq!(admit(&mut p, "k", "a"), pair("k", "a"));
         assert_eq!(p.admit("x", "a"), None);
-        assert_eq!(p.folded("k", "b"), Some("b"));
-        assert_eq!(p.folded("k", "c"), Some(OTHER_VALUE));
+        assert_eq!(p.folded("k", "b"), Some(("k", "b")));
+        assert_eq!(p.folded("k", "c"), Some(("k", OTHER_VALUE)));
         assert_eq!(p.folded("x", "c"), None);
+    }
+
+    /// Keys past `--labels.max-keys` are counted as `label="__other__", value="__other__"` and
+    /// left out of `podman_container_labels`; the first keys seen keep their places, and a
+    /// forgotten key makes room for the next.
+    #[test]
+    fn keys_past_the_cap_fold_into_other() {
+        let mut p = LabelPolicy::new(Allowlist::All, 10).with_max_keys(2);
+        let admit = |p: &mut LabelPolicy, k: &str, v: &str| {
+            p.admit(k, v).map(|(k, v)| (k.to_string(), v.to_string()))
+        };
+        let pair = |k: &str, v: &str| Some((k.to_owned(), v.to_owned()));
+        assert_eq!(admit(&mut p, "a", "1"), pair("a", "1"));
+        assert_eq!(admit(&mut p, "b", "1"), pair("b", "1"));
+        assert_eq!(admit(&mut p, "c", "1"), pair(OTHER_VALUE, OTHER_VALUE));
+        assert_eq!(
+            admit(&mut p, "a", "2"),
+            pair("a", "2"),
+            "admitted keys take values"
+        );
+        assert!(p.shows_key("a") && p.shows_key("b") && !p.shows_key("c"));
+        assert_eq!(p.folded("c", "1"), Some((OTHER_VALUE, OTHER_VALUE)));
+        assert_eq!(p.admitted().len(), 2);
+        p.forget_key("a");
+        assert_eq!(admit(&mut p, "c", "1"), pair("c", "1"));
+        assert!(!p.shows_key("a") && p.shows_key("c"));
     }
 }

@@ -15,18 +15,21 @@ mod lists;
 mod model;
 mod objects;
 mod pods;
+mod retention;
 
 use std::sync::Arc;
 
 use crate::podman::wire::{Event, ExitCodeAttr, RESERVED_ATTRIBUTES};
 pub use counters::Counters;
 use counters::{action_label, bump, type_label};
-pub use labels::{Allowlist, LabelPolicy};
+pub use labels::{Allowlist, LabelPolicy, DEFAULT_MAX_KEYS};
 pub use model::short_id;
 pub use model::{Container, Labels, Pod, PROJECT_LABELS};
 use objects::Objects;
 pub use objects::{Components, Image};
 pub use pods::{PodIndex, PodMembers, PodState};
+use retention::GoneSince;
+pub use retention::DEFAULT_REMOVED_RETENTION;
 
 #[derive(Debug, Clone)]
 pub struct Inventory {
@@ -35,7 +38,7 @@ pub struct Inventory {
     containers: imbl::HashMap<Arc<str>, Arc<Container>>,
     pods: imbl::HashMap<Arc<str>, Arc<Pod>>,
     /// Pod ID to name, kept after the pod is gone: counters are keyed by pod ID and still need
-    /// their `pod` label.
+    /// their `pod` label (until the retention sweep drops them).
     pod_names: imbl::HashMap<Arc<str>, Arc<str>>,
     counters: Counters,
     labels: LabelPolicy,
@@ -49,6 +52,11 @@ pub struct Inventory {
     podman_counts_restarts: bool,
     /// Images, volumes, networks and component versions (`objects`).
     objects: Objects,
+    /// `--metrics.removed-retention` in nanoseconds: how long the counters of a removed pod or
+    /// label value are kept after it was last seen (`retention`).
+    removed_retention: i64,
+    /// When each removed pod, label key and value was first found gone (`retention`).
+    gone: GoneSince,
 }
 
 impl Inventory {
@@ -62,6 +70,9 @@ impl Inventory {
             listed_at: i64::MIN,
             podman_counts_restarts: false,
             objects: Objects::default(),
+            removed_retention: i64::try_from(DEFAULT_REMOVED_RETENTION.as_nanos())
+                .unwrap_or(i64::MAX),
+            gone: GoneSince::default(),
         }
     }
 
@@ -222,16 +233,18 @@ impl Inventory {
             .map(|c| c.labels.clone())
             .unwrap_or_else(|| labels_from_attributes(ev));
         if let Some(pod) = &pod_id {
+            self.gone.pod_seen(pod);
             bump(
                 &mut self.counters.pod_container_events,
                 (pod.clone(), action),
             );
         }
         for (k, v) in labels.iter() {
-            if let Some(value) = self.labels.admit(k, v) {
+            if let Some((key, value)) = self.labels.admit(k, v) {
+                self.gone.label_seen(&key, &value);
                 bump(
                     &mut self.counters.label_container_events,
-                    (Arc::from(k.as_str()), value, action),
+                    (key, value, action),
                 );
             }
         }

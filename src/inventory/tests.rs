@@ -326,3 +326,284 @@ fn a_start_resets_a_known_health_to_starting_as_podman_does() {
         Some("starting")
     );
 }
+
+/// Retention of removed objects' counters (`retention`): helpers.
+mod retention {
+    use super::*;
+
+    const SEC: i64 = 1_000_000_000;
+    const RETENTION: std::time::Duration = std::time::Duration::from_secs(60);
+
+    fn inventory(allow: &str, max_values: usize, max_keys: usize) -> Inventory {
+        Inventory::new(
+            LabelPolicy::new(Allowlist::parse(allow), max_values).with_max_keys(max_keys),
+        )
+        .with_removed_retention(RETENTION)
+    }
+
+    fn ev(kind: &str, action: &str, id: &str, attrs: serde_json::Value) -> Event {
+        serde_json::from_value(serde_json::json!({
+            "Type": kind, "Action": action, "timeNano": 1,
+            "Actor": {"ID": id, "Attributes": attrs}
+        }))
+        .unwrap()
+    }
+
+    /// A pod `pod_id` named `name` with one member `cid` (labels `labels`) created, started,
+    /// died with code 3; removed too when `remove`.
+    fn pod_life(inv: &mut Inventory, pod_id: &str, name: &str, cid: &str, remove: bool) {
+        let member = serde_json::json!({"name": cid, "podId": pod_id, "app": name});
+        inv.apply(&ev(
+            "pod",
+            "create",
+            pod_id,
+            serde_json::json!({"name": name}),
+        ));
+        inv.apply(&ev("container", "create", cid, member.clone()));
+        inv.apply(&ev("container", "start", cid, member.clone()));
+        let died = serde_json::json!({"name": cid, "podId": "", "containerExitCode": "3"});
+        inv.apply(&ev("container", "died", cid, died));
+        if remove {
+            inv.apply(&ev("container", "remove", cid, member));
+            inv.apply(&ev(
+                "pod",
+                "remove",
+                pod_id,
+                serde_json::json!({"name": name}),
+            ));
+        }
+    }
+
+    /// The per-pod series as shown: (pod name, action or exit code) to count.
+    fn by_pod_name(inv: &Inventory) -> std::collections::BTreeMap<(String, String), u64> {
+        let mut out = std::collections::BTreeMap::new();
+        let c = inv.counters();
+        for ((p, a), n) in c.pod_container_events.iter() {
+            *out.entry((inv.pod_name(p).to_owned(), a.to_string()))
+                .or_insert(0) += n;
+        }
+        for ((p, code), n) in c.container_exits.iter() {
+            if let Some(p) = p {
+                *out.entry((inv.pod_name(p).to_owned(), format!("exit {code}")))
+                    .or_insert(0) += n;
+            }
+        }
+        out
+    }
+
+    fn pods_shown(inv: &Inventory) -> std::collections::BTreeSet<String> {
+        by_pod_name(inv).into_keys().map(|(p, _)| p).collect()
+    }
+
+    /// A removed pod's counters stay for the retention after a sweep first finds it gone, then
+    /// go (with its remembered name); a live pod's and the engine totals never go.
+    #[test]
+    fn a_removed_pods_counters_are_kept_for_the_retention_then_dropped() {
+        let mut inv = inventory("app", 500, 256);
+        pod_life(&mut inv, "p-gone", "gone", "c1", true);
+        pod_life(&mut inv, "p-live", "live", "c2", false);
+        let totals = inv.counters().events.clone();
+        let t0 = 1_000 * SEC;
+        assert!(!inv.sweep(t0), "the first sweep only marks");
+        assert!(!inv.sweep(t0 + 59 * SEC), "kept before the retention");
+        assert_eq!(pods_shown(&inv), ["gone", "live"].map(String::from).into());
+        assert!(inv.sweep(t0 + 60 * SEC), "dropped at the retention");
+        assert_eq!(pods_shown(&inv), ["live"].map(String::from).into());
+        assert_eq!(by_pod_name(&inv)[&("live".into(), "exit 3".into())], 1);
+        assert_eq!(
+            inv.pod_name("p-gone"),
+            short_id("p-gone"),
+            "its name is forgotten"
+        );
+        assert_eq!(inv.counters().events, totals, "engine totals stay exact");
+        assert!(!inv.sweep(t0 + 3600 * SEC), "the live pod stays");
+        assert_eq!(pods_shown(&inv), ["live"].map(String::from).into());
+    }
+
+    /// An event counted for a pod that is gone (a late member event) restarts its retention.
+    #[test]
+    fn an_event_for_a_removed_pod_restarts_its_retention() {
+        let mut inv = inventory("none", 500, 256);
+        pod_life(&mut inv, "p1", "p", "c1", true);
+        let t0 = 1_000 * SEC;
+        inv.sweep(t0);
+        inv.apply(&ev(
+            "container",
+            "cleanup",
+            "c-late",
+            serde_json::json!({"name": "late", "podId": "p1"}),
+        ));
+        assert!(!inv.sweep(t0 + 60 * SEC), "marked again, not dropped");
+        assert!(pods_shown(&inv).contains("p"));
+        assert!(!inv.sweep(t0 + 119 * SEC));
+        assert!(inv.sweep(t0 + 120 * SEC));
+        assert!(pods_shown(&inv).is_empty());
+    }
+
+    /// A pod created again with the same name (a new ID) while the old one's counters are kept
+    /// continues the same series, which is kept while the new pod lives (it never goes down);
+    /// once both are gone for the retention the series goes, and a third pod of that name
+    /// starts a new series from 0.
+    #[test]
+    fn a_pod_that_comes_back_with_the_same_name_continues_its_series() {
+        let mut inv = inventory("app", 500, 256);
+        pod_life(&mut inv, "p-old", "web", "c1", true);
+        let t0 = 1_000 * SEC;
+        inv.sweep(t0);
+        pod_life(&mut inv, "p-new", "web", "c2", false);
+        assert_eq!(by_pod_name(&inv)[&("web".into(), "start".into())], 2);
+        assert!(
+            !inv.sweep(t0 + 600 * SEC),
+            "the name is live: nothing drops"
+        );
+        assert_eq!(by_pod_name(&inv)[&("web".into(), "start".into())], 2);
+        inv.apply(&ev(
+            "container",
+            "remove",
+            "c2",
+            serde_json::json!({"name": "c2", "podId": "p-new"}),
+        ));
+        inv.apply(&ev(
+            "pod",
+            "remove",
+            "p-new",
+            serde_json::json!({"name": "web"}),
+        ));
+        assert!(!inv.sweep(t0 + 601 * SEC), "p-new was only just marked");
+        assert!(!inv.sweep(t0 + 660 * SEC), "p-new was last seen 59 s ago");
+        assert!(inv.sweep(t0 + 661 * SEC));
+        assert!(pods_shown(&inv).is_empty());
+        pod_life(&mut inv, "p-third", "web", "c3", false);
+        assert_eq!(by_pod_name(&inv)[&("web".into(), "start".into())], 1);
+    }
+
+    /// A resync that no longer lists a pod (removed while sealwatch was away) starts its
+    /// retention like a `remove` event; exits outside any pod are engine-level and never go.
+    #[test]
+    fn pods_gone_by_a_resync_are_dropped_and_podless_exits_stay() {
+        let mut inv = inventory("app", 500, 256);
+        pod_life(&mut inv, "p1", "p", "c1", false);
+        let died = serde_json::json!({"name": "solo", "containerExitCode": "1"});
+        inv.apply(&ev(
+            "container",
+            "create",
+            "solo",
+            serde_json::json!({"name": "solo"}),
+        ));
+        inv.apply(&ev("container", "died", "solo", died));
+        inv.apply(&ev(
+            "container",
+            "remove",
+            "solo",
+            serde_json::json!({"name": "solo"}),
+        ));
+        inv.resync(vec![], vec![], 0);
+        let t0 = 1_000 * SEC;
+        inv.sweep(t0);
+        assert!(inv.sweep(t0 + 60 * SEC));
+        assert!(pods_shown(&inv).is_empty());
+        let exits = &inv.counters().container_exits;
+        assert_eq!(exits.get(&(None, Arc::from("1"))), Some(&1));
+        assert_eq!(exits.len(), 1);
+    }
+
+    /// A label value no container has any more is dropped from the label counters after the
+    /// retention and frees its place under `--labels.max-values`; a value a container still has
+    /// stays, and so does `__other__` while its key lives.
+    #[test]
+    fn a_removed_label_value_is_dropped_and_frees_its_place() {
+        let mut inv = inventory("app", 2, 256);
+        pod_life(&mut inv, "p1", "a", "c1", true);
+        pod_life(&mut inv, "p2", "b", "c2", false);
+        pod_life(&mut inv, "p3", "c", "c3", false);
+        let values = |inv: &Inventory| -> std::collections::BTreeSet<String> {
+            let c = &inv.counters().label_container_events;
+            c.keys().map(|(_, v, _)| v.to_string()).collect()
+        };
+        assert_eq!(
+            values(&inv),
+            ["a", "b", "__other__"].map(String::from).into()
+        );
+        let t0 = 1_000 * SEC;
+        inv.sweep(t0);
+        assert!(!inv.sweep(t0 + 59 * SEC));
+        assert!(inv.sweep(t0 + 60 * SEC));
+        assert_eq!(values(&inv), ["b", "__other__"].map(String::from).into());
+        assert_eq!(inv.label_policy().folded("app", "a"), Some(("app", OTHER)));
+        // The freed place goes to the next value admitted.
+        pod_life(&mut inv, "p4", "d", "c4", false);
+        assert_eq!(
+            values(&inv),
+            ["b", "d", "__other__"].map(String::from).into()
+        );
+    }
+
+    /// A label key no container has any more goes with all its values (its `__other__` too)
+    /// and frees its place under `--labels.max-keys`.
+    #[test]
+    fn a_removed_label_key_is_dropped_with_its_values() {
+        let mut inv = inventory("*", 1, 256);
+        let attrs = serde_json::json!({"name": "k", "team": "x"});
+        inv.apply(&ev("container", "create", "k1", attrs.clone()));
+        let other = serde_json::json!({"name": "k2", "team": "y"});
+        inv.apply(&ev("container", "create", "k2", other.clone()));
+        inv.apply(&ev("container", "remove", "k1", attrs));
+        inv.apply(&ev("container", "remove", "k2", other));
+        let keys = |inv: &Inventory| -> std::collections::BTreeSet<(String, String)> {
+            let c = &inv.counters().label_container_events;
+            c.keys()
+                .map(|(k, v, _)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        assert!(keys(&inv).contains(&("team".into(), OTHER.into())));
+        let t0 = 1_000 * SEC;
+        inv.sweep(t0);
+        assert!(inv.sweep(t0 + 60 * SEC));
+        assert!(
+            keys(&inv).iter().all(|(k, _)| k != "team"),
+            "{:?}",
+            keys(&inv)
+        );
+        assert!(!inv.label_policy().shows_key("team"));
+    }
+
+    /// With `*` and `--labels.max-keys 3`, containers with many distinct keys give label
+    /// counters for at most 3 keys plus `label="__other__"`, and only those keys are shown.
+    #[test]
+    fn label_keys_past_the_cap_are_counted_as_other() {
+        let mut inv = inventory("*", 500, 3);
+        for i in 0..50 {
+            let mut attrs = serde_json::json!({"name": format!("c{i}")});
+            for j in 0..4 {
+                attrs[format!("key{i}-{j}")] = serde_json::json!("v");
+            }
+            inv.apply(&ev("container", "create", &format!("c{i}"), attrs));
+        }
+        let keys: std::collections::BTreeSet<String> = inv
+            .counters()
+            .label_container_events
+            .keys()
+            .map(|(k, _, _)| k.to_string())
+            .collect();
+        assert_eq!(keys.len(), 4, "{keys:?}");
+        assert!(keys.contains(OTHER));
+        let other = inv
+            .counters()
+            .label_container_events
+            .get(&(Arc::from(OTHER), Arc::from(OTHER), "create"))
+            .copied();
+        assert_eq!(
+            other,
+            Some(50 * 4 - 3),
+            "every pair past the cap is counted"
+        );
+        let shown: usize = inv
+            .containers()
+            .flat_map(|c| c.labels.keys())
+            .filter(|k| inv.label_policy().shows_key(k))
+            .count();
+        assert_eq!(shown, 3);
+    }
+
+    const OTHER: &str = super::super::labels::OTHER_VALUE;
+}

@@ -76,7 +76,8 @@ struct ContainerWalk<'a> {
     /// Keyed by engine index; infra containers are not counted.
     by_state: Vec<((usize, &'a str), i64)>,
     by_pod: Vec<((usize, &'a str, &'a str), i64)>,
-    /// Values already folded into `__other__` past `--labels.max-values`.
+    /// Values already folded into `__other__` past `--labels.max-values`, keys past
+    /// `--labels.max-keys`.
     by_label: Vec<(LabelKey<'a>, i64)>,
     pods_by_state: Vec<((usize, &'static str), i64)>,
     /// Engine index, pod name, pod state: one per pod.
@@ -130,7 +131,7 @@ impl<'a> ContainerWalk<'a> {
         for (e, view) in views.iter().enumerate() {
             let inv = &view.inventory;
             let sample = samples.get(e).and_then(Option::as_deref);
-            let allow = inv.label_policy().allowlist();
+            let policy = inv.label_policy();
             let mut pods = PodIndex::empty(inv);
             for c in inv.containers() {
                 let c: &Container = c;
@@ -160,11 +161,13 @@ impl<'a> ContainerWalk<'a> {
                     if let Some(i) = PROJECT_LABELS.iter().position(|p| *p == k) {
                         project[i] = Some(v.as_str());
                     }
-                    if !allow.allows(k) {
-                        continue;
-                    }
-                    if !c.infra {
+                    if !c.infra && policy.allowlist().allows(k) {
                         tally(&mut by_raw_label, (e, k.as_str(), v.as_str(), state));
+                    }
+                    // Keys past `--labels.max-keys` are counted above (as `__other__`) but
+                    // cannot be folded into a label name.
+                    if !policy.shows_key(k) {
+                        continue;
                     }
                     let slot = keys.slot(k);
                     if last_row_of_slot.len() <= slot {
@@ -217,8 +220,8 @@ impl<'a> ContainerWalk<'a> {
 
         let mut by_label: FxMap<LabelKey, i64> = FxMap::default();
         for ((e, k, v, state), n) in by_raw_label {
-            if let Some(folded) = views[e].inventory.label_policy().folded(k, v) {
-                *by_label.entry((e, k, folded, state)).or_insert(0) += n;
+            if let Some((k, v)) = views[e].inventory.label_policy().folded(k, v) {
+                *by_label.entry((e, k, v, state)).or_insert(0) += n;
             }
         }
         Self {

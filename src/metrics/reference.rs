@@ -227,21 +227,22 @@ impl Collector for Naive {
                 c_state.insert(with(&[("state", Some(&ct.state))]), 1.0);
                 let mut l = labels(&head[..3]);
                 let mut seen = BTreeSet::new();
-                let allow = inv.label_policy().allowlist();
-                for (k, val) in ct.labels.iter().filter(|(k, _)| allow.allows(k)) {
-                    if seen.insert(label_name(k)) {
+                let policy = inv.label_policy();
+                for (k, val) in ct.labels.iter() {
+                    if policy.shows_key(k) && seen.insert(label_name(k)) {
                         l.push((label_name(k), val.clone()));
                     }
                     if !ct.infra {
-                        let folded = inv.label_policy().folded(k, val).unwrap_or_default();
-                        *by_label
-                            .entry(labels(&[
-                                ("engine", e),
-                                ("label", Some(k)),
-                                ("value", Some(folded)),
-                                ("state", Some(&ct.state)),
-                            ]))
-                            .or_default() += 1.0;
+                        if let Some((k, folded)) = policy.folded(k, val) {
+                            *by_label
+                                .entry(labels(&[
+                                    ("engine", e),
+                                    ("label", Some(k)),
+                                    ("value", Some(folded)),
+                                    ("state", Some(&ct.state)),
+                                ]))
+                                .or_default() += 1.0;
+                        }
                     }
                 }
                 c_labels.insert(l, 1.0);

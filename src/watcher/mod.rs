@@ -281,6 +281,9 @@ impl Watcher {
         };
         let mut splitter = LineSplitter::new(MAX_LINE);
         let mut refreshing: Option<Refreshing> = Some(self.objects_call());
+        // Drops the counters of removed pods and label values past their retention.
+        let mut sweep = tokio::time::interval(self.inventory.sweep_period());
+        sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let due = refreshing.is_none().then(|| self.stale.due()).flatten();
             tokio::select! {
@@ -317,6 +320,11 @@ impl Watcher {
                 }
                 _ = tokio::time::sleep_until(due.unwrap_or_else(Instant::now)), if due.is_some() => {
                     refreshing = Some(self.refresh_call());
+                }
+                _ = sweep.tick() => {
+                    if self.inventory.sweep(now_nanos()) {
+                        self.publish();
+                    }
                 }
             }
         }

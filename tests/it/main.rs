@@ -60,6 +60,7 @@ mod metrics;
 mod objects;
 mod recovery;
 mod resources;
+mod retention;
 mod stats_stream;
 mod sync;
 mod vm;

@@ -1,0 +1,4 @@
+//! Fuzz target: `sealwatch::fuzzing::web_config` (see src/fuzzing.rs for what it drives and checks).
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| sealwatch::fuzzing::web_config(data));
