@@ -246,14 +246,37 @@ fn certificate_warning(path: &Path, der: &[u8], now_unix: i64) -> Option<String>
     }
 }
 
+/// The largest certificate, key or CA file accepted: a bundle of a few hundred CA certificates
+/// fits; `/dev/zero` or a FIFO that never ends must fail at once, not fill memory.
+pub const MAX_PEM_SIZE: u64 = 4 << 20;
+
+/// A PEM file's bytes, at most `MAX_PEM_SIZE` of them; the error starts with the path.
+fn read_pem(path: &Path) -> Result<Vec<u8>, String> {
+    use std::io::Read;
+    let file = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut bytes = Vec::new();
+    file.take(MAX_PEM_SIZE + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    if bytes.len() as u64 > MAX_PEM_SIZE {
+        return Err(format!(
+            "{}: larger than {} MiB; not a certificate file",
+            path.display(),
+            MAX_PEM_SIZE >> 20
+        ));
+    }
+    Ok(bytes)
+}
+
 fn tls_config(t: &TlsFile, base: &Path) -> Result<(rustls::ServerConfig, Option<String>), String> {
     let (Some(cert), Some(key)) = (&t.cert_file, &t.key_file) else {
         return Err("tls_server_config needs both cert_file and key_file".into());
     };
     let cert_path = resolve(base, cert);
     let key_path = resolve(base, key);
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&cert_path)
-        .and_then(|it| it.collect())
+    let cert_pem = read_pem(&cert_path).map_err(|e| format!("cert_file {e}"))?;
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&cert_pem)
+        .collect::<Result<_, _>>()
         .map_err(|e| format!("cert_file {}: {e}", cert_path.display()))?;
     if certs.is_empty() {
         return Err(format!(
@@ -262,7 +285,8 @@ fn tls_config(t: &TlsFile, base: &Path) -> Result<(rustls::ServerConfig, Option<
         ));
     }
     let warning = certificate_warning(&cert_path, &certs[0], chrono::Utc::now().timestamp());
-    let key = PrivateKeyDer::from_pem_file(&key_path)
+    let key_pem = read_pem(&key_path).map_err(|e| format!("key_file {e}"))?;
+    let key = PrivateKeyDer::from_pem_slice(&key_pem)
         .map_err(|e| format!("key_file {}: {e}", key_path.display()))?;
     let versions: Vec<&'static rustls::SupportedProtocolVersion> = {
         let parse = |v: &Option<String>, default: u8| -> Result<u8, String> {
@@ -299,7 +323,8 @@ fn tls_config(t: &TlsFile, base: &Path) -> Result<(rustls::ServerConfig, Option<
             };
             let ca_path = resolve(base, ca);
             let mut roots = rustls::RootCertStore::empty();
-            for c in CertificateDer::pem_file_iter(&ca_path).map_err(|e| format!("client_ca_file: {e}"))? {
+            let ca_pem = read_pem(&ca_path).map_err(|e| format!("client_ca_file {e}"))?;
+            for c in CertificateDer::pem_slice_iter(&ca_pem) {
                 let c = c.map_err(|e| format!("client_ca_file {}: {e}", ca_path.display()))?;
                 roots.add(c).map_err(|e| format!("client_ca_file {}: {e}", ca_path.display()))?;
             }

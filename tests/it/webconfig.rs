@@ -436,7 +436,8 @@ fn costly_hashes_are_not_verified_at_start() {
     assert_eq!(runs, 1, "{}", g.log());
 }
 
-/// `/dev/zero` and a 40,000-deep YAML are refused at once: exit 2 and one line.
+/// `/dev/zero` as the web config or as its certificate, and a 40,000-deep YAML, are refused at
+/// once: exit 2 and one line.
 #[test]
 fn huge_and_deep_web_configs_exit_2_at_once() {
     let dir = tempfile::tempdir().unwrap();
@@ -452,11 +453,18 @@ fn huge_and_deep_web_configs_exit_2_at_once() {
         format!("basic_auth_users:\n  {}x\n", "- ".repeat(40_000)),
     )
     .unwrap();
+    let zero_cert = dir.path().join("zero-cert.yml");
+    std::fs::write(
+        &zero_cert,
+        "tls_server_config:\n  cert_file: /dev/zero\n  key_file: /dev/zero\n",
+    )
+    .unwrap();
     for (file, mention) in [
         (
             std::path::PathBuf::from("/dev/zero"),
             "larger than 1024 KiB",
         ),
+        (zero_cert, "/dev/zero: larger than 4 MiB"),
         (deep, "nested 40000 levels deep"),
         (dashes, "nested"),
     ] {
