@@ -21,6 +21,26 @@ fn main() {
     println!("cargo:rustc-env=SEALWATCH_REVISION={revision}");
     println!("cargo:rustc-env=SEALWATCH_RUSTC={rustc_version}");
     println!("cargo:rerun-if-env-changed=SEALWATCH_REVISION");
-    println!("cargo:rerun-if-changed=.git/HEAD");
-    println!("cargo:rerun-if-changed=.git/refs/heads");
+    // The files that change when HEAD moves, wherever git keeps them (in a worktree `.git` is a
+    // file, and a missing path makes cargo rerun this script on every build).
+    let git_dir = output("git", &["rev-parse", "--git-dir"]);
+    let common = output("git", &["rev-parse", "--git-common-dir"]);
+    match (git_dir, common) {
+        (Some(dir), Some(common)) => {
+            // Only paths that exist: cargo reruns the script on every build for a missing one.
+            let head = output("git", &["symbolic-ref", "-q", "HEAD"]);
+            let paths = [
+                Some(format!("{dir}/HEAD")),
+                head.map(|h| format!("{common}/{h}")),
+                Some(format!("{common}/packed-refs")),
+            ];
+            for path in paths.into_iter().flatten() {
+                if std::path::Path::new(&path).exists() {
+                    println!("cargo:rerun-if-changed={path}");
+                }
+            }
+        }
+        // Not a git checkout (a source tarball): nothing to watch but the variable above.
+        _ => println!("cargo:rerun-if-changed=build.rs"),
+    }
 }
