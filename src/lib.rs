@@ -18,6 +18,7 @@
 //! wires together. Everything is crate-private except what the binary, the tests and the
 //! benchmarks need, re-exported here.
 
+pub mod allocator;
 pub mod build_info;
 pub mod config;
 pub mod fdlimit;

@@ -15,6 +15,7 @@ use sealwatch::{
 };
 
 fn main() -> ExitCode {
+    sealwatch::allocator::tune();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
