@@ -11,7 +11,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use std::time::Duration;
 
 use crate::inventory::Allowlist;
-use crate::podman::Endpoint;
+use crate::podman::{unique_name, Endpoint};
 use crate::resources::SourceChoice;
 use crate::webconfig::WebConfig;
 
@@ -240,18 +240,14 @@ impl Cli {
         } else {
             self.podman_urls.clone()
         };
-        let mut engines = Vec::new();
-        let mut names = HashSet::new();
-        for spec in urls.iter().map(|s| s.trim()).filter(|s| !s.is_empty()) {
-            let engine = parse_engine(spec)?;
-            if !names.insert(engine.name.clone()) {
-                return Err(ConfigError(format!(
-                    "--podman.url: engine name {:?} is used twice; name each engine with NAME=URL",
-                    engine.name
-                )));
-            }
-            engines.push(engine);
-        }
+        let engines = name_engines(
+            urls.iter()
+                .map(|s| s.trim())
+                .filter(|s| !s.is_empty())
+                .map(parse_engine)
+                .collect::<Result<_, _>>()?,
+            crate::podman::login_name,
+        )?;
         if engines.is_empty() {
             return Err(ConfigError("--podman.url: no URL given".into()));
         }
@@ -312,19 +308,51 @@ impl Cli {
     }
 }
 
-/// `NAME=URL` or `URL` (then the engine is named by its URL).
-fn parse_engine(spec: &str) -> Result<EngineConfig, ConfigError> {
+/// `NAME=URL` or `URL` (then the engine gets a name from its URL, see `name_engines`).
+fn parse_engine(spec: &str) -> Result<(Option<String>, Endpoint), ConfigError> {
     let (name, url) = match spec.split_once('=') {
-        Some((name, url)) if !name.contains("://") => (name.trim().to_owned(), url.trim()),
-        _ => (spec.to_owned(), spec),
+        Some((name, url)) if !name.contains("://") => (Some(name.trim().to_owned()), url.trim()),
+        _ => (None, spec),
     };
-    if name.is_empty() {
+    if name.as_deref() == Some("") {
         return Err(ConfigError(format!(
             "--podman.url {spec:?}: empty engine name before '='"
         )));
     }
     let endpoint = Endpoint::parse(url).map_err(|e| ConfigError(format!("--podman.url {e}")))?;
-    Ok(EngineConfig { name, endpoint })
+    Ok((name, endpoint))
+}
+
+/// Gives every engine its name: the one the user chose (twice the same is an error), else a
+/// short one from its URL (`Endpoint::short_name`: `root`, the user's login name, `host:port`,
+/// ...), made unique with a `-2`, `-3` suffix. Names the user chose are never changed, so they
+/// are settled first; derived names follow in command-line order, so they are stable across
+/// restarts with the same flags.
+pub fn name_engines(
+    specs: Vec<(Option<String>, Endpoint)>,
+    login_name: impl Fn(u32) -> Option<String>,
+) -> Result<Vec<EngineConfig>, ConfigError> {
+    let mut taken = HashSet::new();
+    for name in specs.iter().filter_map(|(n, _)| n.as_ref()) {
+        if !taken.insert(name.clone()) {
+            return Err(ConfigError(format!(
+                "--podman.url: engine name {name:?} is used twice; name each engine with NAME=URL"
+            )));
+        }
+    }
+    Ok(specs
+        .into_iter()
+        .map(|(name, endpoint)| {
+            let name = name.unwrap_or_else(|| {
+                let derived = unique_name(endpoint.short_name(&login_name), |n| {
+                    taken.contains(n)
+                });
+                taken.insert(derived.clone());
+                derived
+            });
+            EngineConfig { name, endpoint }
+        })
+        .collect())
 }
 
 /// `0`, or a number with `ms`, `s` or `m` (up to an hour): Prometheus' duration units that
@@ -395,13 +423,33 @@ mod tests {
     fn engines_are_named_by_name_or_url() {
         let c = cli(&[
             "--podman.url",
-            "root=unix:///run/podman/podman.sock",
+            "main=unix:///run/podman/podman.sock",
             "--podman.url",
             "tcp://h:1",
         ]);
         let cfg = c.validate(&Environment::default()).unwrap();
-        assert_eq!(cfg.engines[0].name, "root");
-        assert_eq!(cfg.engines[1].name, "tcp://h:1");
+        assert_eq!(cfg.engines[0].name, "main");
+        assert_eq!(cfg.engines[1].name, "h:1");
+    }
+
+    /// Derived names are readable and unique; names the user chose win over derived ones.
+    #[test]
+    fn derived_names_are_short_and_unique() {
+        let specs = [
+            "unix:///run/user/1001/podman/podman.sock",
+            "unix:///a/podman.sock",
+            "unix:///b/a/podman.sock",
+            "unix:///run/podman/podman.sock",
+            "root=tcp://h:1",
+            "unix:///run/user/1002/podman/podman.sock",
+        ];
+        let parsed = specs.iter().map(|s| parse_engine(s).unwrap()).collect();
+        let names: Vec<String> = name_engines(parsed, |uid| (uid == 1001).then(|| "alice".into()))
+            .unwrap()
+            .into_iter()
+            .map(|e| e.name)
+            .collect();
+        assert_eq!(names, ["alice", "a", "a-2", "root-2", "root", "1002"]);
     }
 
     #[test]

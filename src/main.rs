@@ -166,7 +166,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
     );
     tracing::info!(
         version = build_info::VERSION,
-        engines = %config.engines.iter().map(|e| format!("{}={}", e.name, e.endpoint)).collect::<Vec<_>>().join(","),
+        engines = %config.engines.iter().map(|e| format!("{} ({})", e.name, e.endpoint)).collect::<Vec<_>>().join(", "),
         "listening on http://{}",
         listener.local_addr().map(|a| a.to_string()).unwrap_or_default()
     );

@@ -7,6 +7,7 @@ pub mod ndjson;
 pub mod wire;
 
 pub use client::{Client, ClientError, Endpoint, EventStream};
+pub use endpoint::{login_name, unique_name};
 
 use std::borrow::Cow;
 
