@@ -172,7 +172,8 @@ fn passwd_name(passwd: &str, uid: u32) -> Option<String> {
         let mut fields = line.split(':');
         let name = fields.next()?;
         let id: u32 = fields.nth(1)?.parse().ok()?;
-        (id == uid && !name.is_empty() && !name.starts_with(['#', '+', '-'])).then(|| name.to_owned())
+        (id == uid && !name.is_empty() && !name.starts_with(['#', '+', '-']))
+            .then(|| name.to_owned())
     })
 }
 

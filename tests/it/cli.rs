@@ -206,5 +206,9 @@ fn unnamed_engines_get_short_unique_names() {
         b.url(),
         a.url()
     );
-    assert!(listening[0].contains(&expected), "{}\nlacks {expected}", listening[0]);
+    assert!(
+        listening[0].contains(&expected),
+        "{}\nlacks {expected}",
+        listening[0]
+    );
 }

@@ -205,7 +205,12 @@ fn alerts_evaluate_and_fire_against_real_sealwatch() {
     svc.stop_service();
     // Given without NAME=, the engine is named after the service's temp dir (its socket is
     // DIR/podman.sock).
-    let dir = svc.dir().file_name().unwrap().to_string_lossy().into_owned();
+    let dir = svc
+        .dir()
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
     wait_for_alert(&prom, "PodmanEngineDown", &[("engine", dir.as_str())]);
     // sealwatch goes away.
     sw.terminate(Duration::from_secs(10));
