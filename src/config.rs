@@ -48,6 +48,27 @@ pub struct Cli {
     )]
     pub podman_urls: Vec<String>,
 
+    /// Which engines a root sealwatch finds by itself: `rootful` (/run/podman/podman.sock),
+    /// `rootless` (every user's /run/user/UID/podman/podman.sock, also users who log in later),
+    /// both comma-separated, or `none`. Default: both as root with no --podman.url and no
+    /// $CONTAINER_HOST, else none; with --podman.url, the engines found are added to it.
+    #[arg(
+        long = "podman.discover",
+        env = "SEALWATCH_PODMAN_DISCOVER",
+        value_name = "rootful,rootless|none"
+    )]
+    pub podman_discover: Option<String>,
+
+    /// How long a discovered engine whose socket went away is kept (shown down) before it and
+    /// its series are dropped. Hidden until the common removed-object retention lands.
+    #[arg(
+        long = "podman.discover-retention",
+        env = "SEALWATCH_PODMAN_DISCOVER_RETENTION",
+        default_value = "5m",
+        hide = true
+    )]
+    pub podman_discover_retention: String,
+
     /// The largest response body read from Podman (lists, version, info), like 256MiB or 64KiB;
     /// a longer one is dropped and the engine reported not ready, then retried.
     #[arg(
@@ -165,10 +186,43 @@ pub struct EngineConfig {
     pub endpoint: Endpoint,
 }
 
+/// Which engines sealwatch finds by itself (`--podman.discover`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Discover {
+    /// The rootful socket, as an engine named `root` (down while the socket is missing).
+    pub rootful: bool,
+    /// Every user's rootless socket under /run/user, as they come and go.
+    pub rootless: bool,
+}
+
+impl Discover {
+    fn parse(s: &str) -> Result<Self, ConfigError> {
+        let mut d = Discover::default();
+        for part in s.split(',').map(str::trim) {
+            match part {
+                "rootful" => d.rootful = true,
+                "rootless" => d.rootless = true,
+                "none" if s.trim() == "none" => {}
+                _ => {
+                    return Err(ConfigError(format!(
+                    "--podman.discover {s:?}: expected rootful, rootless, rootful,rootless or none"
+                )))
+                }
+            }
+        }
+        Ok(d)
+    }
+}
+
 /// The validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
+    /// The engines watched from the start: those of --podman.url (or the default socket), and
+    /// the rootful one when it is discovered.
     pub engines: Vec<EngineConfig>,
+    pub discover: Discover,
+    /// How long a discovered engine that went away is kept, shown down.
+    pub discover_retention: Duration,
     /// `host:port` to bind, with `:port` already turned into `0.0.0.0:port`.
     pub listen_address: String,
     pub telemetry_path: String,
@@ -235,20 +289,34 @@ impl Environment {
 impl Cli {
     /// Checks every value and resolves defaults.
     pub fn validate(&self, env: &Environment) -> Result<Config, ConfigError> {
-        let urls = if self.podman_urls.is_empty() {
-            vec![env.default_url()?]
-        } else {
-            self.podman_urls.clone()
+        let explicit = !self.podman_urls.is_empty();
+        let discover = match &self.podman_discover {
+            Some(flag) => Discover::parse(flag)?,
+            None if !explicit && env.container_host.is_none() && env.is_root => Discover {
+                rootful: true,
+                rootless: true,
+            },
+            None => Discover::default(),
         };
-        let engines = name_engines(
-            urls.iter()
-                .map(|s| s.trim())
-                .filter(|s| !s.is_empty())
-                .map(parse_engine)
-                .collect::<Result<_, _>>()?,
-            crate::podman::login_name,
-        )?;
-        if engines.is_empty() {
+        let urls = if explicit {
+            self.podman_urls.clone()
+        } else if discover.rootful || discover.rootless {
+            vec![]
+        } else {
+            vec![env.default_url()?]
+        };
+        let mut specs: Vec<(Option<String>, Endpoint)> = urls
+            .iter()
+            .map(|s| s.trim())
+            .filter(|s| !s.is_empty())
+            .map(parse_engine)
+            .collect::<Result<_, _>>()?;
+        if discover.rootful && !specs.iter().any(|(_, e)| e.is_rootful()) {
+            specs.push((None, Endpoint::rootful()));
+        }
+        let engines = name_engines(specs, crate::podman::login_name)?;
+        // With rootless discovery, users' sockets come later: nothing to watch yet is fine.
+        if engines.is_empty() && !discover.rootless {
             return Err(ConfigError("--podman.url: no URL given".into()));
         }
         if !self.telemetry_path.starts_with('/') || self.telemetry_path.len() < 2 {
@@ -269,6 +337,13 @@ impl Cli {
         }
         Ok(Config {
             engines,
+            discover,
+            discover_retention: parse_duration(&self.podman_discover_retention).ok_or_else(|| {
+                ConfigError(format!(
+                    "--podman.discover-retention {:?}: expected a duration like 5m or 30s",
+                    self.podman_discover_retention
+                ))
+            })?,
             listen_address: parse_listen_address(&self.listen_address)?,
             telemetry_path: self.telemetry_path.clone(),
             web: match &self.web_config_file {
@@ -344,9 +419,7 @@ pub fn name_engines(
         .into_iter()
         .map(|(name, endpoint)| {
             let name = name.unwrap_or_else(|| {
-                let derived = unique_name(endpoint.short_name(&login_name), |n| {
-                    taken.contains(n)
-                });
+                let derived = unique_name(endpoint.short_name(&login_name), |n| taken.contains(n));
                 taken.insert(derived.clone());
                 derived
             });
@@ -477,6 +550,68 @@ mod tests {
         env.container_host = None;
         env.xdg_runtime_dir = None;
         assert!(env.default_url().is_err());
+    }
+
+    /// Root with no URL discovers both; a URL turns discovery off unless asked for; `none` and
+    /// bad values.
+    #[test]
+    fn discovery_defaults_and_flag() {
+        let root = Environment {
+            is_root: true,
+            ..Default::default()
+        };
+        let c = cli(&[]).validate(&root).unwrap();
+        assert_eq!(
+            c.discover,
+            Discover {
+                rootful: true,
+                rootless: true
+            }
+        );
+        assert_eq!(c.engines.len(), 1);
+        assert_eq!(c.engines[0].name, "root");
+        assert!(c.engines[0].endpoint.is_rootful());
+
+        let c = cli(&["--podman.url", "tcp://h:1"]).validate(&root).unwrap();
+        assert_eq!(c.discover, Discover::default());
+        assert_eq!(c.engines.len(), 1);
+
+        let c = cli(&["--podman.url", "tcp://h:1", "--podman.discover", "rootless"])
+            .validate(&root)
+            .unwrap();
+        assert_eq!(
+            c.discover,
+            Discover {
+                rootful: false,
+                rootless: true
+            }
+        );
+        assert_eq!(c.engines.len(), 1);
+
+        let c = cli(&["--podman.discover", "rootless"])
+            .validate(&root)
+            .unwrap();
+        assert!(c.engines.is_empty(), "rootless only: engines come later");
+
+        let c = cli(&["--podman.discover", "none"]).validate(&root).unwrap();
+        assert_eq!(c.engines[0].name, "root", "the default socket, named root");
+        assert_eq!(c.discover, Discover::default());
+
+        let user = Environment {
+            xdg_runtime_dir: Some("/run/user/1000".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            cli(&[]).validate(&user).unwrap().discover,
+            Discover::default()
+        );
+        for bad in ["all", "rootful,none", ""] {
+            let err = cli(&["--podman.discover", bad])
+                .validate(&root)
+                .unwrap_err()
+                .0;
+            assert!(err.starts_with("--podman.discover"), "{bad}: {err}");
+        }
     }
 
     #[test]
