@@ -11,7 +11,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use std::time::Duration;
 
 use crate::inventory::Allowlist;
-use crate::podman::Endpoint;
+use crate::podman::{unique_name, Endpoint};
 use crate::resources::SourceChoice;
 use crate::webconfig::WebConfig;
 
@@ -47,6 +47,17 @@ pub struct Cli {
         value_delimiter = ','
     )]
     pub podman_urls: Vec<String>,
+
+    /// Which engines a root sealwatch finds by itself: `rootful` (/run/podman/podman.sock),
+    /// `rootless` (every user's /run/user/UID/podman/podman.sock, also users who log in later),
+    /// both comma-separated, or `none`. Default: both as root with no --podman.url and no
+    /// $CONTAINER_HOST, else none; with --podman.url, the engines found are added to it.
+    #[arg(
+        long = "podman.discover",
+        env = "SEALWATCH_PODMAN_DISCOVER",
+        value_name = "rootful,rootless|none"
+    )]
+    pub podman_discover: Option<String>,
 
     /// The largest response body read from Podman (lists, version, info), like 256MiB or 64KiB;
     /// a longer one is dropped and the engine reported not ready, then retried.
@@ -203,10 +214,41 @@ pub struct EngineConfig {
     pub endpoint: Endpoint,
 }
 
+/// Which engines sealwatch finds by itself (`--podman.discover`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Discover {
+    /// The rootful socket, as an engine named `root` (down while the socket is missing).
+    pub rootful: bool,
+    /// Every user's rootless socket under /run/user, as they come and go.
+    pub rootless: bool,
+}
+
+impl Discover {
+    fn parse(s: &str) -> Result<Self, ConfigError> {
+        let mut d = Discover::default();
+        for part in s.split(',').map(str::trim) {
+            match part {
+                "rootful" => d.rootful = true,
+                "rootless" => d.rootless = true,
+                "none" if s.trim() == "none" => {}
+                _ => {
+                    return Err(ConfigError(format!(
+                    "--podman.discover {s:?}: expected rootful, rootless, rootful,rootless or none"
+                )))
+                }
+            }
+        }
+        Ok(d)
+    }
+}
+
 /// The validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
+    /// The engines watched from the start: those of --podman.url (or the default socket), and
+    /// the rootful one when it is discovered.
     pub engines: Vec<EngineConfig>,
+    pub discover: Discover,
     /// `host:port` to bind, with `:port` already turned into `0.0.0.0:port`.
     pub listen_address: String,
     pub telemetry_path: String,
@@ -280,24 +322,34 @@ impl Environment {
 impl Cli {
     /// Checks every value and resolves defaults.
     pub fn validate(&self, env: &Environment) -> Result<Config, ConfigError> {
-        let urls = if self.podman_urls.is_empty() {
-            vec![env.default_url()?]
-        } else {
-            self.podman_urls.clone()
+        let explicit = !self.podman_urls.is_empty();
+        let discover = match &self.podman_discover {
+            Some(flag) => Discover::parse(flag)?,
+            None if !explicit && env.container_host.is_none() && env.is_root => Discover {
+                rootful: true,
+                rootless: true,
+            },
+            None => Discover::default(),
         };
-        let mut engines = Vec::new();
-        let mut names = HashSet::new();
-        for spec in urls.iter().map(|s| s.trim()).filter(|s| !s.is_empty()) {
-            let engine = parse_engine(spec)?;
-            if !names.insert(engine.name.clone()) {
-                return Err(ConfigError(format!(
-                    "--podman.url: engine name {:?} is used twice; name each engine with NAME=URL",
-                    engine.name
-                )));
-            }
-            engines.push(engine);
+        let urls = if explicit {
+            self.podman_urls.clone()
+        } else if discover.rootful || discover.rootless {
+            vec![]
+        } else {
+            vec![env.default_url()?]
+        };
+        let mut specs: Vec<(Option<String>, Endpoint)> = urls
+            .iter()
+            .map(|s| s.trim())
+            .filter(|s| !s.is_empty())
+            .map(parse_engine)
+            .collect::<Result<_, _>>()?;
+        if discover.rootful && !specs.iter().any(|(_, e)| e.is_rootful()) {
+            specs.push((None, Endpoint::rootful()));
         }
-        if engines.is_empty() {
+        let engines = name_engines(specs, crate::podman::login_name)?;
+        // With rootless discovery, users' sockets come later: nothing to watch yet is fine.
+        if engines.is_empty() && !discover.rootless {
             return Err(ConfigError("--podman.url: no URL given".into()));
         }
         check_telemetry_path(&self.telemetry_path)?;
@@ -317,6 +369,7 @@ impl Cli {
             })?;
         Ok(Config {
             engines,
+            discover,
             listen_address: parse_listen_address(&self.listen_address)?,
             telemetry_path: self.telemetry_path.clone(),
             max_requests: self.max_requests,
@@ -414,19 +467,49 @@ fn check_telemetry_path(path: &str) -> Result<(), ConfigError> {
     Ok(())
 }
 
-/// `NAME=URL` or `URL` (then the engine is named by its URL).
-fn parse_engine(spec: &str) -> Result<EngineConfig, ConfigError> {
+/// `NAME=URL` or `URL` (then the engine gets a name from its URL, see `name_engines`).
+fn parse_engine(spec: &str) -> Result<(Option<String>, Endpoint), ConfigError> {
     let (name, url) = match spec.split_once('=') {
-        Some((name, url)) if !name.contains("://") => (name.trim().to_owned(), url.trim()),
-        _ => (spec.to_owned(), spec),
+        Some((name, url)) if !name.contains("://") => (Some(name.trim().to_owned()), url.trim()),
+        _ => (None, spec),
     };
-    if name.is_empty() {
+    if name.as_deref() == Some("") {
         return Err(ConfigError(format!(
             "--podman.url {spec:?}: empty engine name before '='"
         )));
     }
     let endpoint = Endpoint::parse(url).map_err(|e| ConfigError(format!("--podman.url {e}")))?;
-    Ok(EngineConfig { name, endpoint })
+    Ok((name, endpoint))
+}
+
+/// Gives every engine its name: the one the user chose (twice the same is an error), else a
+/// short one from its URL (`Endpoint::short_name`: `root`, the user's login name, `host:port`,
+/// ...), made unique with a `-2`, `-3` suffix. Names the user chose are never changed, so they
+/// are settled first; derived names follow in command-line order, so they are stable across
+/// restarts with the same flags.
+pub fn name_engines(
+    specs: Vec<(Option<String>, Endpoint)>,
+    login_name: impl Fn(u32) -> Option<String>,
+) -> Result<Vec<EngineConfig>, ConfigError> {
+    let mut taken = HashSet::new();
+    for name in specs.iter().filter_map(|(n, _)| n.as_ref()) {
+        if !taken.insert(name.clone()) {
+            return Err(ConfigError(format!(
+                "--podman.url: engine name {name:?} is used twice; name each engine with NAME=URL"
+            )));
+        }
+    }
+    Ok(specs
+        .into_iter()
+        .map(|(name, endpoint)| {
+            let name = name.unwrap_or_else(|| {
+                let derived = unique_name(endpoint.short_name(&login_name), |n| taken.contains(n));
+                taken.insert(derived.clone());
+                derived
+            });
+            EngineConfig { name, endpoint }
+        })
+        .collect())
 }
 
 /// `0`, or a number with `ms`, `s` or `m` (up to an hour): Prometheus' duration units that
@@ -518,13 +601,33 @@ mod tests {
     fn engines_are_named_by_name_or_url() {
         let c = cli(&[
             "--podman.url",
-            "root=unix:///run/podman/podman.sock",
+            "main=unix:///run/podman/podman.sock",
             "--podman.url",
             "tcp://h:1",
         ]);
         let cfg = c.validate(&Environment::default()).unwrap();
-        assert_eq!(cfg.engines[0].name, "root");
-        assert_eq!(cfg.engines[1].name, "tcp://h:1");
+        assert_eq!(cfg.engines[0].name, "main");
+        assert_eq!(cfg.engines[1].name, "h:1");
+    }
+
+    /// Derived names are readable and unique; names the user chose win over derived ones.
+    #[test]
+    fn derived_names_are_short_and_unique() {
+        let specs = [
+            "unix:///run/user/1001/podman/podman.sock",
+            "unix:///a/podman.sock",
+            "unix:///b/a/podman.sock",
+            "unix:///run/podman/podman.sock",
+            "root=tcp://h:1",
+            "unix:///run/user/1002/podman/podman.sock",
+        ];
+        let parsed = specs.iter().map(|s| parse_engine(s).unwrap()).collect();
+        let names: Vec<String> = name_engines(parsed, |uid| (uid == 1001).then(|| "alice".into()))
+            .unwrap()
+            .into_iter()
+            .map(|e| e.name)
+            .collect();
+        assert_eq!(names, ["alice", "a", "a-2", "root-2", "root", "1002"]);
     }
 
     #[test]
@@ -552,6 +655,68 @@ mod tests {
         env.container_host = None;
         env.xdg_runtime_dir = None;
         assert!(env.default_url().is_err());
+    }
+
+    /// Root with no URL discovers both; a URL turns discovery off unless asked for; `none` and
+    /// bad values.
+    #[test]
+    fn discovery_defaults_and_flag() {
+        let root = Environment {
+            is_root: true,
+            ..Default::default()
+        };
+        let c = cli(&[]).validate(&root).unwrap();
+        assert_eq!(
+            c.discover,
+            Discover {
+                rootful: true,
+                rootless: true
+            }
+        );
+        assert_eq!(c.engines.len(), 1);
+        assert_eq!(c.engines[0].name, "root");
+        assert!(c.engines[0].endpoint.is_rootful());
+
+        let c = cli(&["--podman.url", "tcp://h:1"]).validate(&root).unwrap();
+        assert_eq!(c.discover, Discover::default());
+        assert_eq!(c.engines.len(), 1);
+
+        let c = cli(&["--podman.url", "tcp://h:1", "--podman.discover", "rootless"])
+            .validate(&root)
+            .unwrap();
+        assert_eq!(
+            c.discover,
+            Discover {
+                rootful: false,
+                rootless: true
+            }
+        );
+        assert_eq!(c.engines.len(), 1);
+
+        let c = cli(&["--podman.discover", "rootless"])
+            .validate(&root)
+            .unwrap();
+        assert!(c.engines.is_empty(), "rootless only: engines come later");
+
+        let c = cli(&["--podman.discover", "none"]).validate(&root).unwrap();
+        assert_eq!(c.engines[0].name, "root", "the default socket, named root");
+        assert_eq!(c.discover, Discover::default());
+
+        let user = Environment {
+            xdg_runtime_dir: Some("/run/user/1000".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            cli(&[]).validate(&user).unwrap().discover,
+            Discover::default()
+        );
+        for bad in ["all", "rootful,none", ""] {
+            let err = cli(&["--podman.discover", bad])
+                .validate(&root)
+                .unwrap_err()
+                .0;
+            assert!(err.starts_with("--podman.discover"), "{bad}: {err}");
+        }
     }
 
     #[test]

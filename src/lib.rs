@@ -14,13 +14,15 @@
 //! ```
 //!
 //! Nothing flows back up: readers never call Podman, and a scrape never waits for an engine.
-//! `config` and `webconfig` turn the command line and the web config file into what `main`
+//! `discovery` finds rootless users' sockets as they come and go and starts or drops their
+//! engines (the `Fleet`). `config` and `webconfig` turn the command line and the web config file into what `main`
 //! wires together. Everything is crate-private except what the binary, the tests and the
 //! benchmarks need, re-exported here.
 
 pub mod allocator;
 pub mod build_info;
 pub mod config;
+pub mod discovery;
 pub mod fdlimit;
 /// Entry points for the fuzz targets in `fuzz/`; not an API.
 #[doc(hidden)]
@@ -35,9 +37,11 @@ mod web;
 mod webconfig;
 
 pub use inventory::{Allowlist, Inventory, LabelPolicy};
-pub use metrics::{register_instruments, Metrics};
+pub use metrics::{
+    register_instrument_families, register_instruments, InstrumentFamilies, Metrics,
+};
 pub use podman::wire::{Event, ListContainer, ListPod};
-pub use podman::Client;
+pub use podman::{Client, USER_RUNTIME_ROOT};
 pub use resources::{
     choose as choose_stats_source, CgroupSampler, EngineStats, Host, Sample, Sampler, Source,
     Source as StatsSource, SourceChoice as StatsSourceChoice, Usage,

@@ -1,4 +1,4 @@
-//! The sealwatch binary: parse the command line, start one watcher per engine and the HTTP
+//! The sealwatch binary: parse the command line, start the engines (and discovery) and the HTTP
 //! server, and run until SIGTERM or SIGINT. The only place that uses `anyhow`.
 
 use std::process::ExitCode;
@@ -10,9 +10,8 @@ use tokio_util::sync::CancellationToken;
 
 use sealwatch::build_info;
 use sealwatch::config::{Cli, Command, Config, Environment, LogFormat, LogLevel};
-use sealwatch::{
-    Client, Engines, Host, Inventory, LabelPolicy, Metrics, StatsSource, StatsStream, Watcher,
-};
+use sealwatch::discovery::{Discovery, Fleet};
+use sealwatch::{Engines, Metrics, USER_RUNTIME_ROOT};
 
 fn main() -> ExitCode {
     sealwatch::allocator::tune();
@@ -105,8 +104,7 @@ async fn run(
 ) -> anyhow::Result<()> {
     let listener = bind(&config.listen_address).await?;
     let shutdown = CancellationToken::new();
-    let names: Vec<&str> = config.engines.iter().map(|e| e.name.as_str()).collect();
-    let (mut registry, instruments) = sealwatch::register_instruments(&names);
+    let (mut registry, families) = sealwatch::register_instrument_families();
     for warning in &config.web.warnings {
         tracing::warn!("--web.config.file: {warning}");
     }
@@ -120,57 +118,17 @@ async fn run(
             .map(|a| a.verifications())
             .unwrap_or_default(),
     );
-    let inventories: Vec<Inventory> = config
-        .engines
-        .iter()
-        .map(|_| {
-            Inventory::new(
-                LabelPolicy::new(config.allowlist.clone(), config.max_label_values)
-                    .with_max_keys(config.max_label_keys),
-            )
-            .with_removed_retention(config.removed_retention)
-        })
-        .collect();
-    let host = Host::system();
-    let mut setups = Vec::with_capacity(config.engines.len());
-    for (e, inv) in config.engines.iter().zip(&inventories) {
-        let (stats, line) = sealwatch::choose_stats_source(
-            config.stats_source,
-            &e.endpoint,
-            config.stats_interval,
-            config.stats_podman_interval,
-            &host,
-        )
-        .map_err(anyhow::Error::msg)?;
-        tracing::info!(engine = %e.name, source = stats.source().as_str(), "{line}");
-        setups.push((e.name.clone(), e.endpoint.to_string(), inv.clone(), stats));
+    let engines = Engines::default();
+    let mut fleet = Fleet::new(&config, engines.clone(), families, shutdown.clone());
+    for engine in &config.engines {
+        fleet.start(engine).map_err(anyhow::Error::msg)?;
     }
-    let (engines, publishers) = Engines::with_stats(setups);
-    let mut watchers = Vec::new();
-    for (((engine, publisher), inventory), instruments) in config
-        .engines
-        .iter()
-        .zip(publishers)
-        .zip(inventories)
-        .zip(instruments)
-    {
-        let client = Client::new(engine.endpoint.clone()).with_max_response(
-            config.max_response_size,
-            instruments.oversized_responses.clone(),
-        );
-        let stream = (publisher.stats_source() == StatsSource::Podman).then(|| {
-            StatsStream::new(
-                client.clone(),
-                config.stats_podman_interval,
-                publisher.handle(),
-            )
-        });
-        let mut watcher = Watcher::new(publisher, client, inventory, instruments);
-        if let Some(stream) = stream {
-            watcher = watcher.with_stats_stream(stream);
-        }
-        watchers.push(tokio::spawn(watcher.run(shutdown.clone())));
-    }
+    let fleet = if config.discover.rootless {
+        let discovery = Discovery::new(USER_RUNTIME_ROOT.into(), config.removed_retention);
+        tokio::spawn(discovery.run(fleet, shutdown.clone()))
+    } else {
+        tokio::spawn(async move { fleet })
+    };
     let metrics = Metrics::new(engines.clone(), registry);
     let app = sealwatch::router(
         engines,
@@ -181,7 +139,8 @@ async fn run(
     );
     tracing::info!(
         version = build_info::VERSION,
-        engines = %config.engines.iter().map(|e| format!("{}={}", e.name, e.endpoint)).collect::<Vec<_>>().join(","),
+        engines = %config.engines.iter().map(|e| format!("{} ({})", e.name, e.endpoint)).collect::<Vec<_>>().join(", "),
+        discover = if config.discover.rootless { USER_RUNTIME_ROOT } else { "off" },
         max_connections,
         max_requests = config.max_requests,
         open_files = open_files.map(|n| n.to_string()).unwrap_or_else(|| "unknown".into()),
@@ -204,12 +163,9 @@ async fn run(
     .await;
     shutdown.cancel();
     // The watchers get one second together, not each: shutdown stays under 5 s.
-    let all = async {
-        for w in watchers {
-            let _ = w.await;
-        }
-    };
-    let _ = tokio::time::timeout(Duration::from_secs(1), all).await;
+    if let Ok(fleet) = fleet.await {
+        fleet.join(Duration::from_secs(1)).await;
+    }
     Ok(())
 }
 

@@ -3,7 +3,9 @@
 //! Owns the one-way hand-over: the watcher holds its engine's `Publisher` and is the only writer;
 //! readers (HTTP handlers, `/metrics`) hold `Engines` and load an immutable `Snapshot` that never
 //! changes after it is published. An engine's name and URL never change, so they live beside the
-//! swapped snapshot and publishing never reads the old one back. Never talks to Podman.
+//! swapped snapshot and publishing never reads the old one back. The set of engines itself can
+//! change while sealwatch runs (discovered rootless users come and go): it is swapped as a whole,
+//! so a reader's `views()` sees one consistent set. Never talks to Podman.
 
 use std::ops::Deref;
 use std::sync::Arc;
@@ -169,10 +171,26 @@ impl EngineHandle {
     }
 }
 
-/// Every engine, in the order they were configured: the readers' half of the hand-over.
+/// Every engine, in the order they were configured or discovered: the readers' half of the
+/// hand-over. Clones share the set.
 #[derive(Debug, Clone, Default)]
 pub struct Engines {
-    engines: Arc<[Arc<Engine>]>,
+    engines: Arc<ArcSwap<Vec<Arc<Engine>>>>,
+}
+
+fn new_engine(name: String, url: String, inventory: Inventory, stats: EngineStats) -> Arc<Engine> {
+    Arc::new(Engine {
+        name: Arc::from(name),
+        url: Arc::from(url),
+        current: ArcSwap::from_pointee(Snapshot {
+            status: EngineStatus {
+                reason: Some("connecting".into()),
+                ..EngineStatus::default()
+            },
+            inventory,
+        }),
+        stats: Arc::new(stats),
+    })
 }
 
 impl Engines {
@@ -193,20 +211,7 @@ impl Engines {
     ) -> (Self, Vec<Publisher>) {
         let engines: Vec<Arc<Engine>> = engines
             .into_iter()
-            .map(|(name, url, inventory, stats)| {
-                Arc::new(Engine {
-                    name: Arc::from(name),
-                    url: Arc::from(url),
-                    current: ArcSwap::from_pointee(Snapshot {
-                        status: EngineStatus {
-                            reason: Some("connecting".into()),
-                            ..EngineStatus::default()
-                        },
-                        inventory,
-                    }),
-                    stats: Arc::new(stats),
-                })
-            })
+            .map(|(name, url, inventory, stats)| new_engine(name, url, inventory, stats))
             .collect();
         let publishers = engines
             .iter()
@@ -216,16 +221,50 @@ impl Engines {
             .collect();
         (
             Self {
-                engines: engines.into(),
+                engines: Arc::new(ArcSwap::from_pointee(engines)),
             },
             publishers,
         )
+    }
+
+    /// Adds an engine found while running, after the others, and returns its publisher. An engine
+    /// of the same name is replaced (its watcher must have been stopped).
+    pub fn add(
+        &self,
+        name: String,
+        url: String,
+        inventory: Inventory,
+        stats: EngineStats,
+    ) -> Publisher {
+        let engine = new_engine(name, url, inventory, stats);
+        self.engines.rcu(|current| {
+            let mut next: Vec<Arc<Engine>> = current
+                .iter()
+                .filter(|e| e.name != engine.name)
+                .cloned()
+                .collect();
+            next.push(engine.clone());
+            next
+        });
+        Publisher { engine }
+    }
+
+    /// Removes the engine `name`: readers no longer see it or any of its series.
+    pub fn remove(&self, name: &str) {
+        self.engines.rcu(|current| {
+            current
+                .iter()
+                .filter(|e| &*e.name != name)
+                .cloned()
+                .collect::<Vec<_>>()
+        });
     }
 
     /// The current snapshot of each engine, taken once per request so that a request sees one
     /// consistent view of each engine.
     pub fn views(&self) -> Vec<EngineView> {
         self.engines
+            .load()
             .iter()
             .map(|e| EngineView {
                 name: e.name.clone(),
@@ -278,5 +317,34 @@ mod tests {
         let after = engines.views();
         assert!(after[0].ready());
         assert_eq!((&*after[0].name, &*after[0].url), ("a", "unix:///a"));
+    }
+
+    /// Engines added and removed while running: a view taken before keeps its set.
+    #[test]
+    fn engines_come_and_go() {
+        let inv = Inventory::new(LabelPolicy::new(Allowlist::default(), 10));
+        let (engines, _publishers) =
+            Engines::new(vec![("root".into(), "unix:///r".into(), inv.clone())]);
+        let before = engines.views();
+        let alice = engines.add(
+            "alice".into(),
+            "unix:///a".into(),
+            inv.clone(),
+            EngineStats::off(),
+        );
+        let names = |v: &[EngineView]| v.iter().map(|e| e.name.to_string()).collect::<Vec<_>>();
+        assert_eq!(names(&before), ["root"]);
+        assert_eq!(names(&engines.views()), ["root", "alice"]);
+        alice.publish(
+            &EngineStatus {
+                connected: true,
+                synced: true,
+                ..EngineStatus::default()
+            },
+            &inv,
+        );
+        assert!(engines.views()[1].ready());
+        engines.remove("alice");
+        assert_eq!(names(&engines.views()), ["root"]);
     }
 }

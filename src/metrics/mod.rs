@@ -28,7 +28,7 @@ use prometheus_client::registry::Registry;
 
 use crate::resources::prefetch::{Cadence, Prefetcher};
 use crate::snapshot::Engines;
-pub use own::register_instruments;
+pub use own::{register_instrument_families, register_instruments, InstrumentFamilies};
 
 /// The classic Prometheus text format, which promtool reads.
 pub const TEXT_CONTENT_TYPE: &str = prometheus_client::encoding::prometheus_text::CONTENT_TYPE;

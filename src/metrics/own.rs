@@ -5,7 +5,7 @@
 //! and each scrape appends the registry's encoding. Never builds a registry per scrape and never
 //! reads the inventory.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
@@ -34,6 +34,85 @@ struct BuildLabels {
 /// `Registry::register` adds it), in order, and returns the registry with
 /// each engine's instruments (same order), ready to hand to its watcher.
 pub fn register_instruments(engines: &[&str]) -> (Registry, Vec<EngineInstruments>) {
+    let (registry, families) = register_instrument_families();
+    let instruments = engines.iter().map(|n| families.add(n)).collect();
+    (registry, instruments)
+}
+
+/// Each engine's name with its instruments, for `sealwatch_last_event_timestamp_seconds`.
+type LastEvents = Arc<Mutex<Vec<(Arc<str>, EngineInstruments)>>>;
+
+/// Every engine's counter families, for engines that come and go while sealwatch runs
+/// (discovered rootless users): `add` gives a new engine its instruments, `remove` drops its
+/// series. Clones share the families.
+#[derive(Debug, Clone)]
+pub struct InstrumentFamilies {
+    reconnects: Family<EngineLabel, Counter>,
+    failures: Family<EngineLabel, Counter>,
+    resyncs: Family<EngineLabel, Counter>,
+    decode_errors: Family<EngineLabel, Counter>,
+    stream_errors: Family<EngineLabel, Counter>,
+    duplicates: Family<EngineLabel, Counter>,
+    rotations: Family<EngineLabel, Counter>,
+    oversized: Family<EngineLabel, Counter>,
+    exit_codes: Family<EngineLabel, Counter>,
+    last_events: LastEvents,
+}
+
+impl InstrumentFamilies {
+    fn families(&self) -> [&Family<EngineLabel, Counter>; 9] {
+        [
+            &self.reconnects,
+            &self.failures,
+            &self.resyncs,
+            &self.decode_errors,
+            &self.stream_errors,
+            &self.duplicates,
+            &self.rotations,
+            &self.oversized,
+            &self.exit_codes,
+        ]
+    }
+
+    /// The instruments of engine `name`, created now so that every series shows 0 from the start.
+    pub fn add(&self, name: &str) -> EngineInstruments {
+        let label = EngineLabel {
+            engine: name.to_owned(),
+        };
+        let child = |f: &Family<EngineLabel, Counter>| f.get_or_create(&label).clone();
+        let mut engine = EngineInstruments::default();
+        engine.reconnects = child(&self.reconnects);
+        engine.connect_failures = child(&self.failures);
+        engine.resyncs = child(&self.resyncs);
+        engine.decode_errors = child(&self.decode_errors);
+        engine.stream_errors = child(&self.stream_errors);
+        engine.duplicates_dropped = child(&self.duplicates);
+        engine.log_rotations = child(&self.rotations);
+        engine.oversized_responses = child(&self.oversized);
+        engine.unparsable_exit_codes = child(&self.exit_codes);
+        let mut last = self.last_events.lock().unwrap_or_else(|e| e.into_inner());
+        last.retain(|(n, _)| &**n != name);
+        last.push((Arc::from(name), engine.clone()));
+        engine
+    }
+
+    /// Drops every series of engine `name` (it went away and its retention passed).
+    pub fn remove(&self, name: &str) {
+        let label = EngineLabel {
+            engine: name.to_owned(),
+        };
+        for family in self.families() {
+            family.remove(&label);
+        }
+        self.last_events
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|(n, _)| &**n != name);
+    }
+}
+
+/// Registers every instrument once, with no engine yet.
+pub fn register_instrument_families() -> (Registry, InstrumentFamilies) {
     let mut registry = Registry::default();
     let build = Family::<BuildLabels, Gauge>::default();
     build
@@ -100,43 +179,37 @@ pub fn register_instruments(engines: &[&str]) -> (Registry, Vec<EngineInstrument
         "Container died events whose containerExitCode is not a number from 0 to 255; their exits are counted with exit_code=\"unknown\"",
     );
 
-    let mut instruments = Vec::with_capacity(engines.len());
-    let mut last_events = Vec::with_capacity(engines.len());
-    for name in engines {
-        let label = EngineLabel {
-            engine: (*name).to_owned(),
-        };
-        // A child of each family, created now so that every engine shows 0 from the start.
-        let child = |f: &Family<EngineLabel, Counter>| f.get_or_create(&label).clone();
-        let mut engine = EngineInstruments::default();
-        engine.reconnects = child(&reconnects);
-        engine.connect_failures = child(&failures);
-        engine.resyncs = child(&resyncs);
-        engine.decode_errors = child(&decode_errors);
-        engine.stream_errors = child(&stream_errors);
-        engine.duplicates_dropped = child(&duplicates);
-        engine.log_rotations = child(&rotations);
-        engine.oversized_responses = child(&oversized);
-        engine.unparsable_exit_codes = child(&exit_codes);
-        last_events.push((Arc::<str>::from(*name), engine.clone()));
-        instruments.push(engine);
-    }
-    registry.register_collector(Box::new(LastEvent(last_events)));
+    let last_events = Arc::new(Mutex::new(Vec::new()));
+    registry.register_collector(Box::new(LastEvent(last_events.clone())));
     registry.register_collector(Box::new(ProcessCollector));
-    (registry, instruments)
+    let families = InstrumentFamilies {
+        reconnects,
+        failures,
+        resyncs,
+        decode_errors,
+        stream_errors,
+        duplicates,
+        rotations,
+        oversized,
+        exit_codes,
+        last_events,
+    };
+    (registry, families)
 }
 
 /// `sealwatch_last_event_timestamp_seconds`: a collector because the series is absent until an
 /// engine's first event, which a registered gauge cannot be.
 #[derive(Debug)]
-struct LastEvent(Vec<(Arc<str>, EngineInstruments)>);
+struct LastEvent(LastEvents);
 
 impl Collector for LastEvent {
     fn encode(&self, mut enc: DescriptorEncoder) -> std::fmt::Result {
-        let values: Vec<(&str, f64)> = self
+        let values: Vec<(Arc<str>, f64)> = self
             .0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
             .iter()
-            .filter_map(|(name, i)| Some((&**name, i.last_event_nanos()? as f64 / 1e9)))
+            .filter_map(|(name, i)| Some((name.clone(), i.last_event_nanos()? as f64 / 1e9)))
             .collect();
         if values.is_empty() {
             return Ok(());
@@ -148,7 +221,7 @@ impl Collector for LastEvent {
             prometheus_client::metrics::MetricType::Gauge,
         )?;
         for (engine, seconds) in values {
-            let label = [("engine", engine)];
+            let label = [("engine", &*engine)];
             ConstGauge::new(seconds).encode(family.encode_family(&label)?)?;
         }
         Ok(())

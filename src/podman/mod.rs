@@ -7,6 +7,7 @@ pub mod ndjson;
 pub mod wire;
 
 pub use client::{Client, ClientError, Endpoint, EventStream};
+pub use endpoint::{login_name, unique_name, ROOTLESS_SOCKET_SUFFIX, USER_RUNTIME_ROOT};
 
 use std::borrow::Cow;
 

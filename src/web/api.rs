@@ -136,10 +136,7 @@ where
     F: FnOnce() -> serde_json::Result<Vec<u8>> + Send + 'static,
 {
     let Ok(_turn) = serialisers().acquire().await else {
-        return error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "shutting down".to_owned(),
-        );
+        return error(StatusCode::SERVICE_UNAVAILABLE, "shutting down".to_owned());
     };
     match tokio::task::spawn_blocking(serialise).await {
         Ok(Ok(body)) => (

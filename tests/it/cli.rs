@@ -223,3 +223,55 @@ fn healthcheck_takes_flags_after_the_subcommand() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// Engines given without NAME= get short readable names from their URLs, unique even when two
+/// derive the same name, and the start-up log lists each engine once with its URL.
+#[test]
+fn unnamed_engines_get_short_unique_names() {
+    let a = ScriptedPodman::start(vec![]);
+    let b = ScriptedPodman::start(vec![]);
+    let dir_of = |url: &str| {
+        let path = std::path::Path::new(url.trim_start_matches("unix://"));
+        path.parent()
+            .and_then(|p| p.file_name())
+            .unwrap()
+            .to_string_lossy()
+            .into_owned()
+    };
+    let (name_a, name_b) = (dir_of(&a.url()), dir_of(&b.url()));
+    // Both sockets are named podman.sock, so each engine is named by its directory; the same
+    // socket twice gets a suffix.
+    let sw = Sealwatch::start(&[
+        "--podman.url",
+        &a.url(),
+        "--podman.url",
+        &b.url(),
+        "--podman.url",
+        &a.url(),
+    ]);
+    sw.wait_ready(200, Duration::from_secs(10));
+    let m = sw.scrape();
+    let twice = format!("{name_a}-2");
+    for name in [name_a.as_str(), name_b.as_str(), twice.as_str()] {
+        assert_eq!(m.value("podman_up", &[("engine", name)]), 1.0, "{name}");
+    }
+    assert!(
+        m.try_value("podman_up", &[("engine", a.url().as_str())])
+            .is_err(),
+        "no engine is named by its URL"
+    );
+    let log = sw.log();
+    let listening: Vec<&str> = log.lines().filter(|l| l.contains("listening on")).collect();
+    assert_eq!(listening.len(), 1, "{log}");
+    let expected = format!(
+        "engines={name_a} ({}), {name_b} ({}), {twice} ({})",
+        a.url(),
+        b.url(),
+        a.url()
+    );
+    assert!(
+        listening[0].contains(&expected),
+        "{}\nlacks {expected}",
+        listening[0]
+    );
+}

@@ -58,6 +58,7 @@ mod hostile_podman;
 mod image;
 mod metrics;
 mod objects;
+mod packages;
 mod recovery;
 mod resources;
 mod retention;

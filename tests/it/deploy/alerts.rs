@@ -203,8 +203,15 @@ fn alerts_evaluate_and_fire_against_real_sealwatch() {
 
     // The Podman service goes away: sealwatch stays up and reports the engine down.
     svc.stop_service();
-    let engine = svc.url();
-    wait_for_alert(&prom, "PodmanEngineDown", &[("engine", engine.as_str())]);
+    // Given without NAME=, the engine is named after the service's temp dir (its socket is
+    // DIR/podman.sock).
+    let dir = svc
+        .dir()
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    wait_for_alert(&prom, "PodmanEngineDown", &[("engine", dir.as_str())]);
     // sealwatch goes away.
     sw.terminate(Duration::from_secs(10));
     wait_for_alert(&prom, "SealwatchDown", &[("job", "sealwatch")]);
