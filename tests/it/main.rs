@@ -50,6 +50,7 @@ mod support;
 mod cli;
 mod dashboards;
 mod deploy;
+mod discovery;
 mod faults;
 mod fields;
 mod harness;

@@ -11,6 +11,7 @@ pub mod podman;
 pub mod process;
 pub mod prometheus;
 pub mod promtool;
+pub mod rootless;
 pub mod run;
 pub mod scripted;
 pub mod unit_file;

@@ -29,7 +29,7 @@ impl Sample {
             .map(|(_, v)| v.as_str())
     }
 
-    fn matches(&self, name: &str, labels: &[(&str, &str)]) -> bool {
+    pub fn matches(&self, name: &str, labels: &[(&str, &str)]) -> bool {
         self.name == name && labels.iter().all(|(k, v)| self.label(k) == Some(*v))
     }
 }
