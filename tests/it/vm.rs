@@ -6,7 +6,8 @@
 //! equals `podman events` in the guest and `/containers` equals `podman ps -a`.
 //!
 //! The same guest then serves the resource usage checks (`resources`): sealwatch inside the guest
-//! on its cgroup v2 tree, and on the host over tcp with Podman's stats stream.
+//! on its cgroup v2 tree, and on the host over tcp with Podman's stats stream; and the packaged
+//! sealwatch (`package`): the .deb under systemd, then the Quadlet unit running the image.
 //!
 //! Booting the guest costs about a minute of emulated CPU, so there is one test with one guest.
 //! A missing piece (QEMU, the image, debootstrap, ...) fails the test, never skips it.
@@ -24,6 +25,7 @@ use crate::metrics::str_of;
 use crate::support::vm::PodmanVm;
 use crate::support::{wait_until, Exposition, Sealwatch};
 
+mod package;
 mod resources;
 
 /// Bound for sealwatch to catch up with the guest (TCG is slow; the machine is shared).
@@ -325,4 +327,6 @@ fn exact_across_systemd_restarts_of_podman_service_and_socket() {
     drop(sw);
     let took = resources::check(&vm, &binary);
     eprintln!("vm: resource usage phase: {:.1} s", took.as_secs_f64());
+    let took = package::check(&vm, &binary);
+    eprintln!("vm: package and Quadlet phase: {:.1} s", took.as_secs_f64());
 }
