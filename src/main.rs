@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 use sealwatch::build_info;
 use sealwatch::config::{Cli, Command, Config, Environment, LogFormat, LogLevel};
 use sealwatch::{
-    Client, Engines, Host, Inventory, LabelPolicy, Metrics, StatsSource, StatsStream, Watcher,
+    Client, Engines, Feed, Host, Inventory, LabelPolicy, Metrics, StatsSource, StatsStream, Watcher,
 };
 
 fn main() -> ExitCode {
@@ -145,6 +145,11 @@ async fn run(
         setups.push((e.name.clone(), e.endpoint.to_string(), inv.clone(), stats));
     }
     let (engines, publishers) = Engines::with_stats(setups);
+    let feed = Feed::new(
+        config.events_buffer,
+        config.events_max_feeds,
+        shutdown.clone(),
+    );
     let mut watchers = Vec::new();
     for (((engine, publisher), inventory), instruments) in config
         .engines
@@ -164,7 +169,8 @@ async fn run(
                 publisher.handle(),
             )
         });
-        let mut watcher = Watcher::new(publisher, client, inventory, instruments);
+        let feed = feed.publisher(publisher.name().clone());
+        let mut watcher = Watcher::new(publisher, client, inventory, instruments).with_feed(feed);
         if let Some(stream) = stream {
             watcher = watcher.with_stats_stream(stream);
         }
@@ -177,6 +183,7 @@ async fn run(
         &config.telemetry_path,
         config.web.auth.clone(),
         config.max_requests,
+        feed,
     );
     tracing::info!(
         version = build_info::VERSION,
