@@ -124,13 +124,13 @@ impl FeedEvent {
                 .or_else(|| ev.attr("podId").map(str::to_owned)),
             _ => None,
         };
-        let pod_name = pod_id.as_deref().map(|p| {
-            if ev.kind == "pod" {
-                if let Some(name) = ev.attr("name") {
-                    return name.to_owned();
-                }
-            }
-            inv.pod_name(p).to_owned()
+        // A pod's infra container is created before the pod's own `create` names it: no name
+        // then, rather than a made-up one.
+        let pod_name = pod_id.as_deref().and_then(|p| {
+            ev.attr("name")
+                .filter(|_| ev.kind == "pod")
+                .or_else(|| inv.known_pod_name(p))
+                .map(str::to_owned)
         });
         let allowlist = inv.label_policy().allowlist();
         let labels: BTreeMap<String, String> = if container {
@@ -171,9 +171,10 @@ impl FeedEvent {
             pod_id,
             pod_name,
             labels,
+            // Podman sets the attribute on other events too (as 0): only a death has one.
             exit_code: match ev.exit_code() {
-                ExitCodeAttr::Code(c) => Some(i64::from(c)),
-                ExitCodeAttr::Absent | ExitCodeAttr::Unparsable => None,
+                ExitCodeAttr::Code(c) if ev.action == "died" => Some(i64::from(c)),
+                _ => None,
             },
             health_status: ev.health_status.clone().filter(|h| !h.is_empty()),
             json: OnceLock::new(),

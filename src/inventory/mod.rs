@@ -109,6 +109,11 @@ impl Inventory {
             .unwrap_or_else(|| short_id(pod_id))
     }
 
+    /// The name of a pod by ID, also for pods that are gone, if it was ever seen.
+    pub fn known_pod_name(&self, pod_id: &str) -> Option<&str> {
+        self.pod_names.get(pod_id).map(|n| &**n)
+    }
+
     pub fn counters(&self) -> &Counters {
         &self.counters
     }

@@ -51,6 +51,7 @@ mod cli;
 mod dashboards;
 mod deploy;
 mod faults;
+mod feed;
 mod fields;
 mod harness;
 mod hostile;
