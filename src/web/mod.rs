@@ -4,7 +4,8 @@
 //! Owns the router and what every endpoint shares (state, basic auth, JSON errors); each endpoint
 //! group has its own file (`scrape`, `api` with its shapes in `json`, `events`, `pages`), content
 //! negotiation is in `negotiate` and serving with the shutdown drain in `serve`. Every handler
-//! reads the published snapshots and nothing else: no handler ever waits for Podman.
+//! reads the published snapshots (or, for `/events`, the event feed) and nothing else: no
+//! handler ever waits for Podman.
 
 mod api;
 mod events;
