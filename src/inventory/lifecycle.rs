@@ -183,7 +183,10 @@ mod tests {
         let pod: Arc<str> = Arc::from("p");
         l.observe(&ev("died", "a", 1.0, None), None);
         l.observe(&ev("start", "a", 10.0, None), Some(&pod));
-        l.observe(&ev("health_status", "a", 11.0, Some("starting")), Some(&pod));
+        l.observe(
+            &ev("health_status", "a", 11.0, Some("starting")),
+            Some(&pod),
+        );
         l.observe(&ev("health_status", "a", 12.5, Some("healthy")), Some(&pod));
         l.observe(&ev("health_status", "a", 42.5, Some("healthy")), Some(&pod));
         l.observe(&ev("died", "a", 13.0, None), Some(&pod));
