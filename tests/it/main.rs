@@ -57,6 +57,7 @@ mod harness;
 mod hostile;
 mod hostile_podman;
 mod image;
+mod lifecycle;
 mod metrics;
 mod objects;
 mod recovery;
