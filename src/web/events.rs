@@ -113,8 +113,8 @@ fn labels_match(labels: &BTreeMap<String, String>, wanted: &[(String, Option<Str
 impl Filters {
     fn matches(&self, ev: &FeedEvent) -> bool {
         self.engine.as_deref().is_none_or(|e| *ev.engine == *e)
-            && (self.types.is_empty() || self.types.iter().any(|t| *t == ev.kind))
-            && (self.actions.is_empty() || self.actions.iter().any(|a| *a == ev.action))
+            && (self.types.is_empty() || self.types.contains(&ev.kind))
+            && (self.actions.is_empty() || self.actions.contains(&ev.action))
             && self.pod.as_deref().is_none_or(|want| {
                 ev.pod_id.as_deref().is_some_and(|id| id.starts_with(want))
                     || ev.pod_name.as_deref() == Some(want)
