@@ -481,3 +481,57 @@ fn a_reader_that_falls_behind_is_told_what_it_missed_and_ended() {
     );
     eprintln!("slow reader: read {read} events, then missed {missed}");
 }
+
+/// The feed obeys `--web.config.file` like every endpoint: without valid basic-auth credentials
+/// it is a 401 and streams nothing; with them it streams.
+#[test]
+fn the_feed_asks_for_credentials_like_every_endpoint() {
+    use base64::Engine as _;
+    let svc = PodmanService::start_with(Engine::DEFAULT);
+    let dir = tempfile::tempdir().unwrap();
+    let hash = bcrypt::hash("watch-me", 4).unwrap();
+    let web = dir.path().join("web.yml");
+    std::fs::write(&web, format!("basic_auth_users:\n  team: '{hash}'\n")).unwrap();
+    let web = web.to_str().unwrap().to_owned();
+    let url = format!("local={}", svc.url());
+    let port = crate::support::free_port();
+    // Not `Sealwatch::start`: its readiness probe has no credentials.
+    struct Killed(std::process::Child);
+    impl Drop for Killed {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _sealwatch = Killed(
+        crate::support::binary::command()
+            .args(["--podman.url", &url, "--web.config.file", &web])
+            .args(["--web.listen-address", &format!("127.0.0.1:{port}")])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_until("sealwatch listens", SETTLE, || {
+        TcpStream::connect(("127.0.0.1", port))
+            .map(drop)
+            .map_err(|e| e.to_string())
+    });
+    let basic = |creds: &str| {
+        format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(creds)
+        )
+    };
+    let refused = FeedConn::open(port, "/events", &[], None);
+    assert_eq!(refused.status, 401);
+    let wrong = basic("team:guess");
+    let refused = FeedConn::open(port, "/events", &[("Authorization", &wrong)], None);
+    assert_eq!(refused.status, 401);
+    let right = basic("team:watch-me");
+    let mut feed = FeedConn::open(port, "/events", &[("Authorization", &right)], None);
+    assert_eq!(feed.status, 200);
+    let id = svc.run(&Run::new(BUSYBOX_IMAGE).name("seen").sleeping());
+    let events = feed.read_through(|e| e["id"] == id.as_str() && e["action"] == "start");
+    assert!(events.iter().all(|e| e["engine"] == "local"));
+}
