@@ -243,7 +243,12 @@ fn start(svc: &PodmanService, extra: &[&str]) -> Sealwatch {
 /// health status and a nanosecond time.
 #[test]
 fn the_feed_equals_podman_events() {
-    let svc = PodmanService::start_with(Engine::DEFAULT);
+    feed_equals_podman_events(Engine::DEFAULT);
+}
+on_other_engines!(the_feed_equals_podman_events, feed_equals_podman_events);
+
+fn feed_equals_podman_events(engine: Engine) {
+    let svc = PodmanService::start_with(engine);
     let sw = start(&svc, &[]);
     let mut feed = FeedConn::open(sw.port(), "/events", &[], None);
     assert_eq!(feed.status, 200);
@@ -541,7 +546,15 @@ fn the_feed_asks_for_credentials_like_every_endpoint() {
 /// equals `podman events` for the period.
 #[test]
 fn the_feed_survives_a_podman_restart_without_gaps_or_duplicates() {
-    let mut svc = PodmanService::start_with(Engine::DEFAULT);
+    survives_a_podman_restart(Engine::DEFAULT);
+}
+on_other_engines!(
+    the_feed_survives_a_podman_restart_without_gaps_or_duplicates,
+    survives_a_podman_restart
+);
+
+fn survives_a_podman_restart(engine: Engine) {
+    let mut svc = PodmanService::start_with(engine);
     let sw = start(&svc, &[]);
     let mut feed = FeedConn::open(sw.port(), "/events", &[], None);
     assert_eq!(feed.status, 200);

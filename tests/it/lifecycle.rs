@@ -98,7 +98,15 @@ fn event_nanos(e: &Value) -> i64 {
 /// exposition passes promtool and the linter.
 #[test]
 fn lifecycle_histograms_equal_the_event_log() {
-    let svc = PodmanService::start_with(Engine::DEFAULT);
+    histograms_equal_the_event_log(Engine::DEFAULT);
+}
+on_other_engines!(
+    lifecycle_histograms_equal_the_event_log,
+    histograms_equal_the_event_log
+);
+
+fn histograms_equal_the_event_log(engine: Engine) {
+    let svc = PodmanService::start_with(engine);
     let url = format!("local={}", svc.url());
     let sw = Sealwatch::start(&["--podman.url", &url]);
     sw.wait_ready(200, SETTLE);
