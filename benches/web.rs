@@ -83,7 +83,15 @@ fn server(containers: usize, max_requests: usize) -> (u16, tokio::runtime::Runti
     let metrics = Metrics::new(engines.clone(), registry);
     let (unshared_registry, _) = register_instruments(&["podman"]);
     let unshared = std::sync::Arc::new(Metrics::new(engines.clone(), unshared_registry));
-    let app = sealwatch::router(engines, metrics, "/metrics", None, max_requests).merge(
+    let app = sealwatch::router(
+        engines,
+        metrics,
+        "/metrics",
+        None,
+        max_requests,
+        sealwatch::Feed::new(1, 1, Default::default()),
+    )
+    .merge(
         axum::Router::new()
             .route("/unshared", axum::routing::get(unshared_scrape))
             .with_state(unshared),

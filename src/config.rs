@@ -178,6 +178,23 @@ pub struct Cli {
     )]
     pub stats_podman_interval: String,
 
+    /// Events kept in memory for `/events?since=` replay, from 1 to 1000000; also how far a
+    /// live `/events` reader may fall behind before its feed is ended.
+    #[arg(
+        long = "events.buffer",
+        env = "SEALWATCH_EVENTS_BUFFER",
+        default_value_t = crate::feed::DEFAULT_BUFFER
+    )]
+    pub events_buffer: usize,
+
+    /// Concurrent `/events` feeds; more are answered 503. 0 turns the feed off.
+    #[arg(
+        long = "events.max-feeds",
+        env = "SEALWATCH_EVENTS_MAX_FEEDS",
+        default_value_t = crate::feed::DEFAULT_MAX_FEEDS
+    )]
+    pub events_max_feeds: usize,
+
     /// Log level.
     #[arg(
         long = "log.level",
@@ -271,6 +288,10 @@ pub struct Config {
     pub stats_interval: Duration,
     /// The interval of Podman's stats stream, whole seconds, at least 1 s.
     pub stats_podman_interval: Duration,
+    /// `--events.buffer`: events kept for replay, and a live reader's allowance.
+    pub events_buffer: usize,
+    /// `--events.max-feeds`: concurrent `/events` readers.
+    pub events_max_feeds: usize,
     pub log_level: LogLevel,
     pub log_format: LogFormat,
 }
@@ -407,6 +428,15 @@ impl Cli {
                         self.stats_podman_interval
                     ))
                 })?,
+            events_buffer: Some(self.events_buffer)
+                .filter(|n| (1..=1_000_000).contains(n))
+                .ok_or_else(|| {
+                    ConfigError(format!(
+                        "--events.buffer {}: expected a number of events from 1 to 1000000",
+                        self.events_buffer
+                    ))
+                })?,
+            events_max_feeds: self.events_max_feeds,
             log_level: self.log_level,
             log_format: self.log_format,
         })
@@ -422,6 +452,7 @@ const OTHER_ENDPOINTS: &[&str] = &[
     "/containers/{ref}",
     "/pods",
     "/pods/{ref}",
+    "/events",
 ];
 
 /// `--web.telemetry-path` must be a plain absolute path (the router would read `:x`, `{x}` or

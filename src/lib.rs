@@ -10,7 +10,8 @@
 //!                 from the cgroup filesystem; kept beside each snapshot, never in the inventory)
 //!   -> snapshot   the hand-over: immutable snapshots and live instruments, one writer per engine
 //!   -> metrics    /metrics, rendered at scrape time from the snapshots
-//!   -> web        HTTP: routing, JSON API, pages, negotiation, serving
+//!   (feed         every applied event, numbered, in a bounded ring and a broadcast: /events)
+//!   -> web        HTTP: routing, JSON API, event feed, pages, negotiation, serving
 //! ```
 //!
 //! Nothing flows back up: readers never call Podman, and a scrape never waits for an engine.
@@ -24,6 +25,7 @@ pub mod build_info;
 pub mod config;
 pub mod discovery;
 pub mod fdlimit;
+mod feed;
 /// Entry points for the fuzz targets in `fuzz/`; not an API.
 #[doc(hidden)]
 pub mod fuzzing;
@@ -36,6 +38,7 @@ mod watcher;
 mod web;
 mod webconfig;
 
+pub use feed::{Feed, FeedPublisher};
 pub use inventory::{Allowlist, Inventory, LabelPolicy};
 pub use metrics::{
     register_instrument_families, register_instruments, InstrumentFamilies, Metrics,

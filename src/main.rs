@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 use sealwatch::build_info;
 use sealwatch::config::{Cli, Command, Config, Environment, LogFormat, LogLevel};
 use sealwatch::discovery::{Discovery, Fleet};
-use sealwatch::{Engines, Metrics, USER_RUNTIME_ROOT};
+use sealwatch::{Engines, Feed, Metrics, USER_RUNTIME_ROOT};
 
 fn main() -> ExitCode {
     sealwatch::allocator::tune();
@@ -119,7 +119,18 @@ async fn run(
             .unwrap_or_default(),
     );
     let engines = Engines::default();
-    let mut fleet = Fleet::new(&config, engines.clone(), families, shutdown.clone());
+    let feed = Feed::new(
+        config.events_buffer,
+        config.events_max_feeds,
+        shutdown.clone(),
+    );
+    let mut fleet = Fleet::new(
+        &config,
+        engines.clone(),
+        families,
+        feed.clone(),
+        shutdown.clone(),
+    );
     for engine in &config.engines {
         fleet.start(engine).map_err(anyhow::Error::msg)?;
     }
@@ -136,6 +147,7 @@ async fn run(
         &config.telemetry_path,
         config.web.auth.clone(),
         config.max_requests,
+        feed,
     );
     tracing::info!(
         version = build_info::VERSION,

@@ -13,6 +13,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, EngineConfig};
+use crate::feed::Feed;
 use crate::inventory::{Inventory, LabelPolicy};
 use crate::metrics::InstrumentFamilies;
 use crate::podman::Client;
@@ -39,6 +40,8 @@ pub struct Fleet {
     host: Host,
     engines: Engines,
     families: InstrumentFamilies,
+    /// Every engine's events go to the one feed (`/events`).
+    feed: Feed,
     shutdown: CancellationToken,
     running: HashMap<Arc<str>, (CancellationToken, JoinHandle<()>)>,
 }
@@ -48,6 +51,7 @@ impl Fleet {
         config: &Config,
         engines: Engines,
         families: InstrumentFamilies,
+        feed: Feed,
         shutdown: CancellationToken,
     ) -> Self {
         Self {
@@ -64,6 +68,7 @@ impl Fleet {
             host: Host::system(),
             engines,
             families,
+            feed,
             shutdown,
             running: HashMap::new(),
         }
@@ -105,7 +110,8 @@ impl Fleet {
             .with_max_response(s.max_response_size, instruments.oversized_responses.clone());
         let stream = (publisher.stats_source() == Source::Podman)
             .then(|| StatsStream::new(client.clone(), s.stats_podman_interval, publisher.handle()));
-        let mut watcher = Watcher::new(publisher, client, inventory, instruments);
+        let feed = self.feed.publisher(publisher.name().clone());
+        let mut watcher = Watcher::new(publisher, client, inventory, instruments).with_feed(feed);
         if let Some(stream) = stream {
             watcher = watcher.with_stats_stream(stream);
         }

@@ -11,6 +11,7 @@
 
 mod counters;
 mod labels;
+mod lifecycle;
 mod lists;
 mod model;
 mod objects;
@@ -23,6 +24,7 @@ use crate::podman::wire::{Event, ExitCodeAttr, RESERVED_ATTRIBUTES};
 pub use counters::Counters;
 use counters::{action_label, bump, type_label};
 pub use labels::{Allowlist, LabelPolicy, DEFAULT_MAX_KEYS};
+pub use lifecycle::{Histogram, Lifecycle, HEALTHY_BUCKETS, RUN_BUCKETS};
 pub use model::short_id;
 pub use model::{Container, Labels, Pod, PROJECT_LABELS};
 use objects::Objects;
@@ -41,6 +43,8 @@ pub struct Inventory {
     /// their `pod` label (until the retention sweep drops them).
     pod_names: imbl::HashMap<Arc<str>, Arc<str>>,
     counters: Counters,
+    /// Run durations and startup-to-healthy times (`lifecycle`), counted like `counters`.
+    lifecycle: Lifecycle,
     labels: LabelPolicy,
     /// Podman's time (unix nanoseconds) just before the last resync's lists were taken: events
     /// older than this are counted but move no state of a container the lists showed (a
@@ -66,6 +70,7 @@ impl Inventory {
             pods: imbl::HashMap::new(),
             pod_names: imbl::HashMap::new(),
             counters: Counters::default(),
+            lifecycle: Lifecycle::default(),
             labels,
             listed_at: i64::MIN,
             podman_counts_restarts: false,
@@ -109,8 +114,17 @@ impl Inventory {
             .unwrap_or_else(|| short_id(pod_id))
     }
 
+    /// The name of a pod by ID, also for pods that are gone, if it was ever seen.
+    pub fn known_pod_name(&self, pod_id: &str) -> Option<&str> {
+        self.pod_names.get(pod_id).map(|n| &**n)
+    }
+
     pub fn counters(&self) -> &Counters {
         &self.counters
+    }
+
+    pub fn lifecycle(&self) -> &Lifecycle {
+        &self.lifecycle
     }
 
     /// Tells the inventory which Podman it mirrors: from 4.6 Podman keeps the restart count
@@ -145,6 +159,13 @@ impl Inventory {
         }
         let known = self.containers.get(id).cloned();
         let labels = self.count_container_event(ev, action);
+        // Timed like counted: also for events older than the last list.
+        let pod: Option<Arc<str>> = known
+            .as_ref()
+            .and_then(|c| c.pod_id.as_deref())
+            .or_else(|| ev.attr("podId"))
+            .map(Arc::from);
+        self.lifecycle.observe(ev, pod.as_ref());
         // The last list already shows this container as it was after this (older) event.
         if ev.nanos() < self.listed_at && known.as_ref().is_some_and(|c| c.listed) {
             return;

@@ -93,6 +93,8 @@ impl Inventory {
     /// retention, at `now` (unix nanoseconds of the caller's clock). Returns whether a series was
     /// dropped (the output changed).
     pub fn sweep(&mut self, now: i64) -> bool {
+        let containers = &self.containers;
+        self.lifecycle.retain_runs(|id| containers.contains_key(id));
         let pods = self.sweep_pods(now);
         let labels = self.sweep_labels(now);
         pods || labels
@@ -145,6 +147,7 @@ impl Inventory {
         counters
             .container_exits
             .retain(|(p, _), _| p.as_ref().is_none_or(|p| !dropped.contains(p)));
+        self.lifecycle.retain_pods(|p| !dropped.contains(p));
         self.pod_names.retain(|id, _| !dropped.contains(id));
         self.gone.pods.retain(|id, _| !dropped.contains(id));
         true

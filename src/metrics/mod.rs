@@ -1,9 +1,9 @@
 //! `/metrics`: every family of the contract, rendered at scrape time from the published snapshots.
 //!
-//! Owns one render: one scrape's snapshots -> engine families -> event counters -> the exporter's
-//! own registry -> container families (resource families included) -> pod resource families ->
-//! image, volume, network and component families -> `# EOF`. Resource samples are reused, or
-//! taken here on the scrape's blocking thread when none is fresh; each scrape also schedules the
+//! Owns one render: one scrape's snapshots -> engine families -> event counters -> lifecycle
+//! histograms -> the exporter's own registry -> container families (resource families included)
+//! -> pod resource families -> image, volume, network and component families -> `# EOF`.
+//! Resource samples are reused, or taken here on the scrape's blocking thread when none is fresh; each scrape also schedules the
 //! next sample just before the next scrape is expected (`resources::prefetch`). The families
 //! derived from the inventory are
 //! written by `exposition`, the one text writer; the exporter's own instruments live in one
@@ -15,6 +15,7 @@ mod containers;
 mod engines;
 mod events;
 mod exposition;
+mod lifecycle;
 mod objects;
 mod own;
 mod process;
@@ -100,6 +101,10 @@ impl Metrics {
             &views,
         );
         events::write(
+            &mut exposition::Exposition::new(&mut out, openmetrics),
+            &views,
+        );
+        lifecycle::write(
             &mut exposition::Exposition::new(&mut out, openmetrics),
             &views,
         );

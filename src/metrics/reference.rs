@@ -55,6 +55,52 @@ pub(super) fn emit(
     Ok(())
 }
 
+/// Histogram series: labels to (sum in seconds, count, per-bucket (not cumulative) counts by
+/// upper bound).
+type Histograms = BTreeMap<Vec<(String, String)>, (f64, u64, Vec<(f64, u64)>)>;
+
+/// Every histogram of the lifecycle families, read from `inv` and merged by pod name.
+fn histograms(
+    into: &mut Histograms,
+    e: Option<&str>,
+    inv: &Inventory,
+    source: &imbl::HashMap<Option<std::sync::Arc<str>>, crate::inventory::Histogram>,
+    bounds: &[i64],
+) {
+    for (pod, h) in source.iter() {
+        let pod = pod.as_deref().map(|p| inv.pod_name(p));
+        let entry = into
+            .entry(labels(&[("engine", e), ("pod", pod)]))
+            .or_insert_with(|| {
+                let mut b: Vec<(f64, u64)> = bounds.iter().map(|n| (*n as f64 / 1e9, 0)).collect();
+                b.push((f64::INFINITY, 0));
+                (0.0, 0, b)
+            });
+        entry.0 += h.sum_nanos as f64 / 1e9;
+        entry.1 += h.count;
+        for (slot, n) in entry.2.iter_mut().zip(&h.counts) {
+            slot.1 += n;
+        }
+    }
+}
+
+fn emit_histograms(
+    enc: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    series: Histograms,
+) -> std::fmt::Result {
+    if series.is_empty() {
+        return Ok(());
+    }
+    let mut family = enc.encode_descriptor(name, help, None, MetricType::Histogram)?;
+    for (l, (sum, count, buckets)) in series {
+        let mut m = family.encode_family(&l)?;
+        m.encode_histogram::<prometheus_client::encoding::NoLabelSet>(sum, count, &buckets, None)?;
+    }
+    Ok(())
+}
+
 /// The kube-state-metrics rule, written independently of `containers::sanitize_label_key`.
 fn label_name(key: &str) -> String {
     let tail: String = key
@@ -81,6 +127,8 @@ impl Collector for Naive {
         let mut pod_events = Series::new();
         let mut label_events = Series::new();
         let mut exits = Series::new();
+        let mut run_durations = Histograms::new();
+        let mut startup_to_healthy = Histograms::new();
         let mut by_state = Series::new();
         let mut by_pod = Series::new();
         let mut by_label = Series::new();
@@ -189,6 +237,21 @@ impl Collector for Naive {
                     ]))
                     .or_default() += *n as f64;
             }
+            let lifecycle = inv.lifecycle();
+            histograms(
+                &mut run_durations,
+                e,
+                inv,
+                &lifecycle.run_durations,
+                crate::inventory::RUN_BUCKETS,
+            );
+            histograms(
+                &mut startup_to_healthy,
+                e,
+                inv,
+                &lifecycle.startup_to_healthy,
+                crate::inventory::HEALTHY_BUCKETS,
+            );
             for ((pod, code), n) in c.container_exits.iter() {
                 let pod = pod.as_deref().map(|p| inv.pod_name(p));
                 *exits
@@ -333,6 +396,19 @@ impl Collector for Naive {
             "Container deaths (died events) by exit code.",
             counter,
             exits,
+        )?;
+        emit_histograms(
+            e,
+            "podman_container_run_duration_seconds",
+            "Container runs by how long they lasted, from Podman's start event to its died event.",
+            run_durations,
+        )?;
+        emit_histograms(
+            e,
+            "podman_container_startup_to_healthy_seconds",
+            "Container runs by how long they took from Podman's start event to the first healthy \
+             health_status event.",
+            startup_to_healthy,
         )?;
         emit(
             e,

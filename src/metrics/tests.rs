@@ -131,6 +131,37 @@ fn hand_written_families_equal_prometheus_clients_encoding() {
     }
 }
 
+/// A series `name{k="v",...}` with its labels in key order (values keep their escapes).
+fn canonical(series: &str) -> String {
+    let Some((name, rest)) = series.split_once('{') else {
+        return series.to_owned();
+    };
+    let body = rest.strip_suffix('}').unwrap_or(rest);
+    let mut pairs = Vec::new();
+    let mut chars = body.chars().peekable();
+    while chars.peek().is_some() {
+        let key: String = chars.by_ref().take_while(|c| *c != '=').collect();
+        chars.next(); // the opening quote
+        let mut value = String::new();
+        while let Some(c) = chars.next() {
+            match c {
+                '\\' => {
+                    value.push(c);
+                    value.extend(chars.next());
+                }
+                '"' => break,
+                c => value.push(c),
+            }
+        }
+        if chars.peek() == Some(&',') {
+            chars.next();
+        }
+        pairs.push(format!("{key}=\"{value}\""));
+    }
+    pairs.sort();
+    format!("{name}{{{}}}", pairs.join(","))
+}
+
 /// Only the families derived from the inventory, normalised: `sealwatch_*`, `process_*` and
 /// `# EOF` are left out.
 fn inventory_families(text: &str) -> String {
@@ -144,7 +175,16 @@ fn inventory_families(text: &str) -> String {
                 || name.starts_with("process_"));
         }
         if keep {
-            out.push_str(line);
+            // prometheus-client's OpenMetrics text writes a histogram's `le` before its other
+            // labels: label order carries no meaning, so both sides are compared in key order.
+            match line.rsplit_once(' ').filter(|_| !line.starts_with('#')) {
+                Some((series, value)) => {
+                    out.push_str(&canonical(series));
+                    out.push(' ');
+                    out.push_str(value);
+                }
+                None => out.push_str(line),
+            }
             out.push('\n');
         }
     }

@@ -3,7 +3,8 @@
 //!
 //! Owns the engine's `Inventory` (nothing else mutates it), the de-duplication of replayed
 //! events (`dedup`) and the retry schedule (`backoff`); publishes a snapshot after each batch of
-//! events through its `Publisher`. Never serves readers directly and never makes an HTTP call per
+//! events through its `Publisher`, and hands each applied event to the event feed (`feed`) with
+//! what the inventory knew of it. Never serves readers directly and never makes an HTTP call per
 //! event.
 
 mod backoff;
@@ -20,6 +21,7 @@ use tokio::time::Instant;
 
 use tokio_util::sync::CancellationToken;
 
+use crate::feed::FeedPublisher;
 use crate::inventory::Inventory;
 use crate::podman::ndjson::{LineSplitter, MAX_LINE};
 use crate::podman::wire::{decode_stream_line, ExitCodeAttr, ListContainer, ListPod, StreamItem};
@@ -93,6 +95,8 @@ pub struct Watcher {
     stale: Stale,
     /// The podman stats source, run while a session is synced.
     stats_stream: Option<StatsStream>,
+    /// Where every applied (first-time) event goes for `/events`.
+    feed: Option<FeedPublisher>,
 }
 
 /// What a refresh listed: the changed containers and pods, the object families it asked for,
@@ -130,7 +134,14 @@ impl Watcher {
             synced_before: false,
             stale: Stale::default(),
             stats_stream: None,
+            feed: None,
         }
+    }
+
+    /// Hands every event this watcher applies to the event feed.
+    pub fn with_feed(mut self, feed: FeedPublisher) -> Self {
+        self.feed = Some(feed);
+        self
     }
 
     /// Runs Podman's stats stream (the podman resource source) during each synced session.
@@ -388,7 +399,16 @@ impl Watcher {
                     {
                         self.instruments.unparsable_exit_codes.inc();
                     }
+                    // The container's record as it was (a pointer, not a copy): `remove`
+                    // deletes it and `died` carries no pod, but the feed still names both.
+                    let before = self
+                        .feed
+                        .as_ref()
+                        .and_then(|_| self.inventory.container(&ev.actor.id).cloned());
                     self.inventory.apply(&ev);
+                    if let Some(feed) = &self.feed {
+                        feed.publish(&ev, before.as_deref(), &self.inventory);
+                    }
                     self.stale.note(&ev, now);
                     if let Some(newest) = self.dedup.newest() {
                         self.instruments.set_last_event_nanos(newest);

@@ -1,12 +1,14 @@
 //! The HTTP side: routing, authentication and errors for `/metrics`, `/containers`, `/pods`,
-//! `/-/healthy`, `/-/ready` and `/`.
+//! `/events`, `/-/healthy`, `/-/ready` and `/`.
 //!
 //! Owns the router and what every endpoint shares (state, basic auth, JSON errors); each endpoint
-//! group has its own file (`scrape`, `api` with its shapes in `json`, `pages`), content
+//! group has its own file (`scrape`, `api` with its shapes in `json`, `events`, `pages`), content
 //! negotiation is in `negotiate` and serving with the shutdown drain in `serve`. Every handler
-//! reads the published snapshots and nothing else: no handler ever waits for Podman.
+//! reads the published snapshots (or, for `/events`, the event feed) and nothing else: no
+//! handler ever waits for Podman.
 
 mod api;
+mod events;
 mod json;
 pub mod negotiate;
 mod pages;
@@ -22,6 +24,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde::Serialize;
 
+use crate::feed::Feed;
 use crate::metrics::Metrics;
 use crate::snapshot::Engines;
 use crate::webconfig::BasicAuth;
@@ -33,22 +36,26 @@ struct AppState {
     metrics: Arc<Metrics>,
     scrapes: Arc<scrape::Scrapes>,
     telemetry_path: Arc<str>,
+    feed: Feed,
 }
 
 /// Builds the router; `telemetry_path` is `--web.telemetry-path`; with `auth`, every endpoint
-/// asks for basic-auth credentials; `max_requests` bounds concurrent scrapes (0: no bound).
+/// asks for basic-auth credentials; `max_requests` bounds concurrent scrapes (0: no bound);
+/// `/events` reads `feed`.
 pub fn router(
     engines: Engines,
     metrics: Metrics,
     telemetry_path: &str,
     auth: Option<BasicAuth>,
     max_requests: usize,
+    feed: Feed,
 ) -> Router {
     let state = AppState {
         metrics: Arc::new(metrics),
         scrapes: Arc::new(scrape::Scrapes::new(max_requests)),
         engines,
         telemetry_path: Arc::from(telemetry_path),
+        feed,
     };
     let router = Router::new()
         .route("/", get(pages::landing))
@@ -57,6 +64,7 @@ pub fn router(
         .route("/containers/{reference}", get(api::one_container))
         .route("/pods", get(api::list_pods))
         .route("/pods/{reference}", get(api::one_pod))
+        .route("/events", get(events::events))
         .route("/-/healthy", get(pages::healthy))
         .route("/-/ready", get(pages::ready))
         .fallback(|| async {

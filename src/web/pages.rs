@@ -91,6 +91,7 @@ pub async fn landing(State(app): State<AppState>) -> Html<String> {
 <li><a href="{path}">{path}</a>: metrics</li>
 <li><a href="/containers">/containers</a> (<a href="/containers?all=true">all</a>): containers as JSON</li>
 <li><a href="/pods">/pods</a>: pods as JSON</li>
+<li><a href="/events">/events</a> (<a href="/events?since=10m">last 10 minutes</a>): the live event feed, NDJSON or Server-Sent Events</li>
 <li><a href="/-/healthy">/-/healthy</a>, <a href="/-/ready">/-/ready</a>: health and readiness</li>
 </ul>
 <h2>Engines</h2>

@@ -1,0 +1,215 @@
+//! Lifecycle timings: how long each container run lasted (start to death) and how long a
+//! started container took to report `healthy`, as histograms by pod.
+//!
+//! Owns the bucket bounds, the histograms and the start time of each container's current run.
+//! Times are Podman's event timestamps only (the `start`, `died` and `health_status` events), so
+//! every observation can be recomputed from `podman events`; the lists' `StartedAt` never enters.
+//! Observed when an event is counted, like the event counters, and never reset. Pure: no I/O,
+//! no clock.
+
+use std::sync::Arc;
+
+use crate::podman::wire::Event;
+
+const SECOND: i64 = 1_000_000_000;
+
+/// `podman_container_run_duration_seconds` buckets, in nanoseconds: half a second to a week.
+/// Crash loops die within seconds of their start (0.5 s to 10 s tell a container that fails at
+/// once from one that fails in its first request); batch jobs take minutes; services run for
+/// hours to days. Roughly ×3 per step keeps each range readable with 14 buckets.
+pub const RUN_BUCKETS: &[i64] = &[
+    SECOND / 2,
+    SECOND,
+    2 * SECOND,
+    5 * SECOND,
+    10 * SECOND,
+    30 * SECOND,
+    60 * SECOND,
+    300 * SECOND,
+    900 * SECOND,
+    3_600 * SECOND,
+    6 * 3_600 * SECOND,
+    24 * 3_600 * SECOND,
+    7 * 24 * 3_600 * SECOND,
+];
+
+/// `podman_container_startup_to_healthy_seconds` buckets, in nanoseconds: half a second to an
+/// hour. A healthcheck runs every 30 s by default, so most services become healthy at its first
+/// or second run (30 s, 60 s) or within their start period; the low buckets catch tight
+/// intervals, the high ones slow starters (database recovery, migrations).
+pub const HEALTHY_BUCKETS: &[i64] = &[
+    SECOND / 2,
+    SECOND,
+    2 * SECOND,
+    5 * SECOND,
+    10 * SECOND,
+    20 * SECOND,
+    30 * SECOND,
+    45 * SECOND,
+    60 * SECOND,
+    120 * SECOND,
+    300 * SECOND,
+    900 * SECOND,
+    3_600 * SECOND,
+];
+
+/// One histogram: per-bucket counts (not cumulative), the total and the exact sum.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Histogram {
+    /// `counts[i]`: observations in (bounds[i-1], bounds[i]]; the last entry is above every
+    /// bound.
+    pub counts: Vec<u64>,
+    pub count: u64,
+    /// Nanoseconds; an i128 cannot overflow with any number of observations of any event times.
+    pub sum_nanos: i128,
+}
+
+impl Histogram {
+    fn observe(&mut self, bounds: &[i64], nanos: i64) {
+        if self.counts.len() != bounds.len() + 1 {
+            self.counts = vec![0; bounds.len() + 1];
+        }
+        let i = bounds.partition_point(|b| *b < nanos);
+        self.counts[i] += 1;
+        self.count += 1;
+        self.sum_nanos += i128::from(nanos);
+    }
+
+    /// Cumulative counts per bound (`le`), then the total (`+Inf`).
+    pub fn cumulative(&self) -> impl Iterator<Item = u64> + '_ {
+        self.counts.iter().scan(0u64, |acc, n| {
+            *acc += n;
+            Some(*acc)
+        })
+    }
+}
+
+/// Where a container's current run stands.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Run {
+    /// Podman's time of the run's `start` event.
+    started: i64,
+    /// A `healthy` status was seen in this run.
+    healthy: bool,
+}
+
+/// Both histograms keyed by pod ID (`None` outside a pod), and the runs in progress.
+#[derive(Debug, Clone, Default)]
+pub struct Lifecycle {
+    pub run_durations: imbl::HashMap<Option<Arc<str>>, Histogram>,
+    pub startup_to_healthy: imbl::HashMap<Option<Arc<str>>, Histogram>,
+    runs: imbl::HashMap<Arc<str>, Run>,
+}
+
+impl Lifecycle {
+    /// Observes a container event counted for `pod`: a `start` begins a run, a `died` ends it
+    /// (one run duration), the first `healthy` of a run is one startup time, and a `remove`
+    /// forgets the container. A run whose `start` sealwatch never saw (it began before
+    /// sealwatch started, beyond the replay) is not observed.
+    pub fn observe(&mut self, ev: &Event, pod: Option<&Arc<str>>) {
+        let id = ev.actor.id.as_str();
+        let t = ev.nanos();
+        match ev.action.as_str() {
+            "start" => {
+                self.runs.insert(
+                    Arc::from(id),
+                    Run {
+                        started: t,
+                        healthy: false,
+                    },
+                );
+            }
+            "died" => {
+                if let Some(run) = self.runs.remove(id).filter(|r| r.started <= t) {
+                    self.run_durations
+                        .entry(pod.cloned())
+                        .or_default()
+                        .observe(RUN_BUCKETS, t - run.started);
+                }
+            }
+            "health_status" if ev.health_status.as_deref() == Some("healthy") => {
+                if let Some(run) = self.runs.get_mut(id).filter(|r| !r.healthy) {
+                    run.healthy = true;
+                    if run.started <= t {
+                        let since = t - run.started;
+                        self.startup_to_healthy
+                            .entry(pod.cloned())
+                            .or_default()
+                            .observe(HEALTHY_BUCKETS, since);
+                    }
+                }
+            }
+            "remove" => {
+                self.runs.remove(id);
+            }
+            _ => {}
+        }
+    }
+
+    /// Forgets the runs of containers that `exists` no longer knows (gone while sealwatch was
+    /// away, without a `remove` event).
+    pub fn retain_runs(&mut self, exists: impl Fn(&str) -> bool) {
+        if self.runs.keys().any(|id| !exists(id)) {
+            self.runs.retain(|id, _| exists(id));
+        }
+    }
+
+    /// Drops the histograms of pods that `keep` says are gone (the retention sweep).
+    pub fn retain_pods(&mut self, keep: impl Fn(&Arc<str>) -> bool) {
+        self.run_durations
+            .retain(|p, _| p.as_ref().is_none_or(&keep));
+        self.startup_to_healthy
+            .retain(|p, _| p.as_ref().is_none_or(&keep));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ev(action: &str, id: &str, secs: f64, health: Option<&str>) -> Event {
+        serde_json::from_value(serde_json::json!({
+            "Type": "container", "Action": action, "timeNano": (secs * 1e9) as i64,
+            "HealthStatus": health, "Actor": {"ID": id, "Attributes": {}}
+        }))
+        .unwrap()
+    }
+
+    /// A run is observed from its start event to its died event, into the right bucket with an
+    /// exact sum; the first healthy of a run counts once; a death without a seen start does not.
+    #[test]
+    fn runs_and_startups_are_timed_from_events() {
+        let mut l = Lifecycle::default();
+        let pod: Arc<str> = Arc::from("p");
+        l.observe(&ev("died", "a", 1.0, None), None);
+        l.observe(&ev("start", "a", 10.0, None), Some(&pod));
+        l.observe(
+            &ev("health_status", "a", 11.0, Some("starting")),
+            Some(&pod),
+        );
+        l.observe(&ev("health_status", "a", 12.5, Some("healthy")), Some(&pod));
+        l.observe(&ev("health_status", "a", 42.5, Some("healthy")), Some(&pod));
+        l.observe(&ev("died", "a", 13.0, None), Some(&pod));
+        l.observe(&ev("start", "a", 20.0, None), Some(&pod));
+        l.observe(&ev("died", "a", 20.25, None), Some(&pod));
+        let runs = &l.run_durations[&Some(pod.clone())];
+        assert_eq!(runs.count, 2);
+        assert_eq!(runs.sum_nanos, 3_250_000_000);
+        // 0.25 s in the first bucket (le 0.5), 3 s in le 5.
+        let cumulative: Vec<u64> = runs.cumulative().collect();
+        assert_eq!(&cumulative[..5], &[1, 1, 1, 2, 2]);
+        assert_eq!(*cumulative.last().unwrap(), 2);
+        let healthy = &l.startup_to_healthy[&Some(pod)];
+        assert_eq!((healthy.count, healthy.sum_nanos), (1, 2_500_000_000));
+        assert!(l.run_durations.get(&None).is_none());
+    }
+
+    /// A duration equal to a bound falls in that bound's bucket (`le` means at most).
+    #[test]
+    fn bounds_are_inclusive() {
+        let mut h = Histogram::default();
+        h.observe(RUN_BUCKETS, SECOND);
+        let cumulative: Vec<u64> = h.cumulative().collect();
+        assert_eq!(&cumulative[..2], &[0, 1]);
+    }
+}

@@ -1,0 +1,678 @@
+//! `GET /events` against a real, private Podman: the feed read by a plain HTTP/1.1 client while
+//! containers start, die and go equals `podman events` for the same period, with pods, labels,
+//! exit codes and health resolved; `?since=` replays and then follows without a gap or a
+//! duplicate; SSE framing and filters; 400 for a bad parameter, 503 beyond the feed cap; and a
+//! reader that stops reading gets the "missed" line and its stream ends.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::support::{wait_until, Engine, PodmanService, Run, Sealwatch, BUSYBOX_IMAGE};
+
+const SETTLE: Duration = Duration::from_secs(30);
+
+fn now_rfc3339_nanos() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
+}
+
+fn nanos_of(rfc3339: &str) -> i64 {
+    chrono::DateTime::parse_from_rfc3339(rfc3339)
+        .unwrap()
+        .timestamp_nanos_opt()
+        .unwrap()
+}
+
+/// One open `/events` response, read incrementally (chunked transfer decoding by hand, as a
+/// `curl -N` would see it).
+struct FeedConn {
+    reader: BufReader<TcpStream>,
+    status: u16,
+    headers: Vec<(String, String)>,
+    /// Decoded body bytes not yet handed out.
+    pending: Vec<u8>,
+    eof: bool,
+}
+
+impl FeedConn {
+    /// `GET path` with `headers`; with `rcvbuf`, the socket's receive buffer is set that small
+    /// before connecting (a client that cannot take much at once). Reads the head only.
+    fn open(port: u16, path: &str, headers: &[(&str, &str)], rcvbuf: Option<usize>) -> Self {
+        let addr: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
+        let socket =
+            socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        if let Some(size) = rcvbuf {
+            socket.set_recv_buffer_size(size).unwrap();
+            // A small segment size too: the sender sizes its send buffer from the segment size
+            // (about 1.3 MB at loopback's 64 KiB), so this keeps the kernel's share small.
+            let mss: libc::c_int = 536;
+            // SAFETY: a valid socket, a c_int option of the size given.
+            let rc = unsafe {
+                libc::setsockopt(
+                    std::os::fd::AsRawFd::as_raw_fd(&socket),
+                    libc::IPPROTO_TCP,
+                    libc::TCP_MAXSEG,
+                    (&mss as *const libc::c_int).cast(),
+                    std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+                )
+            };
+            assert_eq!(rc, 0, "TCP_MAXSEG: {}", std::io::Error::last_os_error());
+        }
+        socket.connect(&addr.into()).unwrap();
+        let mut stream: TcpStream = socket.into();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(60)))
+            .unwrap();
+        let mut req = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n");
+        for (k, v) in headers {
+            req.push_str(&format!("{k}: {v}\r\n"));
+        }
+        req.push_str("\r\n");
+        stream.write_all(req.as_bytes()).unwrap();
+        let mut reader = BufReader::new(stream);
+        let mut status_line = String::new();
+        reader.read_line(&mut status_line).unwrap();
+        let status = status_line
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| panic!("bad status line {status_line:?}"));
+        let mut headers = Vec::new();
+        loop {
+            let mut line = String::new();
+            reader.read_line(&mut line).unwrap();
+            let line = line.trim_end();
+            if line.is_empty() {
+                break;
+            }
+            if let Some((k, v)) = line.split_once(':') {
+                headers.push((k.trim().to_lowercase(), v.trim().to_owned()));
+            }
+        }
+        FeedConn {
+            reader,
+            status,
+            headers,
+            pending: Vec::new(),
+            eof: false,
+        }
+    }
+
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Reads one chunk into `pending`; false at the end of the body.
+    fn read_chunk(&mut self) -> bool {
+        if self.eof {
+            return false;
+        }
+        let chunked = self
+            .header("transfer-encoding")
+            .is_some_and(|v| v.eq_ignore_ascii_case("chunked"));
+        if !chunked {
+            let mut rest = Vec::new();
+            self.reader.read_to_end(&mut rest).unwrap();
+            self.pending.extend_from_slice(&rest);
+            self.eof = true;
+            return !rest.is_empty();
+        }
+        let mut size_line = String::new();
+        if self.reader.read_line(&mut size_line).unwrap() == 0 {
+            self.eof = true;
+            return false;
+        }
+        let size = usize::from_str_radix(size_line.trim().split(';').next().unwrap(), 16)
+            .unwrap_or_else(|e| panic!("chunk size {size_line:?}: {e}"));
+        let mut data = vec![0; size + 2];
+        self.reader.read_exact(&mut data).unwrap();
+        if size == 0 {
+            self.eof = true;
+            return false;
+        }
+        self.pending.extend_from_slice(&data[..size]);
+        true
+    }
+
+    /// The next piece of the body ending with `sep`, without it; `None` at the end of the body.
+    fn next_until(&mut self, sep: &[u8]) -> Option<String> {
+        loop {
+            if let Some(at) = self.pending.windows(sep.len()).position(|w| w == sep) {
+                let piece: Vec<u8> = self.pending.drain(..at + sep.len()).collect();
+                return Some(String::from_utf8(piece[..at].to_vec()).unwrap());
+            }
+            if !self.read_chunk() {
+                return None;
+            }
+        }
+    }
+
+    /// The next NDJSON object.
+    fn next_json(&mut self) -> Option<Value> {
+        self.next_until(b"\n")
+            .map(|l| serde_json::from_str(&l).unwrap_or_else(|e| panic!("{l:?}: {e}")))
+    }
+
+    /// Reads objects until one satisfies `last` (included); panics with what it read if the
+    /// body ends first.
+    fn read_through(&mut self, last: impl Fn(&Value) -> bool) -> Vec<Value> {
+        let mut out = Vec::new();
+        while let Some(v) = self.next_json() {
+            let done = last(&v);
+            out.push(v);
+            if done {
+                return out;
+            }
+        }
+        panic!("the feed ended before the awaited event; read: {out:#?}");
+    }
+}
+
+fn s(v: &Value) -> &str {
+    v.as_str().unwrap_or_default()
+}
+
+/// (type, action, id) of each event `podman events` shows from `since` on, up to `until` (unix
+/// nanoseconds, inclusive), counted.
+fn podman_events_until(
+    svc: &PodmanService,
+    since: &str,
+    until: i64,
+) -> BTreeMap<(String, String, String), usize> {
+    let text = svc.podman(&[
+        "events",
+        "--stream=false",
+        "--since",
+        since,
+        "--format",
+        "json",
+    ]);
+    let mut out = BTreeMap::new();
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        let e: Value = serde_json::from_str(line).unwrap();
+        let t = e["timeNano"]
+            .as_i64()
+            .filter(|n| *n > 0)
+            .unwrap_or_else(|| nanos_of(s(&e["Time"])));
+        if t > until {
+            continue;
+        }
+        let key = (
+            s(&e["Type"]).to_owned(),
+            s(&e["Status"]).to_owned(),
+            s(&e["ID"]).to_owned(),
+        );
+        *out.entry(key).or_insert(0) += 1;
+    }
+    out
+}
+
+/// The same from `since` on (the tests make no change after the period they compare).
+fn podman_events(svc: &PodmanService, since: &str) -> BTreeMap<(String, String, String), usize> {
+    podman_events_until(svc, since, i64::MAX)
+}
+
+/// The same of feed objects whose time is within [`since`, `until`].
+fn feed_events(
+    events: &[Value],
+    since: i64,
+    until: i64,
+) -> BTreeMap<(String, String, String), usize> {
+    let mut out = BTreeMap::new();
+    for e in events {
+        let t = e["time_unix_nano"].as_i64().unwrap();
+        if t < since || t > until {
+            continue;
+        }
+        let key = (
+            s(&e["type"]).to_owned(),
+            s(&e["action"]).to_owned(),
+            s(&e["id"]).to_owned(),
+        );
+        *out.entry(key).or_insert(0) += 1;
+    }
+    out
+}
+
+/// sealwatch on `svc` as engine `local`, with `--labels.allowlist app` unless `extra` says.
+fn start(svc: &PodmanService, extra: &[&str]) -> Sealwatch {
+    let url = format!("local={}", svc.url());
+    let mut args = vec!["--podman.url", &url];
+    if !extra.contains(&"--labels.allowlist") {
+        args.extend(["--labels.allowlist", "app"]);
+    }
+    args.extend_from_slice(extra);
+    let sw = Sealwatch::start(&args);
+    sw.wait_ready(200, SETTLE);
+    sw
+}
+
+/// While containers in and out of a pod start, get killed, crash, report health and go, the
+/// NDJSON feed shows exactly the events `podman events` shows for the same period, each with its
+/// pod name (also on `died`, which Podman sends without one), allowlisted labels, exit code,
+/// health status and a nanosecond time.
+#[test]
+fn the_feed_equals_podman_events() {
+    feed_equals_podman_events(Engine::DEFAULT);
+}
+on_other_engines!(the_feed_equals_podman_events, feed_equals_podman_events);
+
+fn feed_equals_podman_events(engine: Engine) {
+    let svc = PodmanService::start_with(engine);
+    let sw = start(&svc, &[]);
+    let mut feed = FeedConn::open(sw.port(), "/events", &[], None);
+    assert_eq!(feed.status, 200);
+    assert_eq!(feed.header("content-type"), Some("application/x-ndjson"));
+    let t0 = now_rfc3339_nanos();
+
+    svc.podman(&["pod", "create", "--name", "shop"]);
+    let web = svc.run(
+        &Run::new(BUSYBOX_IMAGE)
+            .name("web")
+            .pod("shop")
+            .label("app", "cart")
+            .label("secret", "hidden")
+            .sleeping(),
+    );
+    svc.podman(&["kill", "web"]);
+    svc.podman(&["wait", "web"]);
+    let crash = svc.run(&Run::new(BUSYBOX_IMAGE).name("crash").sh("exit 3"));
+    svc.podman(&["wait", "crash"]);
+    let hc = svc.run(
+        &Run::new(BUSYBOX_IMAGE)
+            .name("hc")
+            .health_cmd("true")
+            .sleeping(),
+    );
+    // Podman 4.3 reports the status before a check's result in its event: the second says it.
+    svc.podman(&["healthcheck", "run", "hc"]);
+    svc.podman(&["healthcheck", "run", "hc"]);
+    svc.podman(&["rm", "-f", "-t", "0", "crash", "hc"]);
+    let shop = svc.podman(&["pod", "inspect", "shop", "--format", "{{.ID}}"]);
+    svc.podman(&["pod", "rm", "-f", "shop"]);
+    // A last container after everything: with journald events the pod's `remove` can come
+    // before its infra container's last events, so the pod's removal is no end marker.
+    svc.podman(&["run", "--rm", "--name", "end", BUSYBOX_IMAGE, "true"]);
+
+    // Up to its start: with journald events `podman run --rm` logs its `remove` twice, late.
+    let events = feed.read_through(|e| e["name"] == "end" && e["action"] == "start");
+    let t1 = events.last().unwrap()["time_unix_nano"].as_i64().unwrap();
+    let want = podman_events_until(&svc, &t0, t1);
+    let got = feed_events(&events, nanos_of(&t0), t1);
+    assert_eq!(
+        got, want,
+        "the feed against podman events; feed: {events:#?}"
+    );
+
+    let find = |id: &str, action: &str| -> &Value {
+        events
+            .iter()
+            .find(|e| e["id"] == id && e["action"] == action)
+            .unwrap_or_else(|| panic!("no {action} of {id} in {events:#?}"))
+    };
+    let died = find(&web, "died");
+    assert_eq!(died["engine"], "local");
+    assert_eq!(died["name"], "web");
+    assert_eq!(died["pod"]["name"], "shop", "{died}");
+    assert_eq!(died["pod"]["id"], shop.as_str());
+    assert_eq!(died["exit_code"], 137);
+    assert_eq!(died["labels"], serde_json::json!({"app": "cart"}));
+    let removed = find(&web, "remove");
+    assert_eq!(removed["pod"]["name"], "shop", "{removed}");
+    assert_eq!(find(&crash, "died")["exit_code"], 3);
+    let health: Vec<&str> = events
+        .iter()
+        .filter(|e| e["id"] == hc.as_str() && e["action"] == "health_status")
+        .map(|e| s(&e["health_status"]))
+        .collect();
+    assert_eq!(health.last(), Some(&"healthy"), "{health:?}");
+    let time = s(&died["time"]);
+    let fraction = time.split('.').nth(1).unwrap_or_default();
+    assert_eq!(fraction.len(), "123456789Z".len(), "nanoseconds in {time}");
+    assert_eq!(nanos_of(time), died["time_unix_nano"].as_i64().unwrap());
+    let seqs: Vec<u64> = events.iter().map(|e| e["seq"].as_u64().unwrap()).collect();
+    assert!(
+        seqs.windows(2).all(|w| w[1] == w[0] + 1),
+        "seq without gaps: {seqs:?}"
+    );
+}
+
+/// `?since=` replays the kept events from that time and then follows live, while containers keep
+/// changing as the feed opens: every event from then on arrives once, in sequence order, with
+/// no gap at the seam, and the whole equals `podman events` for the period.
+#[test]
+fn since_replays_then_follows_without_a_gap_or_a_duplicate() {
+    let svc = PodmanService::start_with(Engine::DEFAULT);
+    let sw = start(&svc, &[]);
+    let t0 = now_rfc3339_nanos();
+    for i in 0..3 {
+        svc.podman(&[
+            "run",
+            "--rm",
+            "--name",
+            &format!("before-{i}"),
+            BUSYBOX_IMAGE,
+            "true",
+        ]);
+    }
+    // Changes go on while the feed opens, so some events meet the seam.
+    let during = std::thread::scope(|scope| {
+        let worker = scope.spawn(|| {
+            for i in 0..4 {
+                svc.podman(&[
+                    "run",
+                    "--rm",
+                    "--name",
+                    &format!("during-{i}"),
+                    BUSYBOX_IMAGE,
+                    "true",
+                ]);
+            }
+            svc.podman(&["run", "--rm", "--name", "last", BUSYBOX_IMAGE, "true"])
+        });
+        let path = format!(
+            "/events?since={}",
+            t0.replace(':', "%3A").replace('+', "%2B")
+        );
+        let mut feed = FeedConn::open(sw.port(), &path, &[], None);
+        assert_eq!(feed.status, 200);
+        worker.join().unwrap();
+        feed.read_through(|e| e["name"] == "last" && e["action"] == "remove")
+    });
+    let t1 = now_rfc3339_nanos();
+    let seqs: Vec<u64> = during.iter().map(|e| e["seq"].as_u64().unwrap()).collect();
+    assert!(
+        seqs.windows(2).all(|w| w[1] == w[0] + 1),
+        "every event once and none skipped: {seqs:?}"
+    );
+    let want = podman_events(&svc, &t0);
+    assert_eq!(feed_events(&during, nanos_of(&t0), nanos_of(&t1)), want);
+    assert!(
+        during
+            .iter()
+            .any(|e| e["name"] == "before-0" && e["action"] == "create"),
+        "the replay holds what happened before the feed opened"
+    );
+}
+
+/// With `Accept: text/event-stream` the feed is SSE (`id:` = sequence number, `data:` = the
+/// object); `type` and `action` filter it; a bad parameter is a JSON 400 naming it; beyond
+/// `--events.max-feeds` a feed is refused with 503.
+#[test]
+fn sse_filters_bad_parameters_and_the_cap() {
+    let svc = PodmanService::start_with(Engine::DEFAULT);
+    let sw = start(&svc, &["--events.max-feeds", "1"]);
+    let mut sse = FeedConn::open(
+        sw.port(),
+        "/events?type=container&action=died",
+        &[("Accept", "text/event-stream")],
+        None,
+    );
+    assert_eq!(sse.status, 200);
+    assert_eq!(sse.header("content-type"), Some("text/event-stream"));
+
+    let refused = FeedConn::open(sw.port(), "/events", &[], None);
+    assert_eq!(
+        refused.status, 503,
+        "a second feed beyond --events.max-feeds 1"
+    );
+    drop(refused);
+    let (status, body) = sw.get("/events?colour=red");
+    assert_eq!(status, 400);
+    let err: Value = serde_json::from_str(&body).unwrap();
+    assert!(s(&err["error"]).contains("colour"), "{body}");
+    let (status, body) = sw.get("/events?since=yesterday");
+    assert_eq!(status, 400);
+    assert!(body.contains("since"), "{body}");
+
+    let id = svc.run(&Run::new(BUSYBOX_IMAGE).name("dies").sh("exit 7"));
+    let frame = sse.next_until(b"\n\n").expect("an SSE frame");
+    let mut lines = frame.lines();
+    let id_line = lines.next().unwrap();
+    assert!(id_line.starts_with("id: "), "{frame:?}");
+    let data = lines.next().unwrap().strip_prefix("data: ").unwrap();
+    let v: Value = serde_json::from_str(data).unwrap();
+    assert_eq!(id_line["id: ".len()..], v["seq"].to_string());
+    assert_eq!(
+        (s(&v["type"]), s(&v["action"]), s(&v["id"])),
+        ("container", "died", id.as_str())
+    );
+    assert_eq!(v["exit_code"], 7);
+    assert_eq!(lines.next(), None);
+
+    // The one slot is free again once the SSE reader goes.
+    drop(sse);
+    wait_until("the slot is free after the reader left", SETTLE, || {
+        let again = FeedConn::open(sw.port(), "/events", &[], None);
+        match again.status {
+            200 => Ok(()),
+            other => Err(format!("status {other}")),
+        }
+    });
+}
+
+/// A reader that stops reading while events pour in holds no more than the buffer: once it
+/// reads again it gets the events that fit, then one line saying how many it missed, and the
+/// stream ends.
+#[test]
+fn a_reader_that_falls_behind_is_told_what_it_missed_and_ended() {
+    let svc = PodmanService::start_with(Engine::DEFAULT);
+    let sw = start(&svc, &["--events.buffer", "4", "--labels.allowlist", "big"]);
+    // A small receive window: the kernel holds little for the stalled reader.
+    let mut feed = FeedConn::open(sw.port(), "/events", &[], Some(4096));
+    assert_eq!(feed.status, 200);
+    // 4 KiB per event: the socket and hyper's queue fill after a few dozen.
+    let big = "x".repeat(4 << 10);
+    let began = Instant::now();
+    // Until well past what the buffers hold, and well within the 30 s write timeout.
+    for i in 0..12 {
+        if began.elapsed() > Duration::from_secs(15) {
+            break;
+        }
+        svc.podman(&[
+            "run",
+            "--rm",
+            "--name",
+            &format!("burst-{i}"),
+            "--label",
+            &format!("big={big}"),
+            BUSYBOX_IMAGE,
+            "true",
+        ]);
+    }
+    let mut read = 0;
+    let last = loop {
+        match feed.next_json() {
+            Some(v) if v.get("missed").is_some() => break v,
+            Some(_) => read += 1,
+            None => panic!("the feed ended without a missed line after {read} events"),
+        }
+    };
+    let missed = last["missed"].as_u64().unwrap();
+    assert!(missed > 0, "{last}");
+    assert!(s(&last["error"]).contains("--events.buffer"), "{last}");
+    assert_eq!(
+        feed.next_json(),
+        None,
+        "the stream ends after the missed line"
+    );
+    eprintln!("slow reader: read {read} events, then missed {missed}");
+}
+
+/// The feed obeys `--web.config.file` like every endpoint: without valid basic-auth credentials
+/// it is a 401 and streams nothing; with them it streams.
+#[test]
+fn the_feed_asks_for_credentials_like_every_endpoint() {
+    use base64::Engine as _;
+    let svc = PodmanService::start_with(Engine::DEFAULT);
+    let dir = tempfile::tempdir().unwrap();
+    let hash = bcrypt::hash("watch-me", 4).unwrap();
+    let web = dir.path().join("web.yml");
+    std::fs::write(&web, format!("basic_auth_users:\n  team: '{hash}'\n")).unwrap();
+    let web = web.to_str().unwrap().to_owned();
+    let url = format!("local={}", svc.url());
+    let port = crate::support::free_port();
+    // Not `Sealwatch::start`: its readiness probe has no credentials.
+    struct Killed(std::process::Child);
+    impl Drop for Killed {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _sealwatch = Killed(
+        crate::support::binary::command()
+            .args(["--podman.url", &url, "--web.config.file", &web])
+            .args(["--web.listen-address", &format!("127.0.0.1:{port}")])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_until("sealwatch listens", SETTLE, || {
+        TcpStream::connect(("127.0.0.1", port))
+            .map(drop)
+            .map_err(|e| e.to_string())
+    });
+    let basic = |creds: &str| {
+        format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(creds)
+        )
+    };
+    let refused = FeedConn::open(port, "/events", &[], None);
+    assert_eq!(refused.status, 401);
+    let wrong = basic("team:guess");
+    let refused = FeedConn::open(port, "/events", &[("Authorization", &wrong)], None);
+    assert_eq!(refused.status, 401);
+    let right = basic("team:watch-me");
+    let mut feed = FeedConn::open(port, "/events", &[("Authorization", &right)], None);
+    assert_eq!(feed.status, 200);
+    let id = svc.run(&Run::new(BUSYBOX_IMAGE).name("seen").sleeping());
+    let events = feed.read_through(|e| e["id"] == id.as_str() && e["action"] == "start");
+    assert!(events.iter().all(|e| e["engine"] == "local"));
+}
+
+/// Across a restart of the Podman service the feed goes on: what happened while Podman's API was
+/// down arrives once (sealwatch's reconnect replays it), nothing is sent twice, and the whole
+/// equals `podman events` for the period.
+#[test]
+fn the_feed_survives_a_podman_restart_without_gaps_or_duplicates() {
+    survives_a_podman_restart(Engine::DEFAULT);
+}
+on_other_engines!(
+    the_feed_survives_a_podman_restart_without_gaps_or_duplicates,
+    survives_a_podman_restart
+);
+
+fn survives_a_podman_restart(engine: Engine) {
+    let mut svc = PodmanService::start_with(engine);
+    let sw = start(&svc, &[]);
+    let mut feed = FeedConn::open(sw.port(), "/events", &[], None);
+    assert_eq!(feed.status, 200);
+    let t0 = now_rfc3339_nanos();
+    let before = svc.run(&Run::new(BUSYBOX_IMAGE).name("before").sleeping());
+    let mut events = feed.read_through(|e| e["id"] == before.as_str() && e["action"] == "start");
+    svc.stop_service();
+    svc.podman_direct(&["stop", "-t", "0", "before"]);
+    let down = svc.podman_direct(&Run::new(BUSYBOX_IMAGE).name("down").sleeping().args());
+    svc.start_service();
+    sw.wait_ready(200, SETTLE);
+    let after = svc.run(&Run::new(BUSYBOX_IMAGE).name("after").sleeping());
+    events.extend(feed.read_through(|e| e["id"] == after.as_str() && e["action"] == "start"));
+    let t1 = now_rfc3339_nanos();
+
+    let seqs: Vec<u64> = events.iter().map(|e| e["seq"].as_u64().unwrap()).collect();
+    assert!(
+        seqs.windows(2).all(|w| w[1] == w[0] + 1),
+        "seq without gaps: {seqs:?}"
+    );
+    let mut seen = std::collections::BTreeSet::new();
+    for e in &events {
+        let key = (
+            e["type"].to_string(),
+            e["action"].to_string(),
+            e["id"].to_string(),
+            e["time_unix_nano"].to_string(),
+        );
+        assert!(seen.insert(key), "sent twice: {e}");
+    }
+    assert!(
+        events
+            .iter()
+            .any(|e| e["id"] == down.as_str() && e["action"] == "start"),
+        "the start made while the API was down is in the feed"
+    );
+    assert!(
+        events
+            .iter()
+            .any(|e| e["id"] == before.as_str() && e["action"] == "died"),
+        "the death made while the API was down is in the feed"
+    );
+    let want = podman_events(&svc, &t0);
+    assert_eq!(feed_events(&events, nanos_of(&t0), nanos_of(&t1)), want);
+}
+
+/// A hundred feeds at once (the cap) each receive every event in the same order, the 101st is
+/// refused, and sealwatch's resident memory is printed before and after.
+#[test]
+fn a_hundred_feeds_each_get_every_event() {
+    const FEEDS: usize = 100;
+    let svc = PodmanService::start_with(Engine::DEFAULT);
+    let sw = start(&svc, &["--events.max-feeds", "100"]);
+    let rss = |pid: u32| -> String {
+        std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .unwrap()
+            .lines()
+            .find(|l| l.starts_with("VmRSS:"))
+            .unwrap_or("VmRSS: ?")
+            .split_whitespace()
+            .skip(1)
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let idle = rss(sw.pid());
+    let mut feeds: Vec<FeedConn> = (0..FEEDS)
+        .map(|_| FeedConn::open(sw.port(), "/events", &[], None))
+        .collect();
+    assert!(feeds.iter().all(|f| f.status == 200));
+    let over = FeedConn::open(sw.port(), "/events", &[], None);
+    assert_eq!(over.status, 503);
+    drop(over);
+    let opened = rss(sw.pid());
+    for i in 0..5 {
+        svc.podman(&[
+            "run",
+            "--rm",
+            "--name",
+            &format!("fan-{i}"),
+            BUSYBOX_IMAGE,
+            "true",
+        ]);
+    }
+    let streams: Vec<Vec<u64>> = feeds
+        .iter_mut()
+        .map(|f| {
+            f.read_through(|e| e["name"] == "fan-4" && e["action"] == "remove")
+                .iter()
+                .map(|e| e["seq"].as_u64().unwrap())
+                .collect()
+        })
+        .collect();
+    let busy = rss(sw.pid());
+    assert!(
+        streams.iter().all(|s| *s == streams[0]),
+        "every feed the same events"
+    );
+    assert!(streams[0].len() >= 5 * 6, "{:?}", streams[0]);
+    eprintln!(
+        "{FEEDS} feeds: sealwatch RSS idle {idle}, with {FEEDS} feeds open {opened}, after {} events to each {busy}",
+        streams[0].len()
+    );
+}
