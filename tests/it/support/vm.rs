@@ -18,6 +18,16 @@ const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/podman-vm.sh"
 const BUILD_TIMEOUT: Duration = Duration::from_secs(1200);
 /// The script bounds the boot itself (300 s); this only guards against a hung script.
 const START_TIMEOUT: Duration = Duration::from_secs(360);
+
+/// `START_TIMEOUT`, or a minute more than `SEALWATCH_VM_BOOT_TIMEOUT` (the script's own boot
+/// bound) when that is set longer, so a slow, shared machine can be given more time.
+fn start_timeout() -> Duration {
+    std::env::var("SEALWATCH_VM_BOOT_TIMEOUT")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+        .map(|s| Duration::from_secs(s + 60))
+        .map_or(START_TIMEOUT, |t| t.max(START_TIMEOUT))
+}
 /// One guest command; TCG makes the guest slow, and a scenario runs several Podman commands.
 const SSH_TIMEOUT: Duration = Duration::from_secs(300);
 
@@ -83,7 +93,7 @@ impl PodmanVm {
                 "--dir",
                 &vm.dir_str(),
             ]),
-            START_TIMEOUT,
+            start_timeout(),
         )
         .unwrap_or_else(|e| panic!("podman-vm.sh start: {e}\n{}", vm.console_tail()));
         if !out.status.success() {
