@@ -199,7 +199,10 @@ fn main() {
         serde_json::from_str(&pods_json).expect("pods"),
     );
     let body = churn.events(n);
-    let lines: Vec<&[u8]> = body.split(|&b| b == b'\n').filter(|l| !l.is_empty()).collect();
+    let lines: Vec<&[u8]> = body
+        .split(|&b| b == b'\n')
+        .filter(|l| !l.is_empty())
+        .collect();
     assert_eq!(lines.len(), n);
 
     if std::env::var("SEALWATCH_BENCH_PROFILE").as_deref() == Ok("ingest") {

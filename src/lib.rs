@@ -35,22 +35,22 @@ mod webconfig;
 
 pub use inventory::{Allowlist, Inventory, LabelPolicy};
 pub use metrics::{register_instruments, Metrics};
-pub use podman::wire::{Event, ListContainer, ListPod};
 /// One event line decoded as the watcher decodes it, for `benches/ingest.rs`; not an API.
 #[doc(hidden)]
 pub use podman::wire::{decode_stream_line, StreamItem};
+pub use podman::wire::{Event, ListContainer, ListPod};
 pub use podman::Client;
 pub use resources::{
     choose as choose_stats_source, CgroupSampler, EngineStats, Host, Sample, Sampler, Source,
     Source as StatsSource, SourceChoice as StatsSourceChoice, Usage,
 };
-pub use snapshot::{EngineStatus, Engines, Publisher};
-pub use watcher::{StatsStream, Watcher};
-/// The watcher's per-chunk ingest path, for `benches/ingest.rs`; not an API.
-#[doc(hidden)]
-pub use watcher::Ingest;
 /// The live counters an engine's ingest counts into, for `benches/ingest.rs`; not an API.
 #[doc(hidden)]
 pub use snapshot::EngineInstruments;
+pub use snapshot::{EngineStatus, Engines, Publisher};
+/// The watcher's per-chunk ingest path, for `benches/ingest.rs`; not an API.
+#[doc(hidden)]
+pub use watcher::Ingest;
+pub use watcher::{StatsStream, Watcher};
 pub use web::negotiate::gzip_bytes;
 pub use web::{router, serve, ServeLimits};

@@ -184,7 +184,10 @@ const LIFECYCLE: &[(&str, Option<&str>)] = &[
 impl Churn {
     /// The container in slot `slot`, generation `generation` (generation 0 is the listed one).
     fn container_id(&self, slot: usize, generation: usize) -> String {
-        hex_id(0xcc ^ (generation as u8).wrapping_mul(7), slot + generation * self.containers)
+        hex_id(
+            0xcc ^ (generation as u8).wrapping_mul(7),
+            slot + generation * self.containers,
+        )
     }
 
     /// Every fifth slot is in a pod (two or so containers a pod beside its infra container).

@@ -221,7 +221,10 @@ impl Watcher {
         self.status.api_version = Some(version.libpod_api_version());
         tracing::info!(%engine, version = %printable(&version.version), "connected to {}", self.client.endpoint());
 
-        let since = self.ingest.dedup.next_since(self.started_nanos, now_nanos());
+        let since = self
+            .ingest
+            .dedup
+            .next_since(self.started_nanos, now_nanos());
         let client = self.client.clone();
         let mut pending = Box::pin(async move { client.events(Some(since)).await });
         let holds_head = holds_event_head(&version.version);
@@ -282,7 +285,10 @@ impl Watcher {
         let mut sweep = tokio::time::interval(self.ingest.inventory.sweep_period());
         sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            let due = refreshing.is_none().then(|| self.ingest.stale.due()).flatten();
+            let due = refreshing
+                .is_none()
+                .then(|| self.ingest.stale.due())
+                .flatten();
             tokio::select! {
                 chunk = stream.next_chunk() => {
                     let chunk = match chunk {
