@@ -50,7 +50,7 @@ pub use snapshot::EngineInstruments;
 pub use snapshot::{EngineStatus, Engines, Publisher};
 /// The watcher's per-chunk ingest path, for `benches/ingest.rs`; not an API.
 #[doc(hidden)]
-pub use watcher::Ingest;
+pub use watcher::{Ingest, PublishPace, PUBLISH_INTERVAL};
 pub use watcher::{StatsStream, Watcher};
 pub use web::negotiate::gzip_bytes;
 pub use web::{router, serve, ServeLimits};

@@ -2,9 +2,10 @@
 //! de-duplication, resync. The only place in sealwatch that retries.
 //!
 //! Owns the engine's `Inventory` (nothing else mutates it), the de-duplication of replayed
-//! events (`dedup`) and the retry schedule (`backoff`); publishes a snapshot after each batch of
-//! events through its `Publisher`. Never serves readers directly and never makes an HTTP call per
-//! event.
+//! events (`dedup`) and the retry schedule (`backoff`); publishes a snapshot through its
+//! `Publisher` after each change, paced during bursts of events (`ingest::PublishPace`: at most
+//! one per `PUBLISH_INTERVAL`, the last one never later than that). Never serves readers
+//! directly and never makes an HTTP call per event.
 
 mod backoff;
 mod dedup;
@@ -26,7 +27,7 @@ use crate::podman::wire::{ListContainer, ListPod};
 use crate::podman::{printable, Client, ClientError, Endpoint, EventStream};
 use crate::snapshot::{EngineInstruments, EngineStatus, Publisher};
 pub use backoff::Backoff;
-pub use ingest::Ingest;
+pub use ingest::{Ingest, PublishPace, PUBLISH_INTERVAL};
 use refresh::Stale;
 use socket::SocketWatch;
 pub use stats::StatsStream;
@@ -80,6 +81,8 @@ pub struct Watcher {
     client: Client,
     /// The inventory and everything one event line touches.
     ingest: Ingest,
+    /// When event changes are published.
+    pace: PublishPace,
     status: EngineStatus,
     instruments: EngineInstruments,
     /// Unix nanoseconds when watching began: the first stream replays from here, so nothing
@@ -116,6 +119,7 @@ impl Watcher {
         let engine = publisher.name().clone();
         Self {
             ingest: Ingest::new(inventory, instruments.clone(), engine.clone()),
+            pace: PublishPace::new(PUBLISH_INTERVAL),
             engine,
             publisher,
             client,
@@ -136,8 +140,11 @@ impl Watcher {
         self
     }
 
-    fn publish(&self) {
+    /// Publishes the status and the inventory with every change so far.
+    fn publish(&mut self) {
         self.publisher.publish(&self.status, &self.ingest.inventory);
+        self.ingest.take_changed();
+        self.pace.published(Instant::now());
     }
 
     /// Runs until `shutdown` is cancelled; never returns an error: every failure is reported,
@@ -289,6 +296,7 @@ impl Watcher {
                 .is_none()
                 .then(|| self.ingest.stale.due())
                 .flatten();
+            let publish_due = self.pace.due();
             tokio::select! {
                 chunk = stream.next_chunk() => {
                     let chunk = match chunk {
@@ -298,11 +306,17 @@ impl Watcher {
                     };
                     let (now, nanos) = (Instant::now(), now_nanos());
                     let pushed = self.ingest.push(&chunk, now, nanos);
-                    self.publish();
                     if let Err(e) = pushed {
+                        self.publish();
                         self.client.note_oversized();
                         return e.into();
                     }
+                    if self.ingest.take_changed() && self.pace.changed(now) {
+                        self.publish();
+                    }
+                }
+                _ = tokio::time::sleep_until(publish_due.unwrap_or_else(Instant::now)), if publish_due.is_some() => {
+                    self.publish();
                 }
                 listed = async {
                     match refreshing.as_mut() {
