@@ -57,9 +57,14 @@ fn render(inv: &Inventory) {
     }
 }
 
-/// One line of the event stream: decoded as the watcher decodes it; an event is applied to an
-/// inventory (twice: applying is idempotent for state), swept, and rendered.
+/// One line of the event stream: decoded as the watcher decodes it (its one-pass decode agreeing
+/// with the general one whenever it answers); an event is applied to an inventory (twice: applying is idempotent for state), swept, and rendered.
 pub fn event_line(data: &[u8]) {
+    // The one-pass decode answers only with what the general way (through `Value`) decodes.
+    if let Some(direct) = wire::decode_event_directly(data) {
+        let general = wire::decode_via_value(data).ok();
+        assert_eq!(general, Some(StreamItem::Event(Box::new(direct))));
+    }
     let Ok(item) = wire::decode_stream_line(data) else {
         return;
     };

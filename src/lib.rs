@@ -43,13 +43,22 @@ pub use inventory::{Allowlist, Inventory, LabelPolicy};
 pub use metrics::{
     register_instrument_families, register_instruments, InstrumentFamilies, Metrics,
 };
+/// One event line decoded as the watcher decodes it, for `benches/ingest.rs`; not an API.
+#[doc(hidden)]
+pub use podman::wire::{decode_stream_line, StreamItem};
 pub use podman::wire::{Event, ListContainer, ListPod};
 pub use podman::{Client, USER_RUNTIME_ROOT};
 pub use resources::{
     choose as choose_stats_source, CgroupSampler, EngineStats, Host, Sample, Sampler, Source,
     Source as StatsSource, SourceChoice as StatsSourceChoice, Usage,
 };
+/// The live counters an engine's ingest counts into, for `benches/ingest.rs`; not an API.
+#[doc(hidden)]
+pub use snapshot::EngineInstruments;
 pub use snapshot::{EngineStatus, Engines, Publisher};
+/// The watcher's per-chunk ingest path, for `benches/ingest.rs`; not an API.
+#[doc(hidden)]
+pub use watcher::{Ingest, PublishPace, PUBLISH_INTERVAL};
 pub use watcher::{StatsStream, Watcher};
 pub use web::negotiate::gzip_bytes;
 pub use web::{router, serve, ServeLimits};

@@ -135,3 +135,165 @@ fn serve(conn: UnixStream, bodies: &RwLock<Bodies>) -> std::io::Result<()> {
         out.flush()?;
     }
 }
+
+/// A 64-hex ID that looks like Podman's (random, so no two share a long prefix); `kind`
+/// separates containers, pods and generations.
+pub fn hex_id(kind: u8, n: usize) -> String {
+    let mut x = (u64::from(kind) << 56) ^ n as u64;
+    (0..4)
+        .map(|_| {
+            // splitmix64
+            x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            let mut z = x;
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            format!("{:016x}", z ^ (z >> 31))
+        })
+        .collect()
+}
+
+/// A host of `containers` containers spread over `pods` pods, churning: the scale of the ingest
+/// benchmark (`benches/ingest.rs`) and of the end-to-end runs against this fake.
+#[derive(Debug, Clone, Copy)]
+pub struct Churn {
+    pub containers: usize,
+    pub pods: usize,
+    /// Podman's time of the first event, unix nanoseconds; events are 1 µs apart.
+    pub t0: i64,
+}
+
+/// One turn of a container slot's life, as Podman 4.3.1 reports it: the previous generation's
+/// container is removed, a new one created, started, checked, crashes, is restarted, dies.
+const LIFECYCLE: &[(&str, Option<&str>)] = &[
+    ("remove", None),
+    ("create", None),
+    ("init", None),
+    ("start", None),
+    ("health_status", Some("starting")),
+    ("health_status", Some("healthy")),
+    ("exec", None),
+    ("exec_died", None),
+    ("died", None),
+    ("cleanup", None),
+    ("start", None),
+    ("health_status", Some("healthy")),
+    ("died", None),
+    ("cleanup", None),
+];
+
+impl Churn {
+    /// The container in slot `slot`, generation `generation` (generation 0 is the listed one).
+    fn container_id(&self, slot: usize, generation: usize) -> String {
+        hex_id(
+            0xcc ^ (generation as u8).wrapping_mul(7),
+            slot + generation * self.containers,
+        )
+    }
+
+    /// Every fifth slot is in a pod (two or so containers a pod beside its infra container).
+    fn pod_of(&self, slot: usize) -> Option<usize> {
+        (self.pods > 0 && slot % 5 == 0).then(|| (slot / 5) % self.pods)
+    }
+
+    /// `containers/json` and `pods/json` bodies: generation 0 of every slot, running, and each
+    /// pod with its infra container, in Podman 4.3.1's shapes.
+    pub fn lists(&self) -> (String, String) {
+        let mut cs = Vec::new();
+        for p in 0..self.pods {
+            cs.push(serde_json::json!({
+                "Id": hex_id(0xaa, p), "Names": [format!("pod{p}-infra")],
+                "Image": "localhost/podman-pause:4.3.1-0", "State": "running", "Pid": 1000 + p,
+                "Pod": hex_id(0xbb, p), "PodName": format!("pod{p}"), "IsInfra": true,
+                "Labels": {"io.buildah.version": "1.28.2"}, "Created": "2026-11-29T18:00:00Z",
+                "StartedAt": 1_795_000_000, "ExitedAt": -62_135_596_800i64, "ExitCode": 0
+            }));
+        }
+        for i in 0..self.containers {
+            let pod = self.pod_of(i);
+            cs.push(serde_json::json!({
+                "Id": self.container_id(i, 0), "Names": [format!("service{}-{i}", i % 200)],
+                "Image": format!("localhost/image{}:latest", i % 30),
+                "State": "running", "Status": "healthy", "Pid": 2000 + i,
+                "Pod": pod.map(|p| hex_id(0xbb, p)).unwrap_or_default(),
+                "PodName": pod.map(|p| format!("pod{p}")).unwrap_or_default(),
+                "IsInfra": false,
+                "Labels": self.labels(i),
+                "Created": "2026-11-29T18:00:00Z", "StartedAt": 1_795_000_100 + i as i64,
+                "ExitedAt": -62_135_596_800i64, "ExitCode": 0
+            }));
+        }
+        let ps: Vec<serde_json::Value> = (0..self.pods)
+            .map(|p| {
+                serde_json::json!({"Id": hex_id(0xbb, p), "Name": format!("pod{p}"),
+                    "Status": "Running", "InfraId": hex_id(0xaa, p), "Labels": {},
+                    "Created": "2026-11-29T18:00:00Z"})
+            })
+            .collect();
+        (
+            serde_json::to_string(&cs).unwrap_or_default(),
+            serde_json::to_string(&ps).unwrap_or_default(),
+        )
+    }
+
+    /// A container's labels: a compose project (allowlisted by default) and an `app` label
+    /// (not).
+    fn labels(&self, slot: usize) -> serde_json::Value {
+        serde_json::json!({
+            "app": format!("app{}", slot % 20),
+            "io.podman.compose.project": format!("project{}", slot % 50),
+        })
+    }
+
+    /// The `n`-th event line (with its `\n`), exactly as Podman 4.3.1 writes it: its legacy
+    /// keys, `Actor.Attributes` sorted (Go marshals maps sorted), the labels merged in. Slots
+    /// take turns, so consecutive events touch different containers.
+    pub fn event_line(&self, n: usize, out: &mut Vec<u8>) {
+        use std::io::Write as _;
+        let slot = n % self.containers;
+        let turn = n / self.containers;
+        let (step, generation) = (turn % LIFECYCLE.len(), turn / LIFECYCLE.len() + 1);
+        let (action, health) = LIFECYCLE[step];
+        // The slot's container of this generation; a remove takes the previous one's.
+        let id = if action == "remove" {
+            self.container_id(slot, generation - 1)
+        } else {
+            self.container_id(slot, generation)
+        };
+        let t = self.t0 + n as i64 * 1_000;
+        let image = format!("localhost/image{}:latest", slot % 30);
+        let code = if action == "died" {
+            ["0", "1", "137", "143"][(slot + generation) % 4]
+        } else {
+            "0"
+        };
+        // A `died` carries an empty podId in 4.3.1; other container events name the pod.
+        let pod = match self.pod_of(slot) {
+            Some(p) if action != "died" => hex_id(0xbb, p),
+            _ => String::new(),
+        };
+        let _ = write!(
+            out,
+            "{{\"status\":\"{action}\",\"id\":\"{id}\",\"from\":\"{image}\",\"Type\":\"container\",\
+             \"Action\":\"{action}\",\"Actor\":{{\"ID\":\"{id}\",\"Attributes\":{{\
+             \"app\":\"app{}\",\"containerExitCode\":\"{code}\",\"image\":\"{image}\",\
+             \"io.podman.compose.project\":\"project{}\",\"name\":\"c{slot}-{generation}\",\
+             \"podId\":\"{pod}\"}}}},\"scope\":\"local\",\"time\":{},\"timeNano\":{t}",
+            slot % 20,
+            slot % 50,
+            t / 1_000_000_000,
+        );
+        if let Some(h) = health {
+            let _ = write!(out, ",\"HealthStatus\":\"{h}\"");
+        }
+        out.extend_from_slice(b"}\n");
+    }
+
+    /// `n` event lines, as one NDJSON body.
+    pub fn events(&self, n: usize) -> Vec<u8> {
+        let mut out = Vec::with_capacity(n * 460);
+        for i in 0..n {
+            self.event_line(i, &mut out);
+        }
+        out
+    }
+}

@@ -100,6 +100,13 @@ impl LabelPolicy {
         if !self.allowlist.allows(key) {
             return None;
         }
+        // The steady state (an admitted value of an admitted key) only reads: the key as held,
+        // no write that would copy map nodes a published snapshot shares.
+        if let Some((held, values)) = self.admitted.get_key_value(key) {
+            if values.contains(value) {
+                return Some((held.clone(), Arc::from(value)));
+            }
+        }
         let other = || Some((Arc::from(OTHER_VALUE), Arc::from(OTHER_VALUE)));
         let (max_values, room_for_key) = (self.max_values, self.admitted.len() < self.max_keys);
         if !room_for_key && !self.admitted.contains_key(key) {

@@ -158,7 +158,7 @@ impl Inventory {
             return;
         }
         let known = self.containers.get(id).cloned();
-        let labels = self.count_container_event(ev, action);
+        let labels = self.count_container_event(ev, action, known.as_deref());
         // Timed like counted: also for events older than the last list.
         let pod: Option<Arc<str>> = known
             .as_ref()
@@ -244,12 +244,20 @@ impl Inventory {
     /// Counts a container event by pod, label and exit code, before any transition: `remove`
     /// deletes the record, and `died` carries an empty podId, so pod and labels come from what
     /// is known of the container. Returns the labels it used.
-    fn count_container_event(&mut self, ev: &Event, action: &'static str) -> Labels {
-        let known = self.containers.get(ev.actor.id.as_str());
+    fn count_container_event(
+        &mut self,
+        ev: &Event,
+        action: &'static str,
+        known: Option<&Container>,
+    ) -> Labels {
+        // The pod's ID as the inventory already holds it, if it does: no allocation per event.
         let pod_id: Option<Arc<str>> = known
             .and_then(|c| c.pod_id.as_deref())
             .or_else(|| ev.attr("podId"))
-            .map(Arc::from);
+            .map(|p| match self.pod_names.get_key_value(p) {
+                Some((held, _)) => held.clone(),
+                None => Arc::from(p),
+            });
         let labels = known
             .map(|c| c.labels.clone())
             .unwrap_or_else(|| labels_from_attributes(ev));
@@ -272,10 +280,7 @@ impl Inventory {
         if ev.action == "died" {
             // An unparsable code is counted as `unknown` here and by the watcher's
             // `sealwatch_event_unparsable_exit_codes`; it never becomes a label value.
-            let code: Arc<str> = match ev.exit_code() {
-                ExitCodeAttr::Code(c) => Arc::from(c.to_string()),
-                ExitCodeAttr::Absent | ExitCodeAttr::Unparsable => Arc::from("unknown"),
-            };
+            let code = exit_code_label(ev.exit_code());
             bump(&mut self.counters.container_exits, (pod_id, code));
         }
         labels
@@ -372,6 +377,23 @@ impl Inventory {
             _ => {}
         }
     }
+}
+
+/// The `code` label of an exit: one shared string per code for the process's life (there are
+/// 257), so counting an exit allocates nothing.
+fn exit_code_label(code: ExitCodeAttr) -> Arc<str> {
+    static LABELS: std::sync::OnceLock<Vec<Arc<str>>> = std::sync::OnceLock::new();
+    let labels = LABELS.get_or_init(|| {
+        (0..=255u16)
+            .map(|c| Arc::from(c.to_string()))
+            .chain([Arc::from("unknown")])
+            .collect()
+    });
+    let slot = match code {
+        ExitCodeAttr::Code(c) => usize::from(c),
+        ExitCodeAttr::Absent | ExitCodeAttr::Unparsable => 256,
+    };
+    labels[slot].clone()
 }
 
 /// An event's labels: its attributes without the keys Podman reserves for itself.

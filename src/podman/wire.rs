@@ -237,7 +237,82 @@ pub struct DecodeError {
 
 /// Decodes one NDJSON line: an event, or the error object Podman sends inside a 200 stream
 /// (recognised by `cause`/`response` and no `Type`).
+///
+/// One pass straight into the typed event for every line Podman really sends; anything unusual
+/// (an error object, a line that does not decode, duplicate keys, escaped surrogates, bytes that
+/// are not UTF-8) is decoded again the general way, through `serde_json::Value`, so which lines
+/// are events, which are errors and which are skipped as undecodable is exactly what that way
+/// decides, and its error message is the one reported.
 pub fn decode_stream_line(line: &[u8]) -> Result<StreamItem, DecodeError> {
+    match decode_event_directly(line) {
+        Some(event) => Ok(StreamItem::Event(Box::new(event))),
+        None => decode_via_value(line),
+    }
+}
+
+/// The fields of an event line, decoded in one pass; `None` when the line needs the general
+/// way: this answers only when the general way would give the same event.
+pub(crate) fn decode_event_directly(line: &[u8]) -> Option<Event> {
+    // A JSON array would fill a derived struct by position; only objects are events here.
+    if line.trim_ascii_start().first() != Some(&b'{') {
+        return None;
+    }
+    // The general way validates every string it reads, ignored ones included; this one skips
+    // the fields it ignores without reading them. Validating the whole line first (and leaving
+    // escaped surrogates, which only some strings accept, to the general way) keeps both
+    // deciding the same.
+    let text = std::str::from_utf8(line).ok()?;
+    if has_escaped_surrogate(line) {
+        return None;
+    }
+    // Duplicate keys, which the general way resolves as "last wins", fail here: general way.
+    let fast: FastEvent = serde_json::from_str(text).ok()?;
+    let kind = fast.kind.filter(|k| !k.is_empty())?;
+    if fast.action.is_empty() {
+        return None;
+    }
+    Some(Event {
+        kind,
+        action: fast.action,
+        actor: fast.actor,
+        time: fast.time,
+        time_nano: fast.time_nano,
+        health_status: fast.health_status,
+    })
+}
+
+/// An event line's fields for the direct decode: `Event`'s, with `Type` told apart from absent
+/// (a `null` `Type` is an error, as `Event` reads it).
+#[derive(Deserialize)]
+struct FastEvent {
+    #[serde(rename = "Type", default, deserialize_with = "some_string")]
+    kind: Option<String>,
+    #[serde(rename = "Action", default)]
+    action: String,
+    #[serde(rename = "Actor", default)]
+    actor: Actor,
+    #[serde(default)]
+    time: i64,
+    #[serde(rename = "timeNano", default)]
+    time_nano: i64,
+    #[serde(rename = "HealthStatus", default)]
+    health_status: Option<String>,
+}
+
+fn some_string<'de, D: serde::Deserializer<'de>>(de: D) -> Result<Option<String>, D::Error> {
+    String::deserialize(de).map(Some)
+}
+
+/// Whether the line holds a `\uD800`-`\uDFFF` escape (half of a surrogate pair, or a lone one).
+fn has_escaped_surrogate(line: &[u8]) -> bool {
+    memchr::memchr_iter(b'\\', line).any(|i| {
+        matches!(line.get(i + 1..i + 4), Some([b'u', b'd' | b'D', h])
+            if matches!(h, b'8'..=b'9' | b'a'..=b'f' | b'A'..=b'F'))
+    })
+}
+
+/// The general way: the line as a `serde_json::Value`, then an error object or an event.
+pub(crate) fn decode_via_value(line: &[u8]) -> Result<StreamItem, DecodeError> {
     let value: serde_json::Value = serde_json::from_slice(line).map_err(|source| DecodeError {
         len: line.len(),
         source,
@@ -336,6 +411,80 @@ mod tests {
             item,
             StreamItem::Error(ApiError { response: 500, .. })
         ));
+    }
+
+    /// The one-pass decode answers only when the general way (through `Value`) would decode
+    /// the same event: it answers on every real line, and on hostile ones (duplicate keys,
+    /// arrays, nulls, surrogates, bytes that are not UTF-8, error objects) it agrees or steps
+    /// aside, so which lines count as events, errors and undecodable is unchanged.
+    #[test]
+    fn the_direct_decode_agrees_with_the_general_way_or_steps_aside() {
+        let real = [
+            include_str!("../../tests/fixtures/events.ndjson"),
+            include_str!("../../tests/fixtures/5.4.2/events.ndjson"),
+            include_str!("../../tests/fixtures/5.4.2/events-rotation-live-20k.ndjson"),
+        ];
+        let mut direct = 0;
+        for line in real.iter().flat_map(|f| f.lines()) {
+            let line = line.trim().as_bytes();
+            if line.is_empty() {
+                continue;
+            }
+            let fast = decode_event_directly(line).expect("a real line decodes directly");
+            let general = decode_via_value(line).unwrap();
+            assert_eq!(StreamItem::Event(Box::new(fast)), general);
+            direct += 1;
+        }
+        assert!(direct > 600, "{direct}");
+        let hostile: &[&[u8]] = &[
+            br#"{"Type":"container","Type":"pod","Action":"create","Actor":{"ID":"a"}}"#,
+            br#"{"Type":"container","Action":"start","Actor":{"ID":"a","ID":"b"}}"#,
+            br#"{"Type":"container","Action":"start","Actor":{"ID":"a","Attributes":{"k":"1","k":"2"}}}"#,
+            br#"["container","start"]"#,
+            br#"{"Type":null,"Action":"start","cause":"x"}"#,
+            br#"{"Type":5,"Action":"start"}"#,
+            br#"{"Type":"container","Action":null}"#,
+            br#"{"Type":"container","Action":"start","Actor":null}"#,
+            br#"{"Type":"container","Action":"start","Actor":{"ID":"a","Attributes":null},"HealthStatus":null}"#,
+            br#"{"Type":"container","Action":"start","status":"\ud800"}"#,
+            br#"{"Type":"container","Action":"start","status":"\uD83D\uDE00"}"#,
+            br#"{"Type":"container","Action":"start","Actor":{"ID":"a\u00e9\n"}}"#,
+            b"{\"Type\":\"container\",\"Action\":\"start\",\"status\":\"\xff\"}",
+            br#"{"Type":"","Action":"start"}"#,
+            br#"{"Action":"start"}"#,
+            br#"{"cause":"c","message":"m","response":500}"#,
+            br#"{"cause":"c","response":70000}"#,
+            br#"{"Type":"container","Action":"start","cause":5}"#,
+            br#"{"Type":"container","Action":"start","time":1.5}"#,
+            br#"{"Type":"container","Action":"start","timeNano":99999999999999999999}"#,
+            br#"{"Type":"container","Action":"start","scope":{"deep":[1,2,{"x":null}]}}"#,
+            br#"  {"Type":"container","Action":"start"}  "#,
+            br#"{"Type":"container","Action":"start"} trailing"#,
+            b"\xef\xbb\xbf{\"Type\":\"container\",\"Action\":\"start\"}",
+            b"null",
+            b"",
+        ];
+        let mut answered = 0;
+        for line in hostile {
+            let general = decode_via_value(line);
+            if let Some(ev) = decode_event_directly(line) {
+                answered += 1;
+                assert_eq!(
+                    general.as_ref().ok(),
+                    Some(&StreamItem::Event(Box::new(ev))),
+                    "{}",
+                    String::from_utf8_lossy(line)
+                );
+            }
+            // Whatever the path, the public decode gives the general way's answer.
+            assert_eq!(
+                format!("{:?}", decode_stream_line(line)),
+                format!("{general:?}"),
+                "{}",
+                String::from_utf8_lossy(line)
+            );
+        }
+        assert!(answered >= 5, "{answered}");
     }
 
     #[test]

@@ -2,13 +2,15 @@
 //! de-duplication, resync. The only place in sealwatch that retries.
 //!
 //! Owns the engine's `Inventory` (nothing else mutates it), the de-duplication of replayed
-//! events (`dedup`) and the retry schedule (`backoff`); publishes a snapshot after each batch of
-//! events through its `Publisher`, and hands each applied event to the event feed (`feed`) with
-//! what the inventory knew of it. Never serves readers directly and never makes an HTTP call per
-//! event.
+//! events (`dedup`) and the retry schedule (`backoff`); publishes a snapshot through its
+//! `Publisher` after each change, paced during bursts of events (`ingest::PublishPace`: at most
+//! one per `PUBLISH_INTERVAL`, the last one never later than that), and hands each applied event
+//! to the event feed (`feed`) with what the inventory knew of it. Never serves readers directly
+//! and never makes an HTTP call per event.
 
 mod backoff;
 mod dedup;
+mod ingest;
 mod objects;
 mod refresh;
 mod socket;
@@ -23,12 +25,11 @@ use tokio_util::sync::CancellationToken;
 
 use crate::feed::FeedPublisher;
 use crate::inventory::Inventory;
-use crate::podman::ndjson::{LineSplitter, MAX_LINE};
-use crate::podman::wire::{decode_stream_line, ExitCodeAttr, ListContainer, ListPod, StreamItem};
+use crate::podman::wire::{ListContainer, ListPod};
 use crate::podman::{printable, Client, ClientError, Endpoint, EventStream};
 use crate::snapshot::{EngineInstruments, EngineStatus, Publisher};
 pub use backoff::Backoff;
-use dedup::Dedup;
+pub use ingest::{Ingest, PublishPace, PUBLISH_INTERVAL};
 use refresh::Stale;
 use socket::SocketWatch;
 pub use stats::StatsStream;
@@ -80,8 +81,10 @@ const HEALTHY_PERIOD: Duration = Duration::from_secs(30);
 pub struct Watcher {
     publisher: Publisher,
     client: Client,
-    inventory: Inventory,
-    dedup: Dedup,
+    /// The inventory and everything one event line touches.
+    ingest: Ingest,
+    /// When event changes are published.
+    pace: PublishPace,
     status: EngineStatus,
     instruments: EngineInstruments,
     /// Unix nanoseconds when watching began: the first stream replays from here, so nothing
@@ -91,12 +94,8 @@ pub struct Watcher {
     engine: Arc<str>,
     /// A session synced before: the next one to sync is a reconnection.
     synced_before: bool,
-    /// Objects whose list fields events left stale, for the next refresh.
-    stale: Stale,
     /// The podman stats source, run while a session is synced.
     stats_stream: Option<StatsStream>,
-    /// Where every applied (first-time) event goes for `/events`.
-    feed: Option<FeedPublisher>,
 }
 
 /// What a refresh listed: the changed containers and pods, the object families it asked for,
@@ -119,12 +118,13 @@ impl Watcher {
         inventory: Inventory,
         instruments: EngineInstruments,
     ) -> Self {
+        let engine = publisher.name().clone();
         Self {
-            engine: publisher.name().clone(),
+            ingest: Ingest::new(inventory, instruments.clone(), engine.clone()),
+            pace: PublishPace::new(PUBLISH_INTERVAL),
+            engine,
             publisher,
             client,
-            inventory,
-            dedup: Dedup::default(),
             status: EngineStatus {
                 reason: Some("connecting".into()),
                 ..EngineStatus::default()
@@ -132,15 +132,13 @@ impl Watcher {
             instruments,
             started_nanos: now_nanos(),
             synced_before: false,
-            stale: Stale::default(),
             stats_stream: None,
-            feed: None,
         }
     }
 
     /// Hands every event this watcher applies to the event feed.
     pub fn with_feed(mut self, feed: FeedPublisher) -> Self {
-        self.feed = Some(feed);
+        self.ingest.feed = Some(feed);
         self
     }
 
@@ -150,8 +148,11 @@ impl Watcher {
         self
     }
 
-    fn publish(&self) {
-        self.publisher.publish(&self.status, &self.inventory);
+    /// Publishes the status and the inventory with every change so far.
+    fn publish(&mut self) {
+        self.publisher.publish(&self.status, &self.ingest.inventory);
+        self.ingest.take_changed();
+        self.pace.published(Instant::now());
     }
 
     /// Runs until `shutdown` is cancelled; never returns an error: every failure is reported,
@@ -231,11 +232,14 @@ impl Watcher {
             Err(e) => return e.into(),
         };
         self.status.version = Some(version.version.clone());
-        self.inventory.set_podman_version(&version.version);
+        self.ingest.inventory.set_podman_version(&version.version);
         self.status.api_version = Some(version.libpod_api_version());
         tracing::info!(%engine, version = %printable(&version.version), "connected to {}", self.client.endpoint());
 
-        let since = self.dedup.next_since(self.started_nanos, now_nanos());
+        let since = self
+            .ingest
+            .dedup
+            .next_since(self.started_nanos, now_nanos());
         let client = self.client.clone();
         let mut pending = Box::pin(async move { client.events(Some(since)).await });
         let holds_head = holds_event_head(&version.version);
@@ -258,8 +262,8 @@ impl Watcher {
             Ok(l) => l,
             Err(e) => return e.into(),
         };
-        self.inventory.resync(containers, pods, listed_at);
-        self.stale = Stale::default();
+        self.ingest.inventory.resync(containers, pods, listed_at);
+        self.ingest.stale = Stale::default();
         self.instruments.resyncs.inc();
         if self.synced_before {
             self.instruments.reconnects.inc();
@@ -272,8 +276,8 @@ impl Watcher {
         tracing::info!(
             %engine,
             "synced {} containers and {} pods in {} ms",
-            self.inventory.container_count(),
-            self.inventory.pod_count(),
+            self.ingest.inventory.container_count(),
+            self.ingest.inventory.pod_count(),
             t0.elapsed().as_millis()
         );
         // Stopped when this session ends, whatever ends it; its own failures never end it.
@@ -290,28 +294,37 @@ impl Watcher {
                 Err(e) => return e.into(),
             },
         };
-        let mut splitter = LineSplitter::new(MAX_LINE);
+        self.ingest.new_stream();
         let mut refreshing: Option<Refreshing> = Some(self.objects_call());
         // Drops the counters of removed pods and label values past their retention.
-        let mut sweep = tokio::time::interval(self.inventory.sweep_period());
+        let mut sweep = tokio::time::interval(self.ingest.inventory.sweep_period());
         sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            let due = refreshing.is_none().then(|| self.stale.due()).flatten();
+            let due = refreshing
+                .is_none()
+                .then(|| self.ingest.stale.due())
+                .flatten();
+            let publish_due = self.pace.due();
             tokio::select! {
                 chunk = stream.next_chunk() => {
                     let chunk = match chunk {
                         Ok(Some(chunk)) => chunk,
-                        Ok(None) => return self.end_stream(&mut splitter, SessionEnd::Eof),
-                        Err(e) => return self.end_stream(&mut splitter, SessionEnd::Stream(e)),
+                        Ok(None) => return self.end_stream(SessionEnd::Eof),
+                        Err(e) => return self.end_stream(SessionEnd::Stream(e)),
                     };
                     let (now, nanos) = (Instant::now(), now_nanos());
-                    let pushed = splitter.push(&chunk, |line| self.handle_line(line, now, nanos));
-                    self.publish();
+                    let pushed = self.ingest.push(&chunk, now, nanos);
                     if let Err(e) = pushed {
-                        self.instruments.decode_errors.inc();
+                        self.publish();
                         self.client.note_oversized();
                         return e.into();
                     }
+                    if self.ingest.take_changed() && self.pace.changed(now) {
+                        self.publish();
+                    }
+                }
+                _ = tokio::time::sleep_until(publish_due.unwrap_or_else(Instant::now)), if publish_due.is_some() => {
+                    self.publish();
                 }
                 listed = async {
                     match refreshing.as_mut() {
@@ -322,18 +335,18 @@ impl Watcher {
                     refreshing = None;
                     let (listed, object_lists, first) = listed;
                     match listed {
-                        Ok((containers, pods)) => self.inventory.refresh(containers, pods),
+                        Ok((containers, pods)) => self.ingest.inventory.refresh(containers, pods),
                         // The next change, or the next session's resync, lists them again.
                         Err(e) => tracing::debug!(engine = %self.engine, "refresh failed: {e}"),
                     }
-                    objects::apply(&mut self.inventory, object_lists, &self.engine, first);
+                    objects::apply(&mut self.ingest.inventory, object_lists, &self.engine, first);
                     self.publish();
                 }
                 _ = tokio::time::sleep_until(due.unwrap_or_else(Instant::now)), if due.is_some() => {
                     refreshing = Some(self.refresh_call());
                 }
                 _ = sweep.tick() => {
-                    if self.inventory.sweep(now_nanos()) {
+                    if self.ingest.inventory.sweep(now_nanos()) {
                         self.publish();
                     }
                 }
@@ -343,7 +356,7 @@ impl Watcher {
 
     /// Sends the follow-up list calls for what events left stale.
     fn refresh_call(&mut self) -> Refreshing {
-        let request = self.stale.take(Instant::now());
+        let request = self.ingest.stale.take(Instant::now());
         let client = self.client.clone();
         Box::pin(async move {
             let listed = async {
@@ -373,8 +386,8 @@ impl Watcher {
 
     /// A stream cut mid-line (a Podman restart) leaves a partial event: it is not applied and
     /// not counted as undecodable, because the reconnect's `since` replays it whole.
-    fn end_stream(&self, splitter: &mut LineSplitter, end: SessionEnd) -> SessionEnd {
-        if let Some(partial) = splitter.finish() {
+    fn end_stream(&mut self, end: SessionEnd) -> SessionEnd {
+        if let Some(partial) = self.ingest.end_stream() {
             tracing::debug!(
                 engine = %self.engine,
                 "dropped a {}-byte partial event at the end of the stream; the reconnect replays it",
@@ -382,56 +395,6 @@ impl Watcher {
             );
         }
         end
-    }
-
-    /// Applies one line. Undecodable lines and Podman's in-stream error objects are skipped and
-    /// counted; Podman ends the stream after an error object, which then reconnects.
-    fn handle_line(&mut self, line: &[u8], now: Instant, now_nanos: i64) {
-        match decode_stream_line(line) {
-            Ok(StreamItem::Event(ev)) => {
-                if self.dedup.first_time(&ev, now_nanos) {
-                    if ev.kind == "system" && ev.action == "log-rotation" {
-                        self.instruments.log_rotations.inc();
-                    }
-                    if ev.kind == "container"
-                        && ev.action == "died"
-                        && ev.exit_code() == ExitCodeAttr::Unparsable
-                    {
-                        self.instruments.unparsable_exit_codes.inc();
-                    }
-                    // The container's record as it was (a pointer, not a copy): `remove`
-                    // deletes it and `died` carries no pod, but the feed still names both.
-                    let before = self
-                        .feed
-                        .as_ref()
-                        .and_then(|_| self.inventory.container(&ev.actor.id).cloned());
-                    self.inventory.apply(&ev);
-                    if let Some(feed) = &self.feed {
-                        feed.publish(&ev, before.as_deref(), &self.inventory);
-                    }
-                    self.stale.note(&ev, now);
-                    if let Some(newest) = self.dedup.newest() {
-                        self.instruments.set_last_event_nanos(newest);
-                    }
-                } else {
-                    self.instruments.duplicates_dropped.inc();
-                }
-            }
-            Ok(StreamItem::Error(err)) => {
-                self.instruments.stream_errors.inc();
-                let text = if err.message.is_empty() {
-                    err.cause
-                } else {
-                    err.message
-                };
-                let text = printable(&text);
-                tracing::warn!(engine = %self.engine, "Podman reported an error in the event stream: {text}");
-            }
-            Err(e) => {
-                self.instruments.decode_errors.inc();
-                tracing::warn!(engine = %self.engine, "skipping an event line: {e}");
-            }
-        }
     }
 }
 
