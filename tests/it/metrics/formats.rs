@@ -129,12 +129,23 @@ fn output_is_lint_clean_in_both_formats_with_and_without_gzip() {
             &body[body.len().saturating_sub(80)..]
         );
         let om = assert_lint_clean(&body, Format::OpenMetrics);
-        // Same podman_* series as the text format (nothing changed in between).
+        // Same podman_* series as the text format (nothing changed in between). A bucket's `le`
+        // is written `10` in the 0.0.4 text and `10.0` in OpenMetrics: compared as numbers.
         let podman_series = |e: &Exposition| -> BTreeSet<(String, Vec<(String, String)>)> {
             e.samples
                 .iter()
                 .filter(|s| s.name.starts_with("podman_"))
-                .map(|s| (s.name.clone(), s.labels.clone()))
+                .map(|s| {
+                    let labels = s
+                        .labels
+                        .iter()
+                        .map(|(k, v)| match (k.as_str(), v.parse::<f64>()) {
+                            ("le", Ok(n)) => (k.clone(), format!("{n:?}")),
+                            _ => (k.clone(), v.clone()),
+                        })
+                        .collect();
+                    (s.name.clone(), labels)
+                })
                 .collect()
         };
         assert_eq!(podman_series(&om), podman_series(&plain));
