@@ -108,7 +108,20 @@ fn wait_for_alert(prom: &Prometheus, name: &str, labels: &[(&str, &str)]) -> Val
 fn alerts_evaluate_and_fire_against_real_sealwatch() {
     let t0 = Instant::now();
     let (mut svc, mut sw) = scenario();
-    let exported = sw.scrape().names();
+    // Resource families appear once a sample covers the memory-limited container: wait for
+    // that sample rather than reading a scrape taken before it.
+    let exported = crate::support::wait_until(
+        "a scrape with the memory limit series",
+        Duration::from_secs(30),
+        || {
+            let names = sw.scrape().names();
+            if names.contains("podman_container_memory_limit_bytes") {
+                Ok(names)
+            } else {
+                Err("no podman_container_memory_limit_bytes yet".to_owned())
+            }
+        },
+    );
 
     let rules_file = prometheus_dir().join("alerts.yml");
     let prom = Prometheus::start(&[format!("127.0.0.1:{}", sw.port())], Some(&rules_file));
