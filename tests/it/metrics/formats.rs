@@ -45,6 +45,26 @@ fn gunzip(data: &[u8]) -> String {
     out
 }
 
+/// The `podman_*` series of `e` by name and labels; a bucket's `le` is written `10` in the 0.0.4
+/// text and `10.0` in OpenMetrics, so it is compared as a number.
+fn podman_series(e: &Exposition) -> BTreeSet<(String, Vec<(String, String)>)> {
+    e.samples
+        .iter()
+        .filter(|s| s.name.starts_with("podman_"))
+        .map(|s| {
+            let labels = s
+                .labels
+                .iter()
+                .map(|(k, v)| match (k.as_str(), v.parse::<f64>()) {
+                    ("le", Ok(n)) => (k.clone(), format!("{n:?}")),
+                    _ => (k.clone(), v.clone()),
+                })
+                .collect();
+            (s.name.clone(), labels)
+        })
+        .collect()
+}
+
 /// Real output passes `promtool check metrics` and has no duplicate series and HELP/TYPE on every
 /// family; OpenMetrics is negotiated and ends in `# EOF`; gzip is honoured; the telemetry path
 /// flag moves the endpoint.
@@ -128,27 +148,29 @@ fn output_is_lint_clean_in_both_formats_with_and_without_gzip() {
             "tail: {:?}",
             &body[body.len().saturating_sub(80)..]
         );
-        let om = assert_lint_clean(&body, Format::OpenMetrics);
-        // Same podman_* series as the text format (nothing changed in between). A bucket's `le`
-        // is written `10` in the 0.0.4 text and `10.0` in OpenMetrics: compared as numbers.
-        let podman_series = |e: &Exposition| -> BTreeSet<(String, Vec<(String, String)>)> {
-            e.samples
-                .iter()
-                .filter(|s| s.name.starts_with("podman_"))
-                .map(|s| {
-                    let labels = s
-                        .labels
-                        .iter()
-                        .map(|(k, v)| match (k.as_str(), v.parse::<f64>()) {
-                            ("le", Ok(n)) => (k.clone(), format!("{n:?}")),
-                            _ => (k.clone(), v.clone()),
-                        })
-                        .collect();
-                    (s.name.clone(), labels)
-                })
-                .collect()
-        };
-        assert_eq!(podman_series(&om), podman_series(&plain));
+        assert_lint_clean(&body, Format::OpenMetrics);
+    }
+    // The same podman_* series in both formats. Both are scraped back to back, again while they
+    // differ: a resource sample may be up to --stats.interval old, so a scrape that takes a
+    // fresh one can see a container's cgroup appear or go between two scrapes.
+    let mut attempt = 0;
+    loop {
+        let plain = assert_lint_clean(&sw.scrape_text("/metrics"), Format::Text);
+        let r = raw_get(sw.port(), "/metrics", &[("Accept", PROMETHEUS_ACCEPT)]).unwrap();
+        let om = assert_lint_clean(&r.text(), Format::OpenMetrics);
+        let (om, plain) = (podman_series(&om), podman_series(&plain));
+        if om == plain {
+            break;
+        }
+        attempt += 1;
+        let diff = format!(
+            "OpenMetrics and text differ in podman_* series:\n  only in OpenMetrics: {:?}\n  only in text: {:?}",
+            om.difference(&plain).collect::<Vec<_>>(),
+            plain.difference(&om).collect::<Vec<_>>()
+        );
+        assert!(attempt < 5, "{diff}");
+        eprintln!("attempt {attempt}: {diff}");
+        std::thread::sleep(std::time::Duration::from_millis(500));
     }
 
     // No Accept at all, or one that does not want OpenMetrics: the 0.0.4 text.
