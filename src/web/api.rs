@@ -129,16 +129,33 @@ fn serialisers() -> &'static tokio::sync::Semaphore {
     })
 }
 
-/// Runs `serialise` on a blocking thread, one of at most `serialisers()` at a time (others wait
-/// their turn on the async side, holding no thread), and answers its JSON.
+/// Runs `work` on a blocking thread, one of at most `serialisers()` at a time (others wait
+/// their turn on the async side, holding no thread); the error is the response to answer.
+pub(super) async fn off_workers<T, F>(work: F) -> Result<T, Response>
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    let Ok(_turn) = serialisers().acquire().await else {
+        return Err(error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "shutting down".to_owned(),
+        ));
+    };
+    tokio::task::spawn_blocking(work).await.map_err(|e| {
+        error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("the serialiser failed: {e}"),
+        )
+    })
+}
+
+/// Runs `serialise` off the async workers (see [`off_workers`]) and answers its JSON.
 async fn json_off_workers<F>(serialise: F) -> Response
 where
     F: FnOnce() -> serde_json::Result<Vec<u8>> + Send + 'static,
 {
-    let Ok(_turn) = serialisers().acquire().await else {
-        return error(StatusCode::SERVICE_UNAVAILABLE, "shutting down".to_owned());
-    };
-    match tokio::task::spawn_blocking(serialise).await {
+    match off_workers(serialise).await {
         Ok(Ok(body)) => (
             [(
                 header::CONTENT_TYPE,
@@ -151,11 +168,25 @@ where
             StatusCode::INTERNAL_SERVER_ERROR,
             format!("cannot serialise the answer: {e}"),
         ),
-        Err(e) => error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("the serialiser failed: {e}"),
-        ),
+        Err(resp) => resp,
     }
+}
+
+/// Every container of `views` (exited ones too), as `/containers?all=true` lists them: the
+/// landing page renders exactly this.
+pub(super) fn all_containers(views: &[EngineView]) -> Vec<ContainerJson<'_>> {
+    containers(
+        views,
+        &Filters {
+            all: true,
+            ..Filters::default()
+        },
+    )
+}
+
+/// Every pod of `views`, as `/pods` lists them: the landing page renders exactly this.
+pub(super) fn all_pods(views: &[EngineView]) -> Vec<PodJson<'_>> {
+    pods(views, &Filters::default())
 }
 
 /// The reference of `/containers/{reference}` and `/pods/{reference}`, or the JSON error that

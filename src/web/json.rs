@@ -18,8 +18,8 @@ fn rfc3339(nanos: Option<i64>) -> Option<String> {
 
 #[derive(Serialize)]
 pub struct PodRef<'a> {
-    id: &'a str,
-    name: &'a str,
+    pub id: &'a str,
+    pub name: &'a str,
 }
 
 #[derive(Serialize)]
@@ -27,19 +27,19 @@ pub struct ContainerJson<'a> {
     pub engine: &'a str,
     pub id: &'a str,
     pub name: &'a str,
-    image: &'a str,
-    state: &'a str,
-    pid: Option<u32>,
-    pod: Option<PodRef<'a>>,
-    infra: bool,
-    project: Option<&'a str>,
-    labels: &'a BTreeMap<String, String>,
-    created_at: Option<String>,
-    started_at: Option<String>,
-    exited_at: Option<String>,
-    exit_code: Option<i64>,
-    health: Option<&'a str>,
-    restarts: u64,
+    pub image: &'a str,
+    pub state: &'a str,
+    pub pid: Option<u32>,
+    pub pod: Option<PodRef<'a>>,
+    pub infra: bool,
+    pub project: Option<&'a str>,
+    pub labels: &'a BTreeMap<String, String>,
+    pub created_at: Option<String>,
+    pub started_at: Option<String>,
+    pub exited_at: Option<String>,
+    pub exit_code: Option<i64>,
+    pub health: Option<&'a str>,
+    pub restarts: u64,
 }
 
 impl<'a> ContainerJson<'a> {
@@ -71,17 +71,17 @@ impl<'a> ContainerJson<'a> {
 #[derive(Serialize)]
 pub struct PodJson<'a> {
     pub engine: &'a str,
-    id: &'a str,
+    pub id: &'a str,
     pub name: &'a str,
     pub state: &'static str,
-    infra_id: Option<&'a str>,
+    pub infra_id: Option<&'a str>,
     pub labels: &'a BTreeMap<String, String>,
-    created_at: Option<String>,
+    pub created_at: Option<String>,
     /// Member containers per state, the infra container excluded: the numbers of
     /// `podman_pod_containers`.
-    containers: BTreeMap<&'a str, usize>,
+    pub containers: BTreeMap<&'a str, usize>,
     /// Every member, the infra container (`infra_id`) included.
-    container_ids: Vec<&'a str>,
+    pub container_ids: Vec<&'a str>,
 }
 
 impl<'a> PodJson<'a> {

@@ -62,6 +62,7 @@ mod lifecycle;
 mod metrics;
 mod objects;
 mod packages;
+mod page;
 mod recovery;
 mod resources;
 mod retention;

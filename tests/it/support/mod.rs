@@ -1,11 +1,13 @@
 //! Integration-test support: a private, isolated Podman API service per test, the sealwatch
 //! binary to start and scrape, one exposition parser and linter, one promtool runner, one
-//! builder for `podman run` arguments, a real Prometheus and a scripted Podman for faults.
+//! builder for `podman run` arguments, a real Prometheus, a headless Chromium driven over the
+//! DevTools protocol, and a scripted Podman for faults.
 //!
 //! Everything here is per instance (temp dirs, sockets, ports), so tests can run in parallel
 //! threads. Plain std + `tempfile`, `ureq`, `serde_json`; synchronous.
 
 pub mod binary;
+pub mod chromium;
 pub mod exposition;
 pub mod podman;
 pub mod process;
