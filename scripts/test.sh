@@ -2,7 +2,8 @@
 # Runs sealwatch's whole test suite on a Debian machine.
 #
 # Installs what the tests need when it is missing (Podman 4.x with runc and catatonit, busybox for
-# the workload image, Prometheus and promtool, systemd for systemd-journald; needs root for that),
+# the workload image, Prometheus and promtool, systemd for systemd-journald, Chromium for the live
+# page test; needs root for that),
 # sets up the Podman 5.4.2 and 6.1.1 roots (scripts/podman-chroot.sh), checks formatting and lints,
 # runs each fuzz target briefly (scripts/fuzz.sh), builds the static binary the container-image
 # test packages and the QEMU systemd host (scripts/podman-vm.sh), then runs every test. Tests that need Podman, Prometheus or the guest
@@ -10,7 +11,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(podman runc catatonit busybox-static prometheus systemd rpm uidmap)
+packages=(podman runc catatonit busybox-static prometheus systemd rpm uidmap chromium)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -333,8 +333,15 @@
 
   // ---- reading sealwatch ----
 
+  // Absolute on the page's origin: a page opened as http://user:password@host/ has credentials
+  // in its URL, and fetch refuses relative URLs resolved against it (the browser sends the
+  // credentials it was given for the origin either way).
+  function here(path) {
+    return window.location.origin + path;
+  }
+
   function getJSON(path, acceptStatus) {
-    return fetch(path, {
+    return fetch(here(path), {
       credentials: "same-origin",
       cache: "no-store",
       headers: { Accept: "application/json" }
@@ -349,6 +356,7 @@
   var syncTimer = null;
   var syncing = false;
   var syncAgain = false;
+  var syncErrors = 0;
 
   function sync() {
     syncTimer = null;
@@ -362,21 +370,29 @@
       getJSON("/pods"),
       getJSON("/-/ready", 503)
     ]).then(function (got) {
+      delete document.body.dataset.syncError;
+      syncErrors = 0;
       renderList(containerBody, got[0], containerCells, 10, "no containers");
       renderList(podBody, got[1], podCells, 6, "no pods");
       renderEngines(got[2]);
       document.getElementById("container-count").textContent = String(got[0].length);
       document.getElementById("pod-count").textContent = String(got[1].length);
       document.body.dataset.synced = String(Number(document.body.dataset.synced || 0) + 1);
-    }).catch(function (err) {
-      if (window.console) {
-        console.warn("sealwatch page: " + err);
+      // Until sealwatch has synced every engine (say, right after it restarted) its lists may
+      // still be partial: read again shortly.
+      if (!got[2].ready) {
+        syncAgain = true;
       }
+    }).catch(function (err) {
+      document.body.dataset.syncError = String(err);
+      syncErrors += 1;
+      syncAgain = true;
     }).then(function () {
       syncing = false;
       if (syncAgain) {
         syncAgain = false;
-        scheduleSync(250);
+        // After failures: 1 s, doubling to 30 s.
+        scheduleSync(Math.min(1000 * Math.pow(2, Math.max(syncErrors - 1, 0)), 30000));
       }
     });
   }
@@ -391,17 +407,22 @@
   // ---- the feed ----
 
   var source = null;
-  var retry = 1000;
+  var failures = 0;
 
+  // The browser's own EventSource reconnect is not used: it would send Last-Event-ID, whose
+  // sequence numbers mean nothing to a sealwatch that restarted meanwhile. A fresh feed and a
+  // re-read of the lists on every open lose nothing instead.
   function connect() {
     if (!window.EventSource) {
       setLive("down", "no live updates", "this browser has no EventSource; reload for fresh data");
       return;
     }
-    setLive("connecting", "connecting", "connecting to /events");
-    source = new EventSource("/events");
+    if (failures === 0) {
+      setLive("connecting", "connecting", "connecting to /events");
+    }
+    source = new EventSource(here("/events"));
     source.onopen = function () {
-      retry = 1000;
+      failures = 0;
       setLive("live", "live", "following /events");
       // Whatever happened while not connected (or between rendering and subscribing).
       scheduleSync(0);
@@ -419,20 +440,30 @@
       scheduleSync(300);
     };
     source.addEventListener("missed", function () {
-      // The feed ended after falling behind; the lists say where things are.
-      scheduleSync(0);
+      // The feed fell behind and ends; reconnect and re-read.
+      retry();
     });
-    source.onerror = function () {
-      if (source.readyState === EventSource.CLOSED) {
-        // Refused (authentication, too many feeds) or not an event stream: retry ourselves.
-        source.close();
-        setLive("down", "disconnected", "the feed was refused; retrying in " + retry / 1000 + " s");
-        setTimeout(connect, retry);
-        retry = Math.min(retry * 2, 30000);
-      } else {
-        setLive("connecting", "reconnecting", "the feed ended; the browser reconnects");
-      }
-    };
+    source.onerror = retry;
+  }
+
+  function retry() {
+    if (source) {
+      source.onerror = null;
+      source.close();
+      source = null;
+    } else {
+      return;
+    }
+    failures += 1;
+    // 1 s, doubling to 30 s.
+    var delay = Math.min(1000 * Math.pow(2, failures - 1), 30000);
+    if (failures === 1) {
+      setLive("connecting", "reconnecting", "the feed ended; reconnecting");
+    } else {
+      setLive("down", "disconnected", "sealwatch's feed cannot be reached; retrying every " +
+        delay / 1000 + " s");
+    }
+    setTimeout(connect, failures === 1 ? 250 : delay);
   }
 
   // Engine readiness has no event: read /-/ready now and then (sealwatch's snapshot, not

@@ -52,9 +52,26 @@ fn wait_row(tab: &mut Tab, name: &str, what: &str, ok: impl Fn(&Value) -> bool) 
         if ok(&row) {
             Ok(row)
         } else {
-            Err(format!("row: {row}"))
+            let page = tab.eval(
+                "[document.getElementById('live').dataset.state, document.body.dataset.synced, \
+                 document.body.dataset.syncError]",
+            )?;
+            Err(format!("row: {row}; live, syncs, last sync error: {page}"))
         }
     })
+}
+
+/// The page's re-reads of `/containers`, `/pods` and `/-/ready` work: at least one has
+/// succeeded and the last one did not fail.
+fn assert_reads_work(tab: &mut Tab) {
+    let state = tab
+        .eval("[Number(document.body.dataset.synced || 0) > 0, document.body.dataset.syncError || null]")
+        .unwrap();
+    assert_eq!(
+        state,
+        serde_json::json!([true, null]),
+        "the page's reads fail"
+    );
 }
 
 /// The marker set in the page's JavaScript world: still there means the page was not reloaded.
@@ -149,7 +166,39 @@ fn the_page_follows_podman_live_in_a_real_browser() {
             row => Err(format!("still there: {row}")),
         }
     });
+    // A re-read leaves unchanged rows alone: the same element, not flashed as changed.
+    let row_js = "Array.prototype.find.call(document.querySelectorAll('#containers tr[data-id]'), \
+                  function (t) { return t.dataset.name === 'before'; })";
+    wait_until("the rows' flashes to end", SETTLE, || {
+        match tab.eval("document.querySelectorAll('tr.changed').length")? {
+            n if n == 0 => Ok(()),
+            n => Err(format!("{n} rows flashing")),
+        }
+    });
+    tab.eval(&format!("window.__beforeRow = {row_js}; true"))
+        .unwrap();
+    let syncs = || "Number(document.body.dataset.synced || 0)";
+    let synced = tab.eval(syncs()).unwrap().as_u64().unwrap();
+    svc.podman(&["run", "--rm", "--name", "blip", BUSYBOX_IMAGE, "true"]);
+    wait_until("a re-read after blip came and went", SETTLE, || {
+        let now = tab.eval(syncs())?.as_u64().unwrap_or(0);
+        let blip = container_row(&mut tab, "blip")?;
+        if now > synced && blip.is_null() {
+            Ok(())
+        } else {
+            Err(format!("syncs {now} (were {synced}), blip row {blip}"))
+        }
+    });
+    assert_eq!(
+        tab.eval(&format!(
+            "[window.__beforeRow === {row_js}, window.__beforeRow.classList.contains('changed')]"
+        ))
+        .unwrap(),
+        serde_json::json!([true, false]),
+        "an unchanged row was rebuilt or flashed"
+    );
     assert_eq!(marker(&mut tab), "same page", "the page was reloaded");
+    assert_reads_work(&mut tab);
     assert_eq!(
         tab.eval("document.getElementById('live').dataset.state")
             .unwrap(),
@@ -215,4 +264,140 @@ fn the_page_follows_podman_live_in_a_real_browser() {
     }
     assert!(html.contains("&lt;img src=x id=pwned"));
     assert!(!html.contains("<img"));
+}
+
+/// sealwatch started by hand (not `Sealwatch::start`, whose readiness probe has no
+/// credentials) on a fixed port; killed when dropped.
+struct Guarded {
+    child: std::process::Child,
+}
+
+impl Guarded {
+    fn start(
+        podman_url: &str,
+        web_config: &std::path::Path,
+        port: u16,
+        log: &std::path::Path,
+    ) -> Self {
+        let out = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .unwrap();
+        let err = out.try_clone().unwrap();
+        let child = crate::support::binary::command()
+            .args(["--podman.url", podman_url])
+            .args(["--web.config.file", web_config.to_str().unwrap()])
+            .args(["--web.listen-address", &format!("127.0.0.1:{port}")])
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .unwrap();
+        wait_until(
+            "sealwatch answers (401 without credentials)",
+            SETTLE,
+            || {
+                let reply = crate::support::process::raw_get(port, "/", &[])?;
+                if reply.status == 401 {
+                    Ok(())
+                } else {
+                    Err(format!("HTTP {}", reply.status))
+                }
+            },
+        );
+        Guarded { child }
+    }
+}
+
+impl Drop for Guarded {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn live_state(tab: &mut Tab) -> Result<Value, String> {
+    tab.eval("document.getElementById('live').dataset.state")
+}
+
+/// Under `--web.config.file` the page works with credentials given once to the browser (its feed
+/// and its reads are same-origin and carry them); when sealwatch goes away the indicator stops
+/// saying live, and when it is back on the same address the page reconnects by itself and shows
+/// what Podman did meanwhile, without a reload.
+#[test]
+fn the_page_asks_for_credentials_and_reconnects_after_a_sealwatch_restart() {
+    let svc = PodmanService::start_with(Engine::DEFAULT);
+    let dir = tempfile::tempdir().unwrap();
+    let hash = bcrypt::hash("watch-me", 4).unwrap();
+    let web = dir.path().join("web.yml");
+    std::fs::write(&web, format!("basic_auth_users:\n  team: '{hash}'\n")).unwrap();
+    let log = dir.path().join("sealwatch.log");
+    let url = format!("local={}", svc.url());
+    let port = crate::support::free_port();
+    let sealwatch = Guarded::start(&url, &web, port, &log);
+    svc.run(&Run::new(BUSYBOX_IMAGE).name("seen").sleeping());
+
+    let chromium = Chromium::start();
+    let mut tab = chromium.tab();
+    tab.navigate(&format!("http://team:watch-me@127.0.0.1:{port}/"));
+    wait_until("the page's feed to be live", SETTLE, || {
+        match live_state(&mut tab)? {
+            v if v == "live" => Ok(()),
+            v => Err(format!(
+                "live indicator: {v}\n{}",
+                crate::support::process::read_lossy(&log)
+            )),
+        }
+    });
+    wait_row(&mut tab, "seen", "running", |r| r["state"] == "running");
+    let later_id = svc.run(&Run::new(BUSYBOX_IMAGE).name("later").sleeping());
+    let later = wait_row(&mut tab, "later", "running", |r| r["state"] == "running");
+    assert_eq!(later["id"], later_id.as_str());
+    tab.eval("window.__sealwatchNoReload = 'same page'; true")
+        .unwrap();
+
+    drop(sealwatch);
+    wait_until(
+        "the indicator to leave live",
+        SETTLE,
+        || match live_state(&mut tab)? {
+            v if v == "live" => Err("still live".into()),
+            _ => Ok(()),
+        },
+    );
+    // While sealwatch is away: one container stops, one goes, one comes.
+    svc.podman(&["stop", "-t", "0", "seen"]);
+    svc.podman(&["rm", "-f", "-t", "0", "later"]);
+    svc.run(&Run::new(BUSYBOX_IMAGE).name("meanwhile").sleeping());
+    let _sealwatch = Guarded::start(&url, &web, port, &log);
+    wait_until(
+        "the page's feed to be live again",
+        SETTLE,
+        || match live_state(&mut tab)? {
+            v if v == "live" => Ok(()),
+            v => Err(format!("live indicator: {v}")),
+        },
+    );
+    wait_row(&mut tab, "seen", "exited with 137", |r| {
+        r["state"] == "exited" && r["exit"] == "137"
+    });
+    wait_row(&mut tab, "meanwhile", "running", |r| {
+        r["state"] == "running"
+    });
+    wait_until("the page to drop later", SETTLE, || {
+        match container_row(&mut tab, "later")? {
+            Value::Null => Ok(()),
+            row => Err(format!("still there: {row}")),
+        }
+    });
+    // And live again after the restart: an event of the new process reaches the page.
+    svc.podman(&["stop", "-t", "0", "meanwhile"]);
+    wait_row(&mut tab, "meanwhile", "exited with 137", |r| {
+        r["state"] == "exited" && r["exit"] == "137"
+    });
+    assert_eq!(marker(&mut tab), "same page", "the page was reloaded");
+    assert_reads_work(&mut tab);
+    let png = output_dir().join("page-auth-reconnected.png");
+    tab.screenshot(&png);
+    println!("screenshot after the restart: {}", png.display());
 }

@@ -215,16 +215,20 @@ impl Tab {
         Ok(r["result"]["value"].clone())
     }
 
-    /// Navigates to `url` and waits until the document has loaded.
+    /// Navigates to `url` and waits until the new document has loaded.
     pub fn navigate(&mut self, url: &str) {
+        // Gone with the old document: its absence says the new one is in place.
+        self.eval("window.__sealwatchOldDocument = true")
+            .unwrap_or_else(|e| panic!("marking the old document: {e}"));
         let r = self.call("Page.navigate", json!({"url": url}));
         if let Some(err) = r["errorText"].as_str() {
             panic!("navigating to {url}: {err}");
         }
         wait_until(&format!("{url} loaded"), START_TIMEOUT, || {
-            let state = self.eval("document.location.href + ' ' + document.readyState")?;
+            let state =
+                self.eval("window.__sealwatchOldDocument ? 'old document' : document.readyState")?;
             match state.as_str() {
-                Some(s) if s.starts_with(url) && s.ends_with(" complete") => Ok(()),
+                Some("complete") => Ok(()),
                 other => Err(format!("{other:?}")),
             }
         });
