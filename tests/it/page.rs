@@ -85,7 +85,15 @@ fn marker(tab: &mut Tab) -> Value {
 /// disabled and as plain HTML the server-rendered table lists the same containers.
 #[test]
 fn the_page_follows_podman_live_in_a_real_browser() {
-    let svc = PodmanService::start_with(Engine::DEFAULT);
+    page_follows_podman(Engine::DEFAULT);
+}
+on_other_engines!(
+    the_page_follows_podman_live_in_a_real_browser,
+    page_follows_podman
+);
+
+fn page_follows_podman(engine: Engine) {
+    let svc = PodmanService::start_with(engine);
     svc.podman(&["pod", "create", "--name", "shop"]);
     svc.run(
         &Run::new(BUSYBOX_IMAGE)
@@ -221,7 +229,8 @@ fn the_page_follows_podman_live_in_a_real_browser() {
         }
     });
     let dir = output_dir();
-    let live_png = dir.join("page-live.png");
+    let tag = format!("{:?}-{:?}", engine.version, engine.events).to_lowercase();
+    let live_png = dir.join(format!("page-live-{tag}.png"));
     tab.screenshot(&live_png);
     println!("screenshot of the live page: {}", live_png.display());
 
@@ -249,7 +258,7 @@ fn the_page_follows_podman_live_in_a_real_browser() {
         (&"exited".into(), &"137".into())
     );
     assert!(container_row(&mut tab, "crash").unwrap().is_null());
-    let static_png = dir.join("page-static.png");
+    let static_png = dir.join(format!("page-static-{tag}.png"));
     tab.screenshot(&static_png);
     println!("screenshot without JavaScript: {}", static_png.display());
 
