@@ -333,7 +333,7 @@
 
   // ---- reading sealwatch ----
 
-  // Absolute on the page's origin: a page opened as http://user:password@host/ has credentials
+  // Absolute on the page's origin: a page opened as user:password@host has credentials
   // in its URL, and fetch refuses relative URLs resolved against it (the browser sends the
   // credentials it was given for the origin either way).
   function here(path) {
@@ -357,6 +357,10 @@
   var syncing = false;
   var syncAgain = false;
   var syncErrors = 0;
+  // How long the last re-read took: re-reads after events are spaced by at least four times
+  // that, so that a page over tens of thousands of containers on a busy host costs sealwatch a
+  // bounded share of its time, whatever the event rate.
+  var lastSyncMs = 0;
 
   function sync() {
     syncTimer = null;
@@ -365,6 +369,7 @@
       return;
     }
     syncing = true;
+    var started = Date.now();
     Promise.all([
       getJSON("/containers?all=true"),
       getJSON("/pods"),
@@ -389,6 +394,7 @@
       syncAgain = true;
     }).then(function () {
       syncing = false;
+      lastSyncMs = Date.now() - started;
       if (syncAgain) {
         syncAgain = false;
         // After failures: 1 s, doubling to 30 s.
@@ -400,7 +406,7 @@
   // Coalesces re-reads: a burst of events costs one round of list requests.
   function scheduleSync(delay) {
     if (syncTimer === null) {
-      syncTimer = setTimeout(sync, delay);
+      syncTimer = setTimeout(sync, delay > 0 ? Math.max(delay, 4 * lastSyncMs) : 0);
     }
   }
 

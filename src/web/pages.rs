@@ -426,10 +426,11 @@ mod tests {
         for needle in [
             "http://", "https://", "//", "src=", "<link", "@import", "url(",
         ] {
-            let without_comments: String = PAGE_JS
+            let without_comments = PAGE_JS
                 .lines()
                 .filter(|l| !l.trim_start().starts_with("//"))
-                .collect();
+                .collect::<Vec<_>>()
+                .join("\n");
             assert!(
                 !without_comments.contains(needle) && !PAGE_CSS.contains(needle),
                 "{needle} in the page's assets"
