@@ -10,7 +10,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::support::chromium::{Chromium, Tab};
-use crate::support::{wait_until, Engine, PodmanService, Run, Sealwatch, BUSYBOX_IMAGE};
+use crate::support::{wait_until, Engine, PodmanService, Run, Sealwatch, Version, BUSYBOX_IMAGE};
 
 /// Generous: a loaded 2-core machine runs Podman, sealwatch and Chromium at once.
 const SETTLE: Duration = Duration::from_secs(60);
@@ -80,9 +80,10 @@ fn marker(tab: &mut Tab) -> Value {
 }
 
 /// Chromium loads `/`; a container started before is listed with its pod and labels (as text);
-/// a container started afterwards appears, then shows exited with its exit code after `podman
-/// stop`, and another one's crash shows its exit code, all without a reload; with JavaScript
-/// disabled and as plain HTML the server-rendered table lists the same containers.
+/// a container started afterwards appears, shows exited with its exit code after `podman stop`,
+/// a restart after `podman start`, another one's crash its exit code, a checked one its health,
+/// a removed one goes, all without a reload; with JavaScript disabled and as plain HTML the
+/// server-rendered table lists the same containers.
 #[test]
 fn the_page_follows_podman_live_in_a_real_browser() {
     page_follows_podman(Engine::DEFAULT);
@@ -157,6 +158,36 @@ fn page_follows_podman(engine: Engine) {
         r["state"] == "exited" && r["exit"] == "137"
     });
     assert_eq!(stopped["id"], after_id.as_str());
+    // Started again after its death; stopped again. The restarts column says what sealwatch
+    // says (README: Podman 4.6+ lists its own restart count, to which a manual start does not
+    // add; on 4.3-4.5 sealwatch counts the starts after a death it saw).
+    svc.podman(&["start", "after"]);
+    let restarts = match engine.version {
+        Version::V4 => "1".to_owned(),
+        _ => svc.podman(&["inspect", "--format", "{{.RestartCount}}", "after"]),
+    };
+    wait_row(
+        &mut tab,
+        "after",
+        &format!("running with {restarts} restarts"),
+        |r| r["state"] == "running" && r["restarts"] == restarts.as_str() && r["exit"] == "",
+    );
+    svc.podman(&["stop", "-t", "0", "after"]);
+    wait_row(&mut tab, "after", "exited with 137 again", |r| {
+        r["state"] == "exited" && r["exit"] == "137" && r["restarts"] == restarts.as_str()
+    });
+    // Health: a checked container's health shows.
+    svc.run(
+        &Run::new(BUSYBOX_IMAGE)
+            .name("checked")
+            .health_cmd("true")
+            .sleeping(),
+    );
+    wait_row(&mut tab, "checked", "running", |r| r["state"] == "running");
+    // Podman 4.3 reports the status before a check's result in its event: the second says it.
+    svc.podman(&["healthcheck", "run", "checked"]);
+    svc.podman(&["healthcheck", "run", "checked"]);
+    wait_row(&mut tab, "checked", "healthy", |r| r["health"] == "healthy");
     svc.run(&Run::new(BUSYBOX_IMAGE).name("crash").sh("sleep 1; exit 3"));
     wait_row(&mut tab, "crash", "running or exited", |r| !r.is_null());
     wait_row(&mut tab, "crash", "exited with 3", |r| {
@@ -212,7 +243,8 @@ fn page_follows_podman(engine: Engine) {
             .unwrap(),
         "live"
     );
-    // The engine row counts what the page shows: the pod's infra container, before, after.
+    // The engine row counts what the page shows: the pod's infra container, before, after,
+    // checked.
     wait_until("the engine row's counts", SETTLE, || {
         let engine = tab
             .eval(
@@ -222,7 +254,7 @@ fn page_follows_podman(engine: Engine) {
                  (document.querySelector('#engines tr[data-engine=\"local\"]'))",
             )
             .unwrap();
-        if engine == serde_json::json!(["ready", "3", "1"]) {
+        if engine == serde_json::json!(["ready", "4", "1"]) {
             Ok(())
         } else {
             Err(format!("engine row: {engine}"))
@@ -254,8 +286,13 @@ fn page_follows_podman(engine: Engine) {
     assert_eq!(before["labels"], format!("app={HOSTILE}"));
     let after = container_row(&mut tab, "after").unwrap();
     assert_eq!(
-        (&after["state"], &after["exit"]),
-        (&"exited".into(), &"137".into())
+        (&after["state"], &after["exit"], &after["restarts"]),
+        (&"exited".into(), &"137".into(), &restarts.as_str().into())
+    );
+    let checked = container_row(&mut tab, "checked").unwrap();
+    assert_eq!(
+        (&checked["state"], &checked["health"]),
+        (&"running".into(), &"healthy".into())
     );
     assert!(container_row(&mut tab, "crash").unwrap().is_null());
     let static_png = dir.join(format!("page-static-{tag}.png"));
