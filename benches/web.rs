@@ -1,7 +1,8 @@
 //! The HTTP server under load, in-process on loopback: peak and settled RSS of a storm of 200
 //! concurrent `/metrics` scrapes at 10,000 containers, and `/-/healthy` latency while four
-//! clients loop on `/containers` at 50,000 containers. Prints numbers; asserts nothing
-//! (`cargo bench --bench web`).
+//! clients loop on `/containers` at 50,000 containers, and what one load of the live page `/`
+//! costs beside one `/containers?all=true` at 1,000 to 50,000 containers. Prints numbers;
+//! asserts nothing (`cargo bench --bench web`).
 //!
 //! The inventory is built through the library API from synthetic lists, as a resync builds it;
 //! the server is the library's router and `serve`, as the binary wires them. RSS is read from
@@ -237,17 +238,44 @@ fn health_under_api_load(containers: usize, loaders: usize) {
     drop(rt);
 }
 
+/// One GET of the live page `/` (server-rendered tables) beside one `/containers?all=true` (what
+/// the page's script re-reads after events): body size and the median of 5 timed requests.
+fn page_cost() {
+    for containers in [1_000, 10_000, 50_000] {
+        let (port, rt) = server(containers, 40);
+        for path in ["/", "/containers?all=true"] {
+            let (status, _) = get(port, path, "");
+            assert_eq!(status, 200, "{path}");
+            let mut times = Vec::new();
+            let mut body = 0;
+            for _ in 0..5 {
+                let t = Instant::now();
+                body = get(port, path, "").1;
+                times.push(t.elapsed());
+            }
+            times.sort();
+            println!(
+                "{path:<22} {containers:>6} containers: {:.1} MiB, median {:.2?} (of 5)",
+                body as f64 / (1 << 20) as f64,
+                times[2]
+            );
+        }
+        drop(rt);
+    }
+}
+
 /// Each part runs alone (`cargo bench --bench web -- PART`), in its own process, so that the
 /// memory one part leaves behind does not count for the next; without an argument every part
 /// runs, one process each.
 fn main() {
-    let parts: [(&str, fn()); 5] = [
+    let parts: [(&str, fn()); 6] = [
         // Before: one render per request (the handler as it was).
         ("unshared", || storm(10_000, 200, 0, false, "/unshared")),
         ("shared-text", || storm(10_000, 200, 0, false, "/metrics")),
         ("shared-gzip", || storm(10_000, 200, 0, true, "/metrics")),
         ("limited", || storm(10_000, 200, 40, false, "/metrics")),
         ("health", || health_under_api_load(50_000, 4)),
+        ("page", page_cost),
     ];
     match std::env::args().skip(1).find(|a| !a.starts_with('-')) {
         Some(name) => {
