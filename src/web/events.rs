@@ -3,8 +3,9 @@
 //!
 //! Owns the feed's query (filters validated like `/containers`: 400 naming the bad parameter),
 //! `?since=` and `Last-Event-ID`, the two framings, the keep-alives of an idle feed (an empty
-//! line in NDJSON, a comment in SSE) and the final "missed" line of a reader that fell behind. Reads events from `feed::Feed` only; never calls
-//! Podman, and never buffers more for a reader than the feed's bounded channel holds.
+//! line in NDJSON, a comment in SSE) and the final "missed" line of a reader that fell behind.
+//! Reads events from `feed::Feed` only; never calls Podman, and never buffers more for a reader
+//! than the feed's bounded channel holds.
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;

@@ -37,7 +37,13 @@ struct FeedConn {
     /// Decoded body bytes not yet handed out.
     pending: Vec<u8>,
     eof: bool,
+    /// When the last object (not a keep-alive) arrived: keep-alives defeat the read timeout,
+    /// so `next_json` gives up on its own after `QUIET_LIMIT` of nothing but keep-alives.
+    last_object: Instant,
 }
+
+/// How long `next_json` waits through keep-alives for an object before it fails the test.
+const QUIET_LIMIT: Duration = Duration::from_secs(60);
 
 impl FeedConn {
     /// `GET path` with `headers`; with `rcvbuf`, the socket's receive buffer is set that small
@@ -100,6 +106,7 @@ impl FeedConn {
             headers,
             pending: Vec::new(),
             eof: false,
+            last_object: Instant::now(),
         }
     }
 
@@ -155,13 +162,19 @@ impl FeedConn {
         }
     }
 
-    /// The next NDJSON object, skipping keep-alives (empty lines).
+    /// The next NDJSON object, skipping keep-alives (empty lines); panics after `QUIET_LIMIT`
+    /// of keep-alives only.
     fn next_json(&mut self) -> Option<Value> {
         loop {
             let line = self.next_until(b"\n")?;
             if line.trim().is_empty() {
+                assert!(
+                    self.last_object.elapsed() < QUIET_LIMIT,
+                    "no object for {QUIET_LIMIT:?}, only keep-alives"
+                );
                 continue;
             }
+            self.last_object = Instant::now();
             return Some(serde_json::from_str(&line).unwrap_or_else(|e| panic!("{line:?}: {e}")));
         }
     }
@@ -506,22 +519,30 @@ fn a_reader_that_falls_behind_is_told_what_it_missed_and_ended() {
     // 4 KiB per event: the socket and hyper's queue fill after a few dozen.
     let big = "x".repeat(4 << 10);
     let began = Instant::now();
-    // Until well past what the buffers hold, and well within the 30 s write timeout.
-    for i in 0..12 {
-        if began.elapsed() > Duration::from_secs(15) {
-            break;
+    // Until well past what the buffers hold, and well within the 30 s write timeout; three at a
+    // time, so a loaded machine still makes enough events in that time.
+    std::thread::scope(|scope| {
+        for t in 0..3 {
+            let (svc, big) = (&svc, &big);
+            scope.spawn(move || {
+                for i in 0..4 {
+                    if began.elapsed() > Duration::from_secs(15) {
+                        break;
+                    }
+                    svc.podman(&[
+                        "run",
+                        "--rm",
+                        "--name",
+                        &format!("burst-{t}-{i}"),
+                        "--label",
+                        &format!("big={big}"),
+                        BUSYBOX_IMAGE,
+                        "true",
+                    ]);
+                }
+            });
         }
-        svc.podman(&[
-            "run",
-            "--rm",
-            "--name",
-            &format!("burst-{i}"),
-            "--label",
-            &format!("big={big}"),
-            BUSYBOX_IMAGE,
-            "true",
-        ]);
-    }
+    });
     let mut read = 0;
     let last = loop {
         match feed.next_json() {
