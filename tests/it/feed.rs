@@ -519,14 +519,17 @@ fn a_reader_that_falls_behind_is_told_what_it_missed_and_ended() {
     // 4 KiB per event: the socket and hyper's queue fill after a few dozen.
     let big = "x".repeat(4 << 10);
     let began = Instant::now();
-    // Until well past what the buffers hold, and well within the 30 s write timeout; three at a
-    // time, so a loaded machine still makes enough events in that time.
+    // Until well past what the buffers hold (12 runs, 7 events each), and within the 30 s write
+    // timeout (which starts only once the socket is full); three at a time, so a loaded machine
+    // still makes enough events in that time.
+    let runs = std::sync::atomic::AtomicUsize::new(0);
     std::thread::scope(|scope| {
         for t in 0..3 {
-            let (svc, big) = (&svc, &big);
+            let (svc, big, runs) = (&svc, &big, &runs);
             scope.spawn(move || {
-                for i in 0..4 {
-                    if began.elapsed() > Duration::from_secs(15) {
+                for i in 0.. {
+                    let done = runs.load(std::sync::atomic::Ordering::SeqCst);
+                    if done >= 12 || began.elapsed() > Duration::from_secs(20) {
                         break;
                     }
                     svc.podman(&[
@@ -539,16 +542,20 @@ fn a_reader_that_falls_behind_is_told_what_it_missed_and_ended() {
                         BUSYBOX_IMAGE,
                         "true",
                     ]);
+                    runs.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 }
             });
         }
     });
+    let runs = runs.into_inner();
     let mut read = 0;
     let last = loop {
         match feed.next_json() {
             Some(v) if v.get("missed").is_some() => break v,
             Some(_) => read += 1,
-            None => panic!("the feed ended without a missed line after {read} events"),
+            None => {
+                panic!("the feed ended without a missed line after {read} events ({runs} runs)")
+            }
         }
     };
     let missed = last["missed"].as_u64().unwrap();
@@ -559,7 +566,7 @@ fn a_reader_that_falls_behind_is_told_what_it_missed_and_ended() {
         None,
         "the stream ends after the missed line"
     );
-    eprintln!("slow reader: read {read} events, then missed {missed}");
+    eprintln!("slow reader: {runs} runs; read {read} events, then missed {missed}");
 }
 
 /// The feed obeys `--web.config.file` like every endpoint: without valid basic-auth credentials
