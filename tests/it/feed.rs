@@ -519,33 +519,50 @@ fn a_reader_that_falls_behind_is_told_what_it_missed_and_ended() {
     // 4 KiB per event: the socket and hyper's queue fill after a few dozen.
     let big = "x".repeat(4 << 10);
     let began = Instant::now();
-    // Until well past what the buffers hold (12 runs, 7 events each), and within the 30 s write
-    // timeout (which starts only once the socket is full); three at a time, so a loaded machine
-    // still makes enough events in that time.
+    // 12 runs of 7 events each: well past what the buffers hold. Three at a time; meanwhile the
+    // reader takes one chunk (one event) every 5 s, far slower than the runs make events, but
+    // enough that its connection never trips the 30 s write timeout however slow the machine.
     let runs = std::sync::atomic::AtomicUsize::new(0);
+    let done = std::sync::atomic::AtomicBool::new(false);
     std::thread::scope(|scope| {
-        for t in 0..3 {
-            let (svc, big, runs) = (&svc, &big, &runs);
-            scope.spawn(move || {
-                for i in 0.. {
-                    let done = runs.load(std::sync::atomic::Ordering::SeqCst);
-                    if done >= 12 || began.elapsed() > Duration::from_secs(20) {
-                        break;
+        let burst: Vec<_> = (0..3)
+            .map(|t| {
+                let (svc, big, runs) = (&svc, &big, &runs);
+                scope.spawn(move || {
+                    for i in 0.. {
+                        if runs.load(std::sync::atomic::Ordering::SeqCst) >= 12
+                            || began.elapsed() > Duration::from_secs(180)
+                        {
+                            break;
+                        }
+                        svc.podman(&[
+                            "run",
+                            "--rm",
+                            "--name",
+                            &format!("burst-{t}-{i}"),
+                            "--label",
+                            &format!("big={big}"),
+                            BUSYBOX_IMAGE,
+                            "true",
+                        ]);
+                        runs.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                     }
-                    svc.podman(&[
-                        "run",
-                        "--rm",
-                        "--name",
-                        &format!("burst-{t}-{i}"),
-                        "--label",
-                        &format!("big={big}"),
-                        BUSYBOX_IMAGE,
-                        "true",
-                    ]);
-                    runs.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                })
+            })
+            .collect();
+        let (feed, done) = (&mut feed, &done);
+        scope.spawn(move || {
+            while !done.load(std::sync::atomic::Ordering::SeqCst) {
+                std::thread::sleep(Duration::from_secs(5));
+                if !feed.read_chunk() {
+                    break;
                 }
-            });
+            }
+        });
+        for b in burst {
+            b.join().unwrap();
         }
+        done.store(true, std::sync::atomic::Ordering::SeqCst);
     });
     let runs = runs.into_inner();
     let mut read = 0;
