@@ -195,6 +195,15 @@ pub struct Cli {
     )]
     pub events_max_feeds: usize,
 
+    /// How often an idle `/events` feed sends a keep-alive (an empty line in NDJSON, a comment
+    /// in SSE), so proxies keep it open and a gone reader is noticed (100ms to 1h).
+    #[arg(
+        long = "events.keepalive",
+        env = "SEALWATCH_EVENTS_KEEPALIVE",
+        default_value = "15s"
+    )]
+    pub events_keepalive: String,
+
     /// Log level.
     #[arg(
         long = "log.level",
@@ -292,6 +301,8 @@ pub struct Config {
     pub events_buffer: usize,
     /// `--events.max-feeds`: concurrent `/events` readers.
     pub events_max_feeds: usize,
+    /// `--events.keepalive`: how often an idle feed sends a keep-alive.
+    pub events_keepalive: Duration,
     pub log_level: LogLevel,
     pub log_format: LogFormat,
 }
@@ -437,6 +448,15 @@ impl Cli {
                     ))
                 })?,
             events_max_feeds: self.events_max_feeds,
+            events_keepalive: parse_duration(&self.events_keepalive)
+                .filter(|d| *d >= Duration::from_millis(100))
+                .ok_or_else(|| {
+                    ConfigError(format!(
+                        "--events.keepalive {:?}: expected a duration like 15s, 500ms or 1m, \
+                         from 100ms to 1h",
+                        self.events_keepalive
+                    ))
+                })?,
             log_level: self.log_level,
             log_format: self.log_format,
         })
@@ -916,5 +936,17 @@ mod tests {
             );
         }
         assert!(cli(&["--labels.max-keys", "0"]).validate(&env).is_err());
+        assert_eq!(c.events_keepalive, Duration::from_secs(15));
+        let c = cli(&["--events.keepalive", "200ms"])
+            .validate(&env)
+            .unwrap();
+        assert_eq!(c.events_keepalive, Duration::from_millis(200));
+        for bad in ["0", "50ms", "2h", "x"] {
+            let err = cli(&[&format!("--events.keepalive={bad}")])
+                .validate(&env)
+                .unwrap_err()
+                .to_string();
+            assert!(err.starts_with("--events.keepalive"), "{bad}: {err}");
+        }
     }
 }

@@ -29,6 +29,10 @@ pub const DEFAULT_BUFFER: usize = 10_000;
 /// The default of `--events.max-feeds`: concurrent `/events` readers.
 pub const DEFAULT_MAX_FEEDS: usize = 128;
 
+/// The default of `--events.keepalive`: well under the idle timeouts of common proxies (nginx
+/// and most load balancers close after 60 s), rare enough to cost nothing.
+pub const DEFAULT_KEEP_ALIVE: std::time::Duration = std::time::Duration::from_secs(15);
+
 /// One event as the feed serves it. Immutable once published; shared by the ring, the
 /// broadcast and every reader.
 #[derive(Debug)]
@@ -204,6 +208,8 @@ struct Shared {
 #[derive(Debug, Clone)]
 pub struct Feed {
     shared: Arc<Shared>,
+    /// `--events.keepalive`: how often an idle reader gets a keep-alive.
+    keep_alive: std::time::Duration,
 }
 
 /// Where a reader's replay starts.
@@ -244,7 +250,18 @@ impl Feed {
                 max_feeds,
                 closed,
             }),
+            keep_alive: DEFAULT_KEEP_ALIVE,
         }
+    }
+
+    /// The same feed sending an idle reader a keep-alive every `every` (`--events.keepalive`).
+    pub fn with_keep_alive(mut self, every: std::time::Duration) -> Self {
+        self.keep_alive = every;
+        self
+    }
+
+    pub fn keep_alive(&self) -> std::time::Duration {
+        self.keep_alive
     }
 
     /// The publisher one engine's watcher hands its events to.

@@ -123,7 +123,8 @@ async fn run(
         config.events_buffer,
         config.events_max_feeds,
         shutdown.clone(),
-    );
+    )
+    .with_keep_alive(config.events_keepalive);
     let mut fleet = Fleet::new(
         &config,
         engines.clone(),

@@ -1,5 +1,7 @@
 //! Lifecycle timings: how long each container run lasted (start to death) and how long a
-//! started container took to report `healthy`, as histograms by pod.
+//! started container took to report `healthy`, as histograms by pod; run durations also by
+//! allowlisted label key and value (admitted and folded by `labels`, dropped by `retention`
+//! like the per-label event counters).
 //!
 //! Owns the bucket bounds, the histograms and the start time of each container's current run.
 //! Times are Podman's event timestamps only (the `start`, `died` and `health_status` events), so
@@ -93,11 +95,15 @@ struct Run {
     healthy: bool,
 }
 
-/// Both histograms keyed by pod ID (`None` outside a pod), and the runs in progress.
+/// Both histograms keyed by pod ID (`None` outside a pod), run durations also by admitted
+/// label key and value, and the runs in progress.
 #[derive(Debug, Clone, Default)]
 pub struct Lifecycle {
     pub run_durations: imbl::HashMap<Option<Arc<str>>, Histogram>,
     pub startup_to_healthy: imbl::HashMap<Option<Arc<str>>, Histogram>,
+    /// `podman_label_container_run_duration_seconds{label, value}`: keys and values as
+    /// `LabelPolicy::admit` named them (`__other__` past the caps).
+    pub label_run_durations: imbl::HashMap<(Arc<str>, Arc<str>), Histogram>,
     runs: imbl::HashMap<Arc<str>, Run>,
 }
 
@@ -105,8 +111,9 @@ impl Lifecycle {
     /// Observes a container event counted for `pod`: a `start` begins a run, a `died` ends it
     /// (one run duration), the first `healthy` of a run is one startup time, and a `remove`
     /// forgets the container. A run whose `start` sealwatch never saw (it began before
-    /// sealwatch started, beyond the replay) is not observed.
-    pub fn observe(&mut self, ev: &Event, pod: Option<&Arc<str>>) {
+    /// sealwatch started, beyond the replay) is not observed. Returns the run duration observed
+    /// (nanoseconds), for the caller to observe it by label too (`observe_label_run`).
+    pub fn observe(&mut self, ev: &Event, pod: Option<&Arc<str>>) -> Option<i64> {
         let id = ev.actor.id.as_str();
         let t = ev.nanos();
         match ev.action.as_str() {
@@ -125,6 +132,7 @@ impl Lifecycle {
                         .entry(pod.cloned())
                         .or_default()
                         .observe(RUN_BUCKETS, t - run.started);
+                    return Some(t - run.started);
                 }
             }
             "health_status" if ev.health_status.as_deref() == Some("healthy") => {
@@ -143,6 +151,23 @@ impl Lifecycle {
                 self.runs.remove(id);
             }
             _ => {}
+        }
+        None
+    }
+
+    /// Observes one run duration under an admitted label key and value (as `LabelPolicy::admit`
+    /// named them).
+    pub fn observe_label_run(&mut self, key: Arc<str>, value: Arc<str>, nanos: i64) {
+        self.label_run_durations
+            .entry((key, value))
+            .or_default()
+            .observe(RUN_BUCKETS, nanos);
+    }
+
+    /// Drops the label histograms that `keep` says are gone (the retention sweep).
+    pub fn retain_labels(&mut self, keep: impl Fn(&Arc<str>, &Arc<str>) -> bool) {
+        if self.label_run_durations.keys().any(|(k, v)| !keep(k, v)) {
+            self.label_run_durations.retain(|(k, v), _| keep(k, v));
         }
     }
 

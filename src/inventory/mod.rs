@@ -165,7 +165,14 @@ impl Inventory {
             .and_then(|c| c.pod_id.as_deref())
             .or_else(|| ev.attr("podId"))
             .map(Arc::from);
-        self.lifecycle.observe(ev, pod.as_ref());
+        if let Some(nanos) = self.lifecycle.observe(ev, pod.as_ref()) {
+            // Admitted already by the count above: this only reads the policy.
+            for (k, v) in labels.iter() {
+                if let Some((key, value)) = self.labels.admit(k, v) {
+                    self.lifecycle.observe_label_run(key, value, nanos);
+                }
+            }
+        }
         // The last list already shows this container as it was after this (older) event.
         if ev.nanos() < self.listed_at && known.as_ref().is_some_and(|c| c.listed) {
             return;

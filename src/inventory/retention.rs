@@ -1,7 +1,7 @@
 //! How long the counters of removed pods and label values are kept, and their removal.
 //!
 //! Owns the rule behind `--metrics.removed-retention`: a per-pod or per-label-value counter
-//! series whose pod (or label key or value) no longer exists in the inventory, and that has had
+//! or histogram series whose pod (or label key or value) no longer exists in the inventory, and that has had
 //! no event for the retention, is dropped, together with what the inventory kept for it (the
 //! pod's name, the admitted key or value, which frees its place under `--labels.max-keys` and
 //! `--labels.max-values`). Engine-level totals (`podman_events_total`, exits outside a pod) are
@@ -208,6 +208,9 @@ impl Inventory {
             .values
             .retain(|pair, _| !dropped_values.contains(pair) && !dropped_keys.contains(&pair.0));
         self.counters.label_container_events.retain(|(k, v, _), _| {
+            !dropped_keys.contains(k) && !dropped_values.contains(&(k.clone(), v.clone()))
+        });
+        self.lifecycle.retain_labels(|k, v| {
             !dropped_keys.contains(k) && !dropped_values.contains(&(k.clone(), v.clone()))
         });
         true

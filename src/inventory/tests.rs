@@ -529,6 +529,17 @@ mod retention {
         assert!(!inv.sweep(t0 + 59 * SEC));
         assert!(inv.sweep(t0 + 60 * SEC));
         assert_eq!(values(&inv), ["b", "__other__"].map(String::from).into());
+        let run_values: std::collections::BTreeSet<String> = inv
+            .lifecycle()
+            .label_run_durations
+            .keys()
+            .map(|(_, v)| v.to_string())
+            .collect();
+        assert_eq!(
+            run_values,
+            ["b", "__other__"].map(String::from).into(),
+            "the run-duration histograms by label follow the counters"
+        );
         assert_eq!(inv.label_policy().folded("app", "a"), Some(("app", OTHER)));
         // The freed place goes to the next value admitted.
         pod_life(&mut inv, "p4", "d", "c4", false);
@@ -547,6 +558,12 @@ mod retention {
         inv.apply(&ev("container", "create", "k1", attrs.clone()));
         let other = serde_json::json!({"name": "k2", "team": "y"});
         inv.apply(&ev("container", "create", "k2", other.clone()));
+        inv.apply(&ev("container", "start", "k1", attrs.clone()));
+        inv.apply(&ev("container", "died", "k1", attrs.clone()));
+        assert!(inv
+            .lifecycle()
+            .label_run_durations
+            .contains_key(&(Arc::from("team"), Arc::from("x"))));
         inv.apply(&ev("container", "remove", "k1", attrs));
         inv.apply(&ev("container", "remove", "k2", other));
         let keys = |inv: &Inventory| -> std::collections::BTreeSet<(String, String)> {
@@ -564,6 +581,7 @@ mod retention {
             "{:?}",
             keys(&inv)
         );
+        assert!(inv.lifecycle().label_run_durations.is_empty());
         assert!(!inv.label_policy().shows_key("team"));
     }
 
@@ -606,4 +624,38 @@ mod retention {
     }
 
     const OTHER: &str = super::super::labels::OTHER_VALUE;
+}
+
+/// Run durations by label: each allowlisted key and value of the container that died gets the
+/// run, exactly; values past `--labels.max-values` go to `__other__`, keys not allowlisted and
+/// runs whose start was not seen to nothing.
+#[test]
+fn run_durations_by_label_follow_the_allowlist_and_the_caps() {
+    let mut inv = Inventory::new(LabelPolicy::new(Allowlist::parse("app"), 1));
+    let at = |kind: &str, action: &str, id: &str, app: &str, secs: i64| -> Event {
+        serde_json::from_value(serde_json::json!({
+            "Type": kind, "Action": action, "timeNano": secs * 1_000_000_000,
+            "Actor": {"ID": id, "Attributes": {"name": id, "app": app, "team": "t"}}
+        }))
+        .unwrap()
+    };
+    inv.apply(&at("container", "create", "a", "web", 1));
+    inv.apply(&at("container", "create", "b", "db", 1));
+    inv.apply(&at("container", "died", "b", "db", 2));
+    for (start, died) in [(10, 12), (20, 50)] {
+        inv.apply(&at("container", "start", "a", "web", start));
+        inv.apply(&at("container", "died", "a", "web", died));
+    }
+    inv.apply(&at("container", "start", "b", "db", 100));
+    inv.apply(&at("container", "died", "b", "db", 101));
+    let by_label = &inv.lifecycle().label_run_durations;
+    let get = |v: &str| by_label.get(&(Arc::from("app"), Arc::from(v))).cloned();
+    let web = get("web").expect("app=web");
+    assert_eq!((web.count, web.sum_nanos), (2, 32_000_000_000));
+    let cumulative: Vec<u64> = web.cumulative().collect();
+    // 2 s in le 2, 30 s in le 30.
+    assert_eq!(&cumulative[..6], &[0, 0, 1, 1, 1, 2]);
+    let other = get(labels::OTHER_VALUE).expect("app=db past --labels.max-values 1");
+    assert_eq!((other.count, other.sum_nanos), (1, 1_000_000_000));
+    assert_eq!(by_label.len(), 2, "team is not allowlisted: {by_label:?}");
 }

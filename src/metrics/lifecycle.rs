@@ -1,5 +1,6 @@
 //! The lifecycle histograms: `podman_container_run_duration_seconds` and
-//! `podman_container_startup_to_healthy_seconds`, by engine and pod.
+//! `podman_container_startup_to_healthy_seconds`, by engine and pod, and
+//! `podman_label_container_run_duration_seconds` by engine and allowlisted label key and value.
 //!
 //! Owns turning each engine's histograms (keyed by pod ID inside) into series shown by pod name;
 //! histograms of pod IDs that share a name are merged, as the event counters are summed. Never
@@ -13,9 +14,13 @@ use crate::snapshot::EngineView;
 pub fn write(out: &mut Exposition, views: &[EngineView]) {
     let mut runs: FxMap<(usize, Option<&str>), Histogram> = FxMap::default();
     let mut healthy: FxMap<(usize, Option<&str>), Histogram> = FxMap::default();
+    let mut by_label: FxMap<(usize, &str, &str), Histogram> = FxMap::default();
     for (e, view) in views.iter().enumerate() {
         let inv = &view.inventory;
         let lifecycle = inv.lifecycle();
+        for ((k, v), h) in lifecycle.label_run_durations.iter() {
+            merge(by_label.entry((e, k, v)).or_default(), h);
+        }
         for (target, source) in [
             (&mut runs, &lifecycle.run_durations),
             (&mut healthy, &lifecycle.startup_to_healthy),
@@ -43,6 +48,27 @@ pub fn write(out: &mut Exposition, views: &[EngineView]) {
         HEALTHY_BUCKETS,
         healthy,
     );
+    if !by_label.is_empty() {
+        let stem = "podman_label_container_run_duration_seconds";
+        out.descriptor(
+            stem,
+            "Container runs by how long they lasted, per allowlisted label key and value.",
+            Kind::Histogram,
+        );
+        for ((e, k, v), h) in super::sorted(by_label) {
+            out.histogram(
+                stem,
+                &[
+                    ("engine", Some(&views[e].name)),
+                    ("label", Some(k)),
+                    ("value", Some(v)),
+                ],
+                RUN_BUCKETS,
+                h.sum_nanos,
+                h.cumulative(),
+            );
+        }
+    }
 }
 
 fn merge(into: &mut Histogram, h: &Histogram) {

@@ -129,6 +129,7 @@ impl Collector for Naive {
         let mut exits = Series::new();
         let mut run_durations = Histograms::new();
         let mut startup_to_healthy = Histograms::new();
+        let mut label_run_durations = Histograms::new();
         let mut by_state = Series::new();
         let mut by_pod = Series::new();
         let mut by_label = Series::new();
@@ -245,6 +246,27 @@ impl Collector for Naive {
                 &lifecycle.run_durations,
                 crate::inventory::RUN_BUCKETS,
             );
+            for ((k, val), h) in lifecycle.label_run_durations.iter() {
+                let entry = label_run_durations
+                    .entry(labels(&[
+                        ("engine", e),
+                        ("label", Some(k)),
+                        ("value", Some(val)),
+                    ]))
+                    .or_insert_with(|| {
+                        let mut b: Vec<(f64, u64)> = crate::inventory::RUN_BUCKETS
+                            .iter()
+                            .map(|n| (*n as f64 / 1e9, 0))
+                            .collect();
+                        b.push((f64::INFINITY, 0));
+                        (0.0, 0, b)
+                    });
+                entry.0 += h.sum_nanos as f64 / 1e9;
+                entry.1 += h.count;
+                for (slot, n) in entry.2.iter_mut().zip(&h.counts) {
+                    slot.1 += n;
+                }
+            }
             histograms(
                 &mut startup_to_healthy,
                 e,
@@ -409,6 +431,12 @@ impl Collector for Naive {
             "Container runs by how long they took from Podman's start event to the first healthy \
              health_status event.",
             startup_to_healthy,
+        )?;
+        emit_histograms(
+            e,
+            "podman_label_container_run_duration_seconds",
+            "Container runs by how long they lasted, per allowlisted label key and value.",
+            label_run_durations,
         )?;
         emit(
             e,

@@ -2,9 +2,10 @@
 //! client sends `Accept: text/event-stream`.
 //!
 //! Owns the feed's query (filters validated like `/containers`: 400 naming the bad parameter),
-//! `?since=` and `Last-Event-ID`, the two framings, the keep-alive comments of SSE and the final
-//! "missed" line of a reader that fell behind. Reads events from `feed::Feed` only; never calls
-//! Podman, and never buffers more for a reader than the feed's bounded channel holds.
+//! `?since=` and `Last-Event-ID`, the two framings, the keep-alives of an idle feed (an empty
+//! line in NDJSON, a comment in SSE) and the final "missed" line of a reader that fell behind.
+//! Reads events from `feed::Feed` only; never calls Podman, and never buffers more for a reader
+//! than the feed's bounded channel holds.
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -23,10 +24,6 @@ use crate::feed::{Cursor, FeedEvent, Subscription};
 
 /// The parameters `/events` accepts.
 const ALLOWED: &[&str] = &["engine", "pod", "label", "type", "action", "since"];
-
-/// How often an idle SSE stream sends a comment, so proxies keep it open and a gone client is
-/// noticed by the write that fails.
-const KEEP_ALIVE: Duration = Duration::from_secs(15);
 
 /// What a reader asked to see. Repeated `type` and `action` values are alternatives; repeated
 /// `label`s must all match, as on `/containers`.
@@ -163,6 +160,17 @@ impl Framing {
         }
     }
 
+    /// What an idle feed sends every `--events.keepalive`, so proxies keep it open and a gone
+    /// reader is noticed by the write that fails: nothing a reader could take for an event. In
+    /// NDJSON an empty line (whitespace between JSON values: `jq` and line readers that skip
+    /// blank lines pass over it), in SSE a comment (ignored by every `EventSource`).
+    fn keep_alive(self) -> Bytes {
+        match self {
+            Framing::Ndjson => Bytes::from_static(b"\n"),
+            Framing::Sse => Bytes::from_static(b": keep-alive\n\n"),
+        }
+    }
+
     /// The last thing a reader that fell `missed` events behind receives.
     fn missed(self, missed: u64) -> Bytes {
         let json = serde_json::json!({
@@ -212,6 +220,8 @@ impl Reader {
                         }
                         self.last = ev.seq;
                         if self.filters.matches(&ev) {
+                            // A feed that is not idle needs no keep-alive.
+                            self.keep_alive.reset();
                             return Some(self.framing.event(&ev));
                         }
                     }
@@ -222,9 +232,7 @@ impl Reader {
                     Err(RecvError::Closed) => return None,
                 },
                 _ = self.sub.closed.cancelled() => return None,
-                _ = self.keep_alive.tick(), if self.framing == Framing::Sse => {
-                    return Some(Bytes::from_static(b": keep-alive\n\n"));
-                }
+                _ = self.keep_alive.tick() => return Some(self.framing.keep_alive()),
             }
         }
     }
@@ -261,8 +269,8 @@ pub async fn events(
         );
     };
     let replay = std::mem::take(&mut sub.replay).into_iter();
-    let mut keep_alive =
-        tokio::time::interval_at(tokio::time::Instant::now() + KEEP_ALIVE, KEEP_ALIVE);
+    let every = app.feed.keep_alive();
+    let mut keep_alive = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
     keep_alive.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let reader = Reader {
         replay,

@@ -1,8 +1,9 @@
 //! `GET /events` against a real, private Podman: the feed read by a plain HTTP/1.1 client while
 //! containers start, die and go equals `podman events` for the same period, with pods, labels,
 //! exit codes and health resolved; `?since=` replays and then follows without a gap or a
-//! duplicate; SSE framing and filters; 400 for a bad parameter, 503 beyond the feed cap; and a
-//! reader that stops reading gets the "missed" line and its stream ends.
+//! duplicate; SSE framing and filters; 400 for a bad parameter, 503 beyond the feed cap; a quiet
+//! feed sends keep-alives; a reader that stops reading gets the "missed" line and its stream
+//! ends; and 100 slow feeds over a full 10,000-event buffer keep sealwatch's memory bounded.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -11,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+use crate::support::scripted::{container_event, ScriptedPodman, Step};
 use crate::support::{wait_until, Engine, PodmanService, Run, Sealwatch, BUSYBOX_IMAGE};
 
 const SETTLE: Duration = Duration::from_secs(30);
@@ -35,7 +37,13 @@ struct FeedConn {
     /// Decoded body bytes not yet handed out.
     pending: Vec<u8>,
     eof: bool,
+    /// When the last object (not a keep-alive) arrived: keep-alives defeat the read timeout,
+    /// so `next_json` gives up on its own after `QUIET_LIMIT` of nothing but keep-alives.
+    last_object: Instant,
 }
+
+/// How long `next_json` waits through keep-alives for an object before it fails the test.
+const QUIET_LIMIT: Duration = Duration::from_secs(60);
 
 impl FeedConn {
     /// `GET path` with `headers`; with `rcvbuf`, the socket's receive buffer is set that small
@@ -98,6 +106,7 @@ impl FeedConn {
             headers,
             pending: Vec::new(),
             eof: false,
+            last_object: Instant::now(),
         }
     }
 
@@ -153,10 +162,21 @@ impl FeedConn {
         }
     }
 
-    /// The next NDJSON object.
+    /// The next NDJSON object, skipping keep-alives (empty lines); panics after `QUIET_LIMIT`
+    /// of keep-alives only.
     fn next_json(&mut self) -> Option<Value> {
-        self.next_until(b"\n")
-            .map(|l| serde_json::from_str(&l).unwrap_or_else(|e| panic!("{l:?}: {e}")))
+        loop {
+            let line = self.next_until(b"\n")?;
+            if line.trim().is_empty() {
+                assert!(
+                    self.last_object.elapsed() < QUIET_LIMIT,
+                    "no object for {QUIET_LIMIT:?}, only keep-alives"
+                );
+                continue;
+            }
+            self.last_object = Instant::now();
+            return Some(serde_json::from_str(&line).unwrap_or_else(|e| panic!("{line:?}: {e}")));
+        }
     }
 
     /// Reads objects until one satisfies `last` (included); panics with what it read if the
@@ -499,28 +519,60 @@ fn a_reader_that_falls_behind_is_told_what_it_missed_and_ended() {
     // 4 KiB per event: the socket and hyper's queue fill after a few dozen.
     let big = "x".repeat(4 << 10);
     let began = Instant::now();
-    // Until well past what the buffers hold, and well within the 30 s write timeout.
-    for i in 0..12 {
-        if began.elapsed() > Duration::from_secs(15) {
-            break;
+    // 12 runs of 7 events each: well past what the buffers hold. Three at a time; meanwhile the
+    // reader takes one chunk (one event) every 5 s, far slower than the runs make events, but
+    // enough that its connection never trips the 30 s write timeout however slow the machine.
+    let runs = std::sync::atomic::AtomicUsize::new(0);
+    let done = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        let burst: Vec<_> = (0..3)
+            .map(|t| {
+                let (svc, big, runs) = (&svc, &big, &runs);
+                scope.spawn(move || {
+                    for i in 0.. {
+                        if runs.load(std::sync::atomic::Ordering::SeqCst) >= 12
+                            || began.elapsed() > Duration::from_secs(180)
+                        {
+                            break;
+                        }
+                        svc.podman(&[
+                            "run",
+                            "--rm",
+                            "--name",
+                            &format!("burst-{t}-{i}"),
+                            "--label",
+                            &format!("big={big}"),
+                            BUSYBOX_IMAGE,
+                            "true",
+                        ]);
+                        runs.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    }
+                })
+            })
+            .collect();
+        let (feed, done) = (&mut feed, &done);
+        scope.spawn(move || {
+            while !done.load(std::sync::atomic::Ordering::SeqCst) {
+                std::thread::sleep(Duration::from_secs(5));
+                if !feed.read_chunk() {
+                    break;
+                }
+            }
+        });
+        for b in burst {
+            b.join().unwrap();
         }
-        svc.podman(&[
-            "run",
-            "--rm",
-            "--name",
-            &format!("burst-{i}"),
-            "--label",
-            &format!("big={big}"),
-            BUSYBOX_IMAGE,
-            "true",
-        ]);
-    }
+        done.store(true, std::sync::atomic::Ordering::SeqCst);
+    });
+    let runs = runs.into_inner();
     let mut read = 0;
     let last = loop {
         match feed.next_json() {
             Some(v) if v.get("missed").is_some() => break v,
             Some(_) => read += 1,
-            None => panic!("the feed ended without a missed line after {read} events"),
+            None => {
+                panic!("the feed ended without a missed line after {read} events ({runs} runs)")
+            }
         }
     };
     let missed = last["missed"].as_u64().unwrap();
@@ -531,7 +583,7 @@ fn a_reader_that_falls_behind_is_told_what_it_missed_and_ended() {
         None,
         "the stream ends after the missed line"
     );
-    eprintln!("slow reader: read {read} events, then missed {missed}");
+    eprintln!("slow reader: {runs} runs; read {read} events, then missed {missed}");
 }
 
 /// The feed obeys `--web.config.file` like every endpoint: without valid basic-auth credentials
@@ -702,5 +754,198 @@ fn a_hundred_feeds_each_get_every_event() {
     eprintln!(
         "{FEEDS} feeds: sealwatch RSS idle {idle}, with {FEEDS} feeds open {opened}, after {} events to each {busy}",
         streams[0].len()
+    );
+}
+
+/// A quiet feed sends a keep-alive every `--events.keepalive`: an empty line in NDJSON, a
+/// `: keep-alive` comment in SSE; events still arrive between them, and the line reader that
+/// skips empty lines sees only events.
+#[test]
+fn a_quiet_feed_sends_keep_alives() {
+    let svc = PodmanService::start_with(Engine::DEFAULT);
+    let sw = start(&svc, &["--events.keepalive", "300ms"]);
+    let mut ndjson = FeedConn::open(sw.port(), "/events", &[], None);
+    let mut sse = FeedConn::open(
+        sw.port(),
+        "/events",
+        &[("Accept", "text/event-stream")],
+        None,
+    );
+    assert_eq!((ndjson.status, sse.status), (200, 200));
+    let began = Instant::now();
+    for _ in 0..3 {
+        assert_eq!(
+            ndjson.next_until(b"\n").as_deref(),
+            Some(""),
+            "an NDJSON keep-alive is an empty line"
+        );
+        assert_eq!(
+            sse.next_until(b"\n\n").as_deref(),
+            Some(": keep-alive"),
+            "an SSE keep-alive is a comment"
+        );
+    }
+    eprintln!(
+        "3 keep-alives at --events.keepalive 300ms took {:?}",
+        began.elapsed()
+    );
+    let id = svc.run(&Run::new(BUSYBOX_IMAGE).name("between").sh("exit 3"));
+    let events = ndjson.read_through(|e| e["id"] == id.as_str() && e["action"] == "died");
+    assert!(
+        events.iter().all(|e| e["seq"].is_u64()),
+        "only events: {events:#?}"
+    );
+    // The rest of the container's events (cleanup), then, quiet again, keep-alives again.
+    loop {
+        let line = ndjson.next_until(b"\n").expect("the feed stays open");
+        if line.is_empty() {
+            break;
+        }
+        let v: Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(v["id"], id.as_str(), "{line}");
+    }
+}
+
+/// sealwatch's resident memory in KiB (`VmRSS`, or `VmHWM` for the peak) from /proc.
+fn memory_kib(pid: u32, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap()
+        .lines()
+        .find(|l| l.starts_with(field))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no {field} for {pid}"))
+}
+
+/// The sum of `podman_events_total` in one scrape.
+fn events_total(sw: &Sealwatch) -> u64 {
+    sw.scrape_text("/metrics")
+        .lines()
+        .filter(|l| l.starts_with("podman_events_total{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>() as u64
+}
+
+/// Memory with a full 10,000-event buffer and 100 slow feeds: each feed asks for the whole
+/// buffer (`since=1h`) through a 4 KiB receive window, then 30,000 more events arrive while they
+/// lag. sealwatch's resident memory grows by far less than 100 copies of the buffer would take
+/// (the feeds share the events and are ended with a "missed" line instead of being buffered
+/// for), every feed ends that way, and the numbers are printed. Events come from the scripted
+/// Podman, the only way to send 40,000 events in seconds.
+#[test]
+fn a_hundred_slow_feeds_over_a_full_buffer_stay_bounded() {
+    const FEEDS: usize = 100;
+    const BUFFER: usize = 10_000;
+    const BURST: usize = 30_000;
+    let t0 = chrono::Utc::now().timestamp_nanos_opt().unwrap() - 60_000_000_000;
+    // Realistic events: a compose-sized label and a 64-character ID.
+    let line = |n: usize| {
+        let id = format!("{:064x}", n % 50 + 1);
+        let name = format!("worker-{}", n % 50);
+        let project = format!("project-{:0>120}", n % 50);
+        container_event(
+            "exec",
+            &id,
+            &name,
+            t0 + n as i64 * 1_000,
+            &[("app", project.as_str())],
+        )
+    };
+    let chunks = |range: std::ops::Range<usize>| -> Vec<Step> {
+        let lines: Vec<usize> = range.collect();
+        lines
+            .chunks(500)
+            .map(|c| Step::Chunk(c.iter().flat_map(|n| line(*n)).collect()))
+            .collect()
+    };
+    let open = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut session = chunks(0..BUFFER);
+    session.push(Step::Gate(open.clone()));
+    session.extend(chunks(BUFFER..BUFFER + BURST));
+    session.push(Step::Hold);
+    let podman = ScriptedPodman::start(vec![session]);
+    let url = format!("local={}", podman.url());
+    let sw = Sealwatch::start(&[
+        "--podman.url",
+        &url,
+        "--events.buffer",
+        &BUFFER.to_string(),
+        "--events.max-feeds",
+        &FEEDS.to_string(),
+        "--labels.allowlist",
+        "app",
+    ]);
+    sw.wait_ready(200, SETTLE);
+    wait_until("the buffer is full", SETTLE, || match events_total(&sw) {
+        n if n >= BUFFER as u64 => Ok(()),
+        n => Err(format!("{n} events")),
+    });
+    let pid = sw.pid();
+    let filled = memory_kib(pid, "VmRSS:");
+
+    let feeds: Vec<FeedConn> = (0..FEEDS)
+        .map(|_| FeedConn::open(sw.port(), "/events?since=1h", &[], Some(4096)))
+        .collect();
+    assert!(feeds.iter().all(|f| f.status == 200));
+    // Every feed has started its replay and filled its socket.
+    std::thread::sleep(Duration::from_secs(2));
+    let opened = memory_kib(pid, "VmRSS:");
+    let began = Instant::now();
+
+    open.store(true, std::sync::atomic::Ordering::SeqCst);
+    wait_until("the burst is in", SETTLE, || match events_total(&sw) {
+        n if n >= (BUFFER + BURST) as u64 => Ok(()),
+        n => Err(format!("{n} events")),
+    });
+    let burst = memory_kib(pid, "VmRSS:");
+    eprintln!("burst in after {:?}", began.elapsed());
+
+    // Now every feed reads to its end, all at once (a feed left unread for 30 s would be cut
+    // by the stalled-client timeout instead), counting lines without parsing them.
+    let readers: Vec<_> = feeds
+        .into_iter()
+        .map(|mut f| {
+            std::thread::spawn(move || {
+                let (mut read, mut missed) = (0usize, None);
+                while let Some(line) = f.next_until(b"\n") {
+                    if line.starts_with("{\"seq\"") {
+                        read += 1;
+                    } else if !line.is_empty() {
+                        let v: Value = serde_json::from_str(&line).unwrap();
+                        missed = Some(v["missed"].as_u64().unwrap_or(0));
+                    }
+                }
+                (read, missed)
+            })
+        })
+        .collect();
+    let (read, missed): (Vec<usize>, Vec<Option<u64>>) =
+        readers.into_iter().map(|r| r.join().unwrap()).unzip();
+    eprintln!("read to the end after {:?}", began.elapsed());
+    let peak = memory_kib(pid, "VmHWM:");
+    let after = memory_kib(pid, "VmRSS:");
+    assert!(
+        missed.iter().all(|m| m.is_some_and(|m| m > 0)),
+        "every feed ends with a missed line: {missed:?}; events read: {read:?}"
+    );
+    assert!(
+        read.iter().all(|n| *n == BUFFER),
+        "every feed got its replay first: {read:?}"
+    );
+    let growth_mib = peak.saturating_sub(filled) / 1024;
+    eprintln!(
+        "{FEEDS} slow feeds over --events.buffer {BUFFER} (+{BURST} events while they lag): \
+         sealwatch RSS filled {filled} KiB, {FEEDS} feeds open {opened} KiB, after the burst \
+         {burst} KiB, peak {peak} KiB, after reading to the end {after} KiB; growth to peak \
+         {growth_mib} MiB; events read per feed {}..{}, missed {}..{}",
+        read.iter().min().unwrap(),
+        read.iter().max().unwrap(),
+        missed.iter().flatten().min().unwrap(),
+        missed.iter().flatten().max().unwrap(),
+    );
+    // 100 private copies of the buffer would be about 100 x 10,000 x 600 B = 600 MB.
+    assert!(
+        growth_mib < 64,
+        "RSS grew by {growth_mib} MiB with {FEEDS} slow feeds (filled {filled} KiB, peak {peak} KiB)"
     );
 }

@@ -1,6 +1,7 @@
-//! The lifecycle histograms against a real, private Podman: `podman_container_run_duration_seconds`
-//! and `podman_container_startup_to_healthy_seconds` equal, bucket for bucket and to the
-//! nanosecond in their sums, what `podman events` says for the same containers.
+//! The lifecycle histograms against a real, private Podman: `podman_container_run_duration_seconds`,
+//! its per-label variant `podman_label_container_run_duration_seconds` and
+//! `podman_container_startup_to_healthy_seconds` equal, bucket for bucket and to the nanosecond
+//! in their sums, what `podman events` says for the same containers.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -94,8 +95,9 @@ fn event_nanos(e: &Value) -> i64 {
 }
 
 /// Runs of a crash-looping pod member, a stopped service outside a pod and a container that
-/// becomes healthy: both histograms equal the durations `podman events` gives, exactly, and the
-/// exposition passes promtool and the linter.
+/// becomes healthy: the histograms (by pod, and by label with a value folded past
+/// `--labels.max-values`) equal the durations `podman events` gives, exactly, and the exposition
+/// passes promtool and the linter.
 #[test]
 fn lifecycle_histograms_equal_the_event_log() {
     histograms_equal_the_event_log(Engine::DEFAULT);
@@ -117,7 +119,16 @@ fn lifecycle_histograms_equal_the_event_log_on_6_1() {
 fn histograms_equal_the_event_log(engine: Engine) {
     let svc = PodmanService::start_with(engine);
     let url = format!("local={}", svc.url());
-    let sw = Sealwatch::start(&["--podman.url", &url]);
+    // `app` only, one value: the crash loop's `shopfront` is admitted first (it is created
+    // first), the service's `svc` is folded into `__other__`.
+    let sw = Sealwatch::start(&[
+        "--podman.url",
+        &url,
+        "--labels.allowlist",
+        "app",
+        "--labels.max-values",
+        "1",
+    ]);
     sw.wait_ready(200, SETTLE);
     let t0 = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
 
@@ -125,6 +136,7 @@ fn histograms_equal_the_event_log(engine: Engine) {
     let crash = svc.run(
         &Run::new(BUSYBOX_IMAGE)
             .name("crash")
+            .label("app", "shopfront")
             .pod("shop")
             .sh("sleep 0.3; exit 1"),
     );
@@ -133,7 +145,12 @@ fn histograms_equal_the_event_log(engine: Engine) {
         svc.podman(&["start", "crash"]);
         svc.podman(&["wait", "crash"]);
     }
-    let service = svc.run(&Run::new(BUSYBOX_IMAGE).name("service").sleeping());
+    let service = svc.run(
+        &Run::new(BUSYBOX_IMAGE)
+            .name("service")
+            .label("app", "svc")
+            .sleeping(),
+    );
     std::thread::sleep(Duration::from_millis(1200));
     svc.podman(&["stop", "-t", "0", "service"]);
     let hc = svc.run(
@@ -200,6 +217,7 @@ fn histograms_equal_the_event_log(engine: Engine) {
 
     let stem_runs = "podman_container_run_duration_seconds";
     let stem_healthy = "podman_container_startup_to_healthy_seconds";
+    let stem_label = "podman_label_container_run_duration_seconds";
     let mut want = expected_lines(stem_runs, "engine=\"local\"", RUN_BOUNDS, &runs[&service]);
     want.extend(expected_lines(
         stem_runs,
@@ -213,11 +231,25 @@ fn histograms_equal_the_event_log(engine: Engine) {
         HEALTHY_BOUNDS,
         &healthy[&hc],
     ));
+    want.extend(expected_lines(
+        stem_label,
+        "engine=\"local\",label=\"app\",value=\"__other__\"",
+        RUN_BOUNDS,
+        &runs[&service],
+    ));
+    want.extend(expected_lines(
+        stem_label,
+        "engine=\"local\",label=\"app\",value=\"shopfront\"",
+        RUN_BOUNDS,
+        &runs[&crash],
+    ));
     let text = wait_until("the histograms equal the event log", SETTLE, || {
         let text = sw.scrape_text("/metrics");
         let got: Vec<String> = text
             .lines()
-            .filter(|l| l.starts_with(stem_runs) || l.starts_with(stem_healthy))
+            .filter(|l| {
+                l.starts_with(stem_runs) || l.starts_with(stem_healthy) || l.starts_with(stem_label)
+            })
             .map(str::to_owned)
             .collect();
         if got == want {

@@ -2,6 +2,7 @@
 //! answered with data.
 
 use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -16,8 +17,9 @@ use crate::support::{wait_until, PodmanService, Run, Sealwatch, BUSYBOX_IMAGE};
 const ALLOWLIST: &str = "app,io.podman.compose.project";
 
 /// A private Podman with two pods, labelled containers, a container that exited non-zero, a
-/// crash-looping container, an unhealthy container and one outside any pod; and a sealwatch
-/// watching it that has seen all of that.
+/// crash-looping container, an unhealthy container, a container that restarts every few seconds
+/// and turns healthy in each run (the lifecycle histograms), and one outside any pod; and a
+/// sealwatch watching it that has seen all of that.
 struct Scenario {
     svc: PodmanService,
     sw: Sealwatch,
@@ -61,6 +63,17 @@ impl Scenario {
                 .label("app", "looper")
                 .restart("always")
                 .sh("sleep 1; exit 1"),
+        );
+        // p1 too: a short-lived service with a healthcheck, restarted every 3 s; `pulse` runs
+        // its checks, so each run turns healthy (start-to-healthy and run-duration histograms
+        // that keep moving while Prometheus scrapes).
+        svc.run(
+            &busybox("ready")
+                .pod("p1")
+                .label("app", "ready")
+                .health_cmd("true")
+                .restart("always")
+                .sh("sleep 3"),
         );
         // p1 too: a memory-limited container whose `dd` the OOM killer kills every second while
         // the container keeps running (resource panels: memory use of the limit, OOM kills).
@@ -126,6 +139,16 @@ impl Scenario {
                 Ok(())
             },
         );
+    }
+
+    /// Runs the healthcheck of `ready` every 0.7 s until `stop` is set: two checks after each
+    /// start make it healthy (Podman 4.3 reports a check's status one check late), so every
+    /// run of it is one start-to-healthy observation. A check between runs fails; that is fine.
+    fn pulse(&self, stop: &AtomicBool) {
+        while !stop.load(Ordering::SeqCst) {
+            let _ = self.svc.try_podman(&["healthcheck", "run", "ready"]);
+            std::thread::sleep(Duration::from_millis(700));
+        }
     }
 
     /// Metric (sample) names in sealwatch's own /metrics output, as Prometheus stores them.
@@ -239,12 +262,18 @@ fn resolve_vars(
     vars
 }
 
-/// Polls an instant query until it returns at least one series; panics naming the panel.
+/// Polls an instant query until it returns at least one series (for a `histogram_quantile`, one
+/// that is a number: a quantile of no observations is NaN); panics naming the panel.
 fn wait_for_result(prom: &Prometheus, what: &str, expr: &str, timeout: Duration) {
     let started = Instant::now();
     wait_until(&format!("data for {what}: {expr}"), timeout, || {
-        if prom.query(expr).is_empty() {
+        let result = prom.query(expr);
+        if result.is_empty() {
             Err("empty result".to_string())
+        } else if expr.contains("histogram_quantile")
+            && result.iter().all(|s| s["value"][1] == "NaN")
+        {
+            Err(format!("only NaN: {result:?}"))
         } else {
             Ok(())
         }
@@ -263,25 +292,53 @@ fn without_zero_fallback(expr: &str) -> Option<String> {
 
 /// End to end: every metric a dashboard uses exists in the real sealwatch output, and every
 /// variable and panel query returns data from a real Prometheus scraping that sealwatch (watching
-/// a private Podman with pods, labels, a failed, a crash-looping and an unhealthy container), both
-/// with Grafana's default selection ("All") and with one concrete value of every variable.
+/// a private Podman with pods, labels, a failed, a crash-looping and an unhealthy container, and
+/// one that turns healthy in every run), both with Grafana's default selection ("All") and with
+/// one concrete value of every variable.
 #[test]
 fn every_dashboard_query_returns_data_from_real_prometheus() {
     let t0 = Instant::now();
     let sc = Scenario::start();
+    let stop = AtomicBool::new(false);
+    /// Ends the pulse also when a check panics, so the scope can join it.
+    struct StopOnDrop<'a>(&'a AtomicBool);
+    impl Drop for StopOnDrop<'_> {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::SeqCst);
+        }
+    }
+    std::thread::scope(|scope| {
+        scope.spawn(|| sc.pulse(&stop));
+        let _stop = StopOnDrop(&stop);
+        check_every_query(&sc, t0);
+    });
+    drop(sc.sw);
+    drop(sc.svc);
+}
 
-    // Metric names: dashboards vs sealwatch's real output.
-    let exported = sc.exported_metric_names();
+fn check_every_query(sc: &Scenario, t0: Instant) {
+    // Metric names: dashboards vs sealwatch's real output (the start-to-healthy histogram
+    // appears once `ready` has turned healthy under the pulse).
     let used = dashboard_metric_names();
-    let missing: Vec<String> = used
-        .iter()
-        .filter(|(n, _)| !exported.contains(*n))
-        .map(|(n, w)| format!("{n} (used by {})", w.join("; ")))
-        .collect();
-    assert!(
-        missing.is_empty(),
-        "dashboard metrics that sealwatch does not export:\n  {}\nexported: {exported:?}",
-        missing.join("\n  ")
+    wait_until(
+        "sealwatch to export every metric the dashboards use",
+        Duration::from_secs(60),
+        || {
+            let exported = sc.exported_metric_names();
+            let missing: Vec<String> = used
+                .iter()
+                .filter(|(n, _)| !exported.contains(*n))
+                .map(|(n, w)| format!("{n} (used by {})", w.join("; ")))
+                .collect();
+            if missing.is_empty() {
+                Ok(())
+            } else {
+                Err(format!(
+                    "dashboard metrics that sealwatch does not export:\n  {}\nexported: {exported:?}",
+                    missing.join("\n  ")
+                ))
+            }
+        },
     );
     eprintln!(
         "{} metric names used by dashboards all exported",
@@ -338,6 +395,4 @@ fn every_dashboard_query_returns_data_from_real_prometheus() {
         t0.elapsed()
     );
     drop(prom);
-    drop(sc.sw);
-    drop(sc.svc);
 }

@@ -23,6 +23,9 @@ pub enum Step {
     /// These bytes as chunks again and again, until the client goes away (or `ENDLESS_BOUND`
     /// bytes were sent): an endless line or body.
     Endless(Vec<u8>),
+    /// Wait (sending nothing) until the test sets this flag, then go on: a burst at a moment the
+    /// test chooses.
+    Gate(Arc<std::sync::atomic::AtomicBool>),
 }
 
 /// How much an "endless" body sends at most, so every loop in a test is bounded.
@@ -199,6 +202,11 @@ fn serve(conn: UnixStream, script: &Mutex<Script>) -> std::io::Result<()> {
                     std::thread::sleep(Duration::from_secs(3600));
                 },
                 Step::Endless(bytes) => return endless(&mut out, &bytes),
+                Step::Gate(open) => {
+                    while !open.load(std::sync::atomic::Ordering::SeqCst) {
+                        std::thread::sleep(Duration::from_millis(20));
+                    }
+                }
             }
         }
         return Ok(());
