@@ -186,6 +186,18 @@ impl FeedEvent {
     }
 }
 
+/// The first sequence number of this process: the microseconds since the epoch at start, so a
+/// restarted sealwatch numbers above the previous process (which would have had to publish more
+/// than a million events a second to overtake it) and an SSE client that reconnects to it with an
+/// old `Last-Event-ID` gets every kept event instead of skipping the new process's first ones.
+/// Below 2^53 until the year 2255, so JavaScript reads it exactly.
+fn first_seq() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(1, |d| u64::try_from(d.as_micros()).unwrap_or(1))
+        .max(1)
+}
+
 /// The ring: the newest events, oldest first, and the next sequence number.
 #[derive(Debug)]
 struct Ring {
@@ -226,6 +238,9 @@ pub enum Cursor {
 /// A reader's start: the kept events after its cursor, then the live channel.
 pub struct Subscription {
     pub replay: Vec<Arc<FeedEvent>>,
+    /// The sequence number the reader has seen up to: live events at or below it were replayed
+    /// (or, for `Cursor::After`, sent before the reconnect).
+    pub after: u64,
     pub live: broadcast::Receiver<Arc<FeedEvent>>,
     /// Holds the reader's place under `--events.max-feeds`.
     pub permit: OwnedSemaphorePermit,
@@ -241,7 +256,7 @@ impl Feed {
         Self {
             shared: Arc::new(Shared {
                 ring: Mutex::new(Ring {
-                    next_seq: 1,
+                    next_seq: first_seq(),
                     events: VecDeque::new(),
                     capacity: buffer,
                 }),
@@ -318,9 +333,22 @@ impl Feed {
                 .cloned()
                 .collect(),
         };
+        let after = match cursor {
+            // A number this process never gave out (the clock went back across a restart):
+            // the client's place is unknown, so it gets every kept event.
+            Cursor::After(seq) if seq < ring.next_seq => seq,
+            Cursor::After(_) => 0,
+            Cursor::Now | Cursor::Since(_) => ring.next_seq - 1,
+        };
+        let replay = if matches!(cursor, Cursor::After(seq) if seq >= ring.next_seq) {
+            ring.events.iter().cloned().collect()
+        } else {
+            replay
+        };
         drop(ring);
         Some(Subscription {
             replay,
+            after,
             live,
             permit,
             closed: self.shared.closed.clone(),
@@ -373,20 +401,46 @@ mod tests {
         for i in 0..5 {
             p.publish(&event("image", "pull", "x", i, &[]), None, &inv);
         }
-        let mut sub = feed.subscribe(Cursor::After(2)).unwrap();
+        let first = feed.subscribe(Cursor::Since(0)).unwrap().replay[0].seq;
+        let mut sub = feed.subscribe(Cursor::After(first + 1)).unwrap();
+        assert_eq!(sub.after, first + 1);
         for i in 5..8 {
             p.publish(&event("image", "pull", "x", i, &[]), None, &inv);
         }
-        let mut seqs: Vec<u64> = sub.replay.iter().map(|e| e.seq).collect();
+        let mut seqs: Vec<u64> = sub.replay.iter().map(|e| e.seq - first).collect();
         while let Ok(e) = sub.live.try_recv() {
-            seqs.push(e.seq);
+            seqs.push(e.seq - first);
         }
-        assert_eq!(seqs, vec![3, 4, 5, 6, 7, 8]);
+        assert_eq!(seqs, vec![2, 3, 4, 5, 6, 7]);
         let since = feed.subscribe(Cursor::Since(3)).unwrap();
         assert_eq!(
-            since.replay.iter().map(|e| e.seq).collect::<Vec<_>>(),
-            vec![4, 5, 6, 7, 8]
+            since
+                .replay
+                .iter()
+                .map(|e| e.seq - first)
+                .collect::<Vec<_>>(),
+            vec![3, 4, 5, 6, 7]
         );
+    }
+
+    /// Numbers start above any earlier process's (from the start time), and a `Last-Event-ID`
+    /// this process never gave out (a clock that went back across a restart) replays every kept
+    /// event rather than skipping the new process's first ones.
+    #[test]
+    fn a_last_event_id_from_an_earlier_process_replays_everything_kept() {
+        let before = first_seq();
+        let feed = Feed::new(100, 4, CancellationToken::new());
+        let p = feed.publisher(Arc::from("a"));
+        let inv = inventory();
+        for i in 0..3 {
+            p.publish(&event("image", "pull", "x", i, &[]), None, &inv);
+        }
+        let kept = feed.subscribe(Cursor::Since(0)).unwrap();
+        assert!(kept.replay[0].seq >= before, "numbered from the start time");
+        let ahead = kept.replay[2].seq + 1_000_000;
+        let sub = feed.subscribe(Cursor::After(ahead)).unwrap();
+        assert_eq!(sub.after, 0);
+        assert_eq!(sub.replay.len(), 3);
     }
 
     /// The ring keeps the newest `buffer` events; a reader that falls behind is told by how much.

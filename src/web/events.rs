@@ -269,6 +269,7 @@ pub async fn events(
         );
     };
     let replay = std::mem::take(&mut sub.replay).into_iter();
+    let after = sub.after;
     let every = app.feed.keep_alive();
     let mut keep_alive = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
     keep_alive.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -277,10 +278,7 @@ pub async fn events(
         sub,
         filters,
         framing,
-        last: match cursor {
-            Cursor::After(seq) => seq,
-            Cursor::Now | Cursor::Since(_) => 0,
-        },
+        last: after,
         done: false,
         keep_alive,
     };

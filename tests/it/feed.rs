@@ -506,6 +506,78 @@ fn sse_filters_bad_parameters_and_the_cap() {
     });
 }
 
+/// An SSE client that reconnects with `Last-Event-ID` resumes right after the last event it saw
+/// (nothing skipped, nothing twice), and one that reconnects to a restarted sealwatch with the
+/// old process's number receives the new process's kept events instead of silently losing them.
+#[test]
+fn last_event_id_resumes_even_across_a_sealwatch_restart() {
+    let svc = PodmanService::start_with(Engine::DEFAULT);
+    let sw = start(&svc, &[]);
+    let sse_frame = |feed: &mut FeedConn| -> (u64, Value) {
+        let frame = feed.next_until(b"\n\n").expect("an SSE frame");
+        let mut id = None;
+        let mut data = None;
+        for line in frame.lines() {
+            if let Some(v) = line.strip_prefix("id: ") {
+                id = Some(v.parse::<u64>().unwrap());
+            } else if let Some(v) = line.strip_prefix("data: ") {
+                data = Some(serde_json::from_str::<Value>(v).unwrap());
+            }
+        }
+        (id.unwrap(), data.unwrap())
+    };
+    let sse = [("Accept", "text/event-stream")];
+    let mut feed = FeedConn::open(sw.port(), "/events?action=died", &sse, None);
+    let first = svc.run(&Run::new(BUSYBOX_IMAGE).name("first").sh("exit 1"));
+    let (seen, v) = sse_frame(&mut feed);
+    assert_eq!(v["id"], first.as_str());
+    drop(feed);
+    // While the client is away.
+    let second = svc.run(&Run::new(BUSYBOX_IMAGE).name("second").sh("exit 2"));
+    svc.podman(&["wait", "second"]);
+    wait_until("sealwatch saw the second death", SETTLE, || {
+        let (status, body) = sw.get("/containers/second");
+        let v: Value = serde_json::from_str(&body).unwrap_or_default();
+        if status == 200 && v["exit_code"] == 2 {
+            Ok(())
+        } else {
+            Err(format!("{status} {body}"))
+        }
+    });
+    let last = seen.to_string();
+    let resume = [
+        ("Accept", "text/event-stream"),
+        ("Last-Event-ID", last.as_str()),
+    ];
+    let mut feed = FeedConn::open(sw.port(), "/events?action=died", &resume, None);
+    let (id, v) = sse_frame(&mut feed);
+    assert_eq!(
+        v["id"],
+        second.as_str(),
+        "the next death after {seen}, not the first again"
+    );
+    assert!(id > seen);
+    drop(feed);
+
+    // sealwatch restarts; the client comes back with the old process's last number.
+    drop(sw);
+    let sw = start(&svc, &[]);
+    let third = svc.run(&Run::new(BUSYBOX_IMAGE).name("third").sh("exit 3"));
+    svc.podman(&["wait", "third"]);
+    let old = id.to_string();
+    let resume = [
+        ("Accept", "text/event-stream"),
+        ("Last-Event-ID", old.as_str()),
+    ];
+    let mut feed = FeedConn::open(sw.port(), "/events?action=died", &resume, None);
+    let (new_id, v) = sse_frame(&mut feed);
+    assert_eq!(v["id"], third.as_str(), "the new process's kept death");
+    assert!(
+        new_id > id,
+        "the new process numbers above the old: {new_id} > {id}"
+    );
+}
+
 /// A reader that stops reading while events pour in holds no more than the buffer: once it
 /// reads again it gets the events that fit, then one line saying how many it missed, and the
 /// stream ends.
