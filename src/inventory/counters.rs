@@ -273,7 +273,10 @@ mod tests {
             }
         }
         assert_eq!(big.len(), 200);
-        assert_eq!(big.values().sum::<u64>(), (0..200u64).map(|i| i % 3 + 1).sum::<u64>());
+        assert_eq!(
+            big.values().sum::<u64>(),
+            (0..200u64).map(|i| i % 3 + 1).sum::<u64>()
+        );
         big.retain(|(_, code), _| code.len() == 2);
         assert_eq!(big.len(), 90);
         assert_eq!(big.get(&(None, Arc::from("42"))), Some(&1));

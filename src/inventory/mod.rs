@@ -249,31 +249,19 @@ impl Inventory {
             }
             // Podman 5 and 6 show a container that died as `stopped` until its cleanup, then
             // `exited`; a list taken in between must not leave it `stopped`.
-            "cleanup" => {
-                if self
-                    .containers
-                    .get(id)
-                    .is_some_and(|c| c.state == "stopped")
-                {
-                    self.update(id, |c| c.state = word("exited"));
-                }
-            }
+            "cleanup" => self.update_if(id, |c| c.state == "stopped", |c| c.state = word("exited")),
             "rename" => {
                 if let Some(name) = ev.attr("name") {
-                    if self.containers.get(id).is_some_and(|c| c.name != name) {
-                        self.update(id, |c| c.name = SharedStr::from(name));
-                    }
+                    self.update_if(id, |c| c.name != name, |c| c.name = SharedStr::from(name));
                 }
             }
             "health_status" => {
                 if let Some(h) = ev.health_status.as_deref().filter(|h| !h.is_empty()) {
-                    if self
-                        .containers
-                        .get(id)
-                        .is_some_and(|c| c.health.as_deref() != Some(h))
-                    {
-                        self.update(id, |c| c.health = Some(word(h)));
-                    }
+                    self.update_if(
+                        id,
+                        |c| c.health.as_deref() != Some(h),
+                        |c| c.health = Some(word(h)),
+                    );
                 }
             }
             "remove" if self.containers.contains_key(id) => {
@@ -369,10 +357,20 @@ impl Inventory {
 
     /// Changes a known container; unknown IDs are left alone (a `died` for a container the list
     /// did not show is one already removed).
-    /// Looks first: a write to a map a published snapshot shares copies the nodes on the key's
-    /// path even when the key is absent.
     fn update(&mut self, id: &str, change: impl FnOnce(&mut Container)) {
-        if !self.containers.contains_key(id) {
+        self.update_if(id, |_| true, change);
+    }
+
+    /// `update`, only if `needed` says the change would move something. Looks first: a write to
+    /// a map a published snapshot shares copies the nodes on the key's path (even when the key
+    /// is absent), and `make_mut` copies the record.
+    fn update_if(
+        &mut self,
+        id: &str,
+        needed: impl FnOnce(&Container) -> bool,
+        change: impl FnOnce(&mut Container),
+    ) {
+        if !self.containers.get(id).is_some_and(|c| needed(c)) {
             return;
         }
         if let Some(c) = self.containers.get_mut(id) {
