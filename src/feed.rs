@@ -124,7 +124,7 @@ impl FeedEvent {
         let pod_id: Option<String> = match ev.kind.as_str() {
             "pod" => Some(id.clone()).filter(|i| !i.is_empty()),
             "container" => known
-                .and_then(|c| c.pod_id.clone())
+                .and_then(|c| c.pod_id.as_deref().map(str::to_owned))
                 .or_else(|| ev.attr("podId").map(str::to_owned)),
             _ => None,
         };
@@ -166,11 +166,11 @@ impl FeedEvent {
             name: ev
                 .attr("name")
                 .map(str::to_owned)
-                .or_else(|| known.map(|c| c.name.clone())),
+                .or_else(|| known.map(|c| c.name.to_string())),
             image: ev
                 .attr("image")
                 .map(str::to_owned)
-                .or_else(|| known.map(|c| c.image.clone()).filter(|i| !i.is_empty())),
+                .or_else(|| known.map(|c| c.image.to_string()).filter(|i| !i.is_empty())),
             id,
             pod_id,
             pod_name,

@@ -39,7 +39,7 @@ mod web;
 mod webconfig;
 
 pub use feed::{Feed, FeedPublisher};
-pub use inventory::{Allowlist, Inventory, LabelPolicy};
+pub use inventory::{Allowlist, CounterMap, Inventory, LabelPolicy, SharedStr};
 pub use metrics::{
     register_instrument_families, register_instruments, InstrumentFamilies, Metrics,
 };

@@ -12,6 +12,12 @@ use std::sync::Arc;
 /// key and value) for every key past `--labels.max-keys`.
 pub const OTHER_VALUE: &str = "__other__";
 
+/// `OTHER_VALUE`, shared: folding a value allocates nothing.
+fn other_value() -> Arc<str> {
+    static OTHER: std::sync::OnceLock<Arc<str>> = std::sync::OnceLock::new();
+    OTHER.get_or_init(|| Arc::from(OTHER_VALUE)).clone()
+}
+
 /// The default of `--labels.max-keys`: far above what compose and systemd labelling use, low
 /// enough that `--labels.allowlist '*'` over hostile labels stays bounded.
 pub const DEFAULT_MAX_KEYS: usize = 256;
@@ -68,8 +74,12 @@ pub struct LabelPolicy {
     allowlist: Allowlist,
     max_values: usize,
     max_keys: usize,
-    admitted: imbl::HashMap<Arc<str>, imbl::HashSet<Arc<str>>>,
+    admitted: super::FxMap<Arc<str>, AdmittedValues>,
 }
+
+/// One key's admitted values, as a map so that `admit` can hand out the value as held (a
+/// reference count) instead of a new string per event.
+pub(super) type AdmittedValues = super::FxMap<Arc<str>, ()>;
 
 impl LabelPolicy {
     /// A policy with `max_values` values per key and the default cap on keys.
@@ -78,7 +88,7 @@ impl LabelPolicy {
             allowlist,
             max_values,
             max_keys: DEFAULT_MAX_KEYS,
-            admitted: imbl::HashMap::new(),
+            admitted: super::FxMap::default(),
         }
     }
 
@@ -100,29 +110,31 @@ impl LabelPolicy {
         if !self.allowlist.allows(key) {
             return None;
         }
-        // The steady state (an admitted value of an admitted key) only reads: the key as held,
-        // no write that would copy map nodes a published snapshot shares.
-        if let Some((held, values)) = self.admitted.get_key_value(key) {
-            if values.contains(value) {
-                return Some((held.clone(), Arc::from(value)));
+        // The steady state (an admitted value of an admitted key, or a value past the cap)
+        // only reads: key and value as held, no write that would copy map nodes a published
+        // snapshot shares, no new string.
+        match self.admitted.get_key_value(key) {
+            Some((held, values)) => {
+                if let Some((held_value, ())) = values.get_key_value(value) {
+                    return Some((held.clone(), held_value.clone()));
+                }
+                if values.len() >= self.max_values {
+                    return Some((held.clone(), other_value()));
+                }
             }
-        }
-        let other = || Some((Arc::from(OTHER_VALUE), Arc::from(OTHER_VALUE)));
-        let (max_values, room_for_key) = (self.max_values, self.admitted.len() < self.max_keys);
-        if !room_for_key && !self.admitted.contains_key(key) {
-            return other();
+            None if self.admitted.len() >= self.max_keys => {
+                return Some((other_value(), other_value()));
+            }
+            None => {}
         }
         let key: Arc<str> = Arc::from(key);
         let values = self.admitted.entry(key.clone()).or_default();
-        if values.contains(value) {
-            return Some((key, Arc::from(value)));
+        if values.len() >= self.max_values {
+            return Some((key, other_value()));
         }
-        if values.len() < max_values {
-            let v: Arc<str> = Arc::from(value);
-            values.insert(v.clone());
-            return Some((key, v));
-        }
-        Some((key, Arc::from(OTHER_VALUE)))
+        let v: Arc<str> = Arc::from(value);
+        values.insert(v.clone(), ());
+        Some((key, v))
     }
 
     /// Whether `key` is shown as a label: allowlisted and admitted under `--labels.max-keys`
@@ -139,14 +151,14 @@ impl LabelPolicy {
             return None;
         }
         Some(match self.admitted.get(key) {
-            Some(values) if values.contains(value) => (key, value),
+            Some(values) if values.contains_key(value) => (key, value),
             Some(_) => (key, OTHER_VALUE),
             None => (OTHER_VALUE, OTHER_VALUE),
         })
     }
 
     /// Every admitted key with its admitted values (for the retention sweep).
-    pub(super) fn admitted(&self) -> &imbl::HashMap<Arc<str>, imbl::HashSet<Arc<str>>> {
+    pub(super) fn admitted(&self) -> &super::FxMap<Arc<str>, AdmittedValues> {
         &self.admitted
     }
 
@@ -192,6 +204,21 @@ mod tests {
         assert_eq!(p.folded("k", "b"), Some(("k", "b")));
         assert_eq!(p.folded("k", "c"), Some(("k", OTHER_VALUE)));
         assert_eq!(p.folded("x", "c"), None);
+    }
+
+    /// An admitted value is handed out as held (no new string per event), and a key with no
+    /// room for values at all folds every value without admitting it.
+    #[test]
+    fn admitted_values_are_shared_and_a_zero_cap_admits_none() {
+        let mut p = LabelPolicy::new(Allowlist::parse("k"), 1);
+        let (k1, v1) = p.admit("k", "a").unwrap();
+        let (k2, v2) = p.admit("k", "a").unwrap();
+        assert!(Arc::ptr_eq(&k1, &k2) && Arc::ptr_eq(&v1, &v2));
+        let mut none = LabelPolicy::new(Allowlist::parse("k"), 0);
+        let (k, v) = none.admit("k", "a").unwrap();
+        assert_eq!((&*k, &*v), ("k", OTHER_VALUE));
+        assert!(none.shows_key("k"));
+        assert_eq!(none.folded("k", "a"), Some(("k", OTHER_VALUE)));
     }
 
     /// Keys past `--labels.max-keys` are counted as `label="__other__", value="__other__"` and

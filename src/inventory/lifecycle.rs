@@ -99,12 +99,15 @@ struct Run {
 /// label key and value, and the runs in progress.
 #[derive(Debug, Clone, Default)]
 pub struct Lifecycle {
-    pub run_durations: imbl::HashMap<Option<Arc<str>>, Histogram>,
-    pub startup_to_healthy: imbl::HashMap<Option<Arc<str>>, Histogram>,
+    /// Each histogram behind its own `Arc`: the first observation after a snapshot was
+    /// published copies the map node holding it, and that copy then bumps reference counts
+    /// instead of copying every histogram's buckets in the node.
+    pub run_durations: imbl::HashMap<Option<Arc<str>>, Arc<Histogram>>,
+    pub startup_to_healthy: imbl::HashMap<Option<Arc<str>>, Arc<Histogram>>,
     /// `podman_label_container_run_duration_seconds{label, value}`: keys and values as
     /// `LabelPolicy::admit` named them (`__other__` past the caps).
-    pub label_run_durations: imbl::HashMap<(Arc<str>, Arc<str>), Histogram>,
-    runs: imbl::HashMap<Arc<str>, Run>,
+    pub label_run_durations: imbl::HashMap<(Arc<str>, Arc<str>), Arc<Histogram>>,
+    runs: super::FxMap<Arc<str>, Run>,
 }
 
 impl Lifecycle {
@@ -114,40 +117,52 @@ impl Lifecycle {
     /// sealwatch started, beyond the replay) is not observed. Returns the run duration observed
     /// (nanoseconds), for the caller to observe it by label too (`observe_label_run`).
     pub fn observe(&mut self, ev: &Event, pod: Option<&Arc<str>>) -> Option<i64> {
+        self.observe_held(ev, None, pod)
+    }
+
+    /// `observe`, with the event's container ID as the inventory holds it (if it does), so that
+    /// a run is keyed without a new string.
+    pub fn observe_held(
+        &mut self,
+        ev: &Event,
+        held_id: Option<&Arc<str>>,
+        pod: Option<&Arc<str>>,
+    ) -> Option<i64> {
         let id = ev.actor.id.as_str();
         let t = ev.nanos();
         match ev.action.as_str() {
             "start" => {
                 self.runs.insert(
-                    Arc::from(id),
+                    held_id.cloned().unwrap_or_else(|| Arc::from(id)),
                     Run {
                         started: t,
                         healthy: false,
                     },
                 );
             }
-            "died" => {
+            // A write to a map a published snapshot shares copies the nodes on the key's path,
+            // even when the key is absent: look before writing.
+            "died" if self.runs.contains_key(id) => {
                 if let Some(run) = self.runs.remove(id).filter(|r| r.started <= t) {
-                    self.run_durations
-                        .entry(pod.cloned())
-                        .or_default()
+                    Arc::make_mut(self.run_durations.entry(pod.cloned()).or_default())
                         .observe(RUN_BUCKETS, t - run.started);
                     return Some(t - run.started);
                 }
             }
-            "health_status" if ev.health_status.as_deref() == Some("healthy") => {
+            "health_status"
+                if ev.health_status.as_deref() == Some("healthy")
+                    && self.runs.get(id).is_some_and(|r| !r.healthy) =>
+            {
                 if let Some(run) = self.runs.get_mut(id).filter(|r| !r.healthy) {
                     run.healthy = true;
                     if run.started <= t {
                         let since = t - run.started;
-                        self.startup_to_healthy
-                            .entry(pod.cloned())
-                            .or_default()
+                        Arc::make_mut(self.startup_to_healthy.entry(pod.cloned()).or_default())
                             .observe(HEALTHY_BUCKETS, since);
                     }
                 }
             }
-            "remove" => {
+            "remove" if self.runs.contains_key(id) => {
                 self.runs.remove(id);
             }
             _ => {}
@@ -158,9 +173,7 @@ impl Lifecycle {
     /// Observes one run duration under an admitted label key and value (as `LabelPolicy::admit`
     /// named them).
     pub fn observe_label_run(&mut self, key: Arc<str>, value: Arc<str>, nanos: i64) {
-        self.label_run_durations
-            .entry((key, value))
-            .or_default()
+        Arc::make_mut(self.label_run_durations.entry((key, value)).or_default())
             .observe(RUN_BUCKETS, nanos);
     }
 

@@ -8,7 +8,8 @@
 
 use std::sync::Arc;
 
-use super::{Container, Inventory, Pod};
+use super::model::word;
+use super::{Container, Inventory, Pod, SharedStr};
 use crate::podman::wire::{ListContainer, ListPod};
 
 impl Inventory {
@@ -20,7 +21,7 @@ impl Inventory {
         self.listed_at = listed_at;
         // An empty list says nothing about the Podman; `set_podman_version` decides too.
         self.podman_counts_restarts |= containers.iter().any(|c| c.restarts.is_some());
-        let mut fresh = imbl::HashMap::new();
+        let mut fresh = super::FxMap::default();
         for lc in containers {
             let old = self.containers.get(lc.id.as_str());
             let (restarts, awaiting_restart) =
@@ -33,11 +34,11 @@ impl Inventory {
             for (k, v) in c.labels.iter() {
                 self.labels.admit(k, v);
             }
-            fresh.insert(Arc::from(c.id.as_str()), Arc::new(c));
+            fresh.insert(c.id.as_arc().clone(), Arc::new(c));
         }
         self.containers = fresh;
 
-        let mut fresh_pods = imbl::HashMap::new();
+        let mut fresh_pods = super::FxMap::default();
         for lp in pods {
             self.pod_names
                 .insert(Arc::from(lp.id.as_str()), Arc::from(lp.name.as_str()));
@@ -105,19 +106,19 @@ fn container_from_list(lc: ListContainer, restarts: u64, awaiting_restart: bool)
     let exited_at = list_time(lc.exited_at);
     let has_exited = matches!(lc.state.as_str(), "exited" | "stopped");
     Container {
-        name: lc.names.into_iter().next().unwrap_or_default(),
-        image: lc.image,
+        name: lc.names.into_iter().next().unwrap_or_default().into(),
+        image: lc.image.into(),
         pid: u32::try_from(lc.pid).ok().filter(|p| *p > 0),
-        pod_id: Some(lc.pod).filter(|p| !p.is_empty()),
+        pod_id: Some(lc.pod).filter(|p| !p.is_empty()).map(SharedStr::from),
         infra: lc.is_infra,
         labels: Arc::new(lc.labels),
         created_at: parse_created(&lc.created),
         started_at: list_time(lc.started_at),
         exited_at,
         exit_code: has_exited.then_some(lc.exit_code),
-        health: Some(lc.status).filter(|s| !s.is_empty()),
-        state: lc.state,
-        id: lc.id,
+        health: Some(lc.status).filter(|s| !s.is_empty()).map(|h| word(&h)),
+        state: word(&lc.state),
+        id: lc.id.into(),
         restarts: lc.restarts.unwrap_or(restarts),
         awaiting_restart,
         listed: true,

@@ -21,27 +21,37 @@ mod retention;
 use std::sync::Arc;
 
 use crate::podman::wire::{Event, ExitCodeAttr, RESERVED_ATTRIBUTES};
+pub use counters::CounterMap;
 pub use counters::Counters;
-use counters::{action_label, bump, type_label};
+use counters::{action_label, type_label};
 pub use labels::{Allowlist, LabelPolicy, DEFAULT_MAX_KEYS};
 pub use lifecycle::{Histogram, Lifecycle, HEALTHY_BUCKETS, RUN_BUCKETS};
 pub use model::short_id;
-pub use model::{Container, Labels, Pod, PROJECT_LABELS};
+use model::word;
+pub use model::{Container, Labels, Pod, SharedStr, PROJECT_LABELS};
 use objects::Objects;
 pub use objects::{Components, Image};
 pub use pods::{PodIndex, PodMembers, PodState};
 use retention::GoneSince;
 pub use retention::DEFAULT_REMOVED_RETENTION;
 
+/// The persistent map of the inventory's own records and indexes. Keys are Podman's IDs (random,
+/// not chosen by whoever creates a container) and label keys and values (capped by
+/// `--labels.max-keys` and `--labels.max-values`), so SipHash's flood resistance buys nothing
+/// for the ten or so lookups each event makes; FxHash is several times cheaper on a 64-character
+/// ID.
+pub(crate) type FxMap<K, V> =
+    imbl::GenericHashMap<K, V, rustc_hash::FxBuildHasher, imbl::shared_ptr::DefaultSharedPtr>;
+
 #[derive(Debug, Clone)]
 pub struct Inventory {
     /// Keys are `Arc<str>`: a change after a snapshot copies the touched tree nodes, and with
     /// shared keys that copy is pointer bumps instead of string allocations.
-    containers: imbl::HashMap<Arc<str>, Arc<Container>>,
-    pods: imbl::HashMap<Arc<str>, Arc<Pod>>,
+    containers: FxMap<Arc<str>, Arc<Container>>,
+    pods: FxMap<Arc<str>, Arc<Pod>>,
     /// Pod ID to name, kept after the pod is gone: counters are keyed by pod ID and still need
     /// their `pod` label (until the retention sweep drops them).
-    pod_names: imbl::HashMap<Arc<str>, Arc<str>>,
+    pod_names: FxMap<Arc<str>, Arc<str>>,
     counters: Counters,
     /// Run durations and startup-to-healthy times (`lifecycle`), counted like `counters`.
     lifecycle: Lifecycle,
@@ -66,9 +76,9 @@ pub struct Inventory {
 impl Inventory {
     pub fn new(labels: LabelPolicy) -> Self {
         Self {
-            containers: imbl::HashMap::new(),
-            pods: imbl::HashMap::new(),
-            pod_names: imbl::HashMap::new(),
+            containers: FxMap::default(),
+            pods: FxMap::default(),
+            pod_names: FxMap::default(),
             counters: Counters::default(),
             lifecycle: Lifecycle::default(),
             labels,
@@ -143,7 +153,7 @@ impl Inventory {
     /// applying events that a list already reflects converges to the same state.
     pub fn apply(&mut self, ev: &Event) {
         let action = action_label(&ev.action);
-        bump(&mut self.counters.events, (type_label(&ev.kind), action));
+        self.counters.events.bump((type_label(&ev.kind), action));
         match ev.kind.as_str() {
             "container" => self.apply_container(ev, action),
             "pod" => self.apply_pod(ev),
@@ -160,12 +170,12 @@ impl Inventory {
         let known = self.containers.get(id).cloned();
         let labels = self.count_container_event(ev, action, known.as_deref());
         // Timed like counted: also for events older than the last list.
-        let pod: Option<Arc<str>> = known
-            .as_ref()
-            .and_then(|c| c.pod_id.as_deref())
-            .or_else(|| ev.attr("podId"))
-            .map(Arc::from);
-        if let Some(nanos) = self.lifecycle.observe(ev, pod.as_ref()) {
+        let pod: Option<Arc<str>> = match known.as_ref().and_then(|c| c.pod_id.as_ref()) {
+            Some(p) => Some(p.as_arc().clone()),
+            None => ev.attr("podId").map(|p| self.held_pod_id(p)),
+        };
+        let held_id = known.as_ref().map(|c| c.id.as_arc());
+        if let Some(nanos) = self.lifecycle.observe_held(ev, held_id, pod.as_ref()) {
             // Admitted already by the count above: this only reads the policy.
             for (k, v) in labels.iter() {
                 if let Some((key, value)) = self.labels.admit(k, v) {
@@ -187,37 +197,57 @@ impl Inventory {
             }
             // Podman never initialises a running or paused container: such an `init` is one
             // the list already reflects (replayed after a resync), and must not lose the pid.
-            "init" => self.upsert(ev, labels, "initialized", |c| {
-                if !matches!(c.state.as_str(), "running" | "paused") {
-                    c.state = "initialized".into();
-                }
-            }),
-            "start" => self.upsert(ev, labels, "running", move |c| {
-                if c.state != "running" {
-                    c.pid = None;
-                }
-                c.state = "running".into();
-                c.started_at = Some(t);
-                // Podman resets the exit code on start; it is only meaningful while exited.
-                c.exit_code = None;
-                // ...and the health of a container with a healthcheck, without an event.
-                if c.health.is_some() {
-                    c.health = Some("starting".into());
-                }
-                if c.awaiting_restart && !counts_restarts {
-                    c.restarts += 1;
-                }
-                c.awaiting_restart = false;
-            }),
-            "pause" => self.upsert(ev, labels, "paused", |c| c.state = "paused".into()),
-            "unpause" => self.upsert(ev, labels, "running", |c| c.state = "running".into()),
+            "init" => self.upsert(
+                ev,
+                labels,
+                "initialized",
+                |c| !matches!(c.state.as_str(), "running" | "paused" | "initialized"),
+                |c| c.state = word("initialized"),
+            ),
+            "start" => self.upsert(
+                ev,
+                labels,
+                "running",
+                |_| true,
+                move |c| {
+                    if c.state != "running" {
+                        c.pid = None;
+                        c.state = word("running");
+                    }
+                    c.started_at = Some(t);
+                    // Podman resets the exit code on start; it is only meaningful while exited.
+                    c.exit_code = None;
+                    // ...and the health of a container with a healthcheck, without an event.
+                    if c.health.is_some() {
+                        c.health = Some(word("starting"));
+                    }
+                    if c.awaiting_restart && !counts_restarts {
+                        c.restarts += 1;
+                    }
+                    c.awaiting_restart = false;
+                },
+            ),
+            "pause" => self.upsert(
+                ev,
+                labels,
+                "paused",
+                |c| c.state != "paused",
+                |c| c.state = word("paused"),
+            ),
+            "unpause" => self.upsert(
+                ev,
+                labels,
+                "running",
+                |c| c.state != "running",
+                |c| c.state = word("running"),
+            ),
             "died" => {
                 let code = match ev.exit_code() {
                     ExitCodeAttr::Code(c) => Some(i64::from(c)),
                     ExitCodeAttr::Absent | ExitCodeAttr::Unparsable => None,
                 };
                 self.update(id, |c| {
-                    c.state = "exited".into();
+                    c.state = word("exited");
                     c.pid = None;
                     c.exited_at = Some(t);
                     c.exit_code = code;
@@ -226,22 +256,22 @@ impl Inventory {
             }
             // Podman 5 and 6 show a container that died as `stopped` until its cleanup, then
             // `exited`; a list taken in between must not leave it `stopped`.
-            "cleanup" => self.update(id, |c| {
-                if c.state == "stopped" {
-                    c.state = "exited".into();
-                }
-            }),
+            "cleanup" => self.update_if(id, |c| c.state == "stopped", |c| c.state = word("exited")),
             "rename" => {
                 if let Some(name) = ev.attr("name") {
-                    self.update(id, |c| c.name = name.to_owned());
+                    self.update_if(id, |c| c.name != name, |c| c.name = SharedStr::from(name));
                 }
             }
             "health_status" => {
                 if let Some(h) = ev.health_status.as_deref().filter(|h| !h.is_empty()) {
-                    self.update(id, |c| c.health = Some(h.to_owned()));
+                    self.update_if(
+                        id,
+                        |c| c.health.as_deref() != Some(h),
+                        |c| c.health = Some(word(h)),
+                    );
                 }
             }
-            "remove" => {
+            "remove" if self.containers.contains_key(id) => {
                 self.containers.remove(id);
             }
             _ => {}
@@ -258,53 +288,58 @@ impl Inventory {
         known: Option<&Container>,
     ) -> Labels {
         // The pod's ID as the inventory already holds it, if it does: no allocation per event.
-        let pod_id: Option<Arc<str>> = known
-            .and_then(|c| c.pod_id.as_deref())
-            .or_else(|| ev.attr("podId"))
-            .map(|p| match self.pod_names.get_key_value(p) {
-                Some((held, _)) => held.clone(),
-                None => Arc::from(p),
-            });
+        let pod_id: Option<Arc<str>> = match known.and_then(|c| c.pod_id.as_ref()) {
+            Some(p) => Some(p.as_arc().clone()),
+            None => ev.attr("podId").map(|p| self.held_pod_id(p)),
+        };
         let labels = known
             .map(|c| c.labels.clone())
             .unwrap_or_else(|| labels_from_attributes(ev));
         if let Some(pod) = &pod_id {
             self.gone.pod_seen(pod);
-            bump(
-                &mut self.counters.pod_container_events,
-                (pod.clone(), action),
-            );
+            self.counters
+                .pod_container_events
+                .bump((pod.clone(), action));
         }
         for (k, v) in labels.iter() {
             if let Some((key, value)) = self.labels.admit(k, v) {
                 self.gone.label_seen(&key, &value);
-                bump(
-                    &mut self.counters.label_container_events,
-                    (key, value, action),
-                );
+                self.counters
+                    .label_container_events
+                    .bump((key, value, action));
             }
         }
         if ev.action == "died" {
             // An unparsable code is counted as `unknown` here and by the watcher's
             // `sealwatch_event_unparsable_exit_codes`; it never becomes a label value.
             let code = exit_code_label(ev.exit_code());
-            bump(&mut self.counters.container_exits, (pod_id, code));
+            self.counters.container_exits.bump((pod_id, code));
         }
         labels
     }
 
+    /// A pod ID as the inventory already holds it, if it does: no allocation per event.
+    fn held_pod_id(&self, pod_id: &str) -> Arc<str> {
+        match self.pod_names.get_key_value(pod_id) {
+            Some((held, _)) => held.clone(),
+            None => Arc::from(pod_id),
+        }
+    }
+
     fn container_from_event(&self, ev: &Event, labels: Labels, state: &str) -> Container {
-        let pod_id = ev.attr("podId").map(str::to_owned);
+        let pod_id = ev
+            .attr("podId")
+            .map(|p| SharedStr::from(self.held_pod_id(p)));
         // Podman creates a pod's infra container before it emits the pod's `create`: a
         // container created into a pod we do not know yet is that pod's infra container.
         let infra = pod_id
             .as_deref()
             .is_some_and(|p| !self.pods.contains_key(p));
         Container {
-            id: ev.actor.id.clone(),
-            name: ev.attr("name").unwrap_or_default().to_owned(),
-            image: ev.attr("image").unwrap_or_default().to_owned(),
-            state: state.to_owned(),
+            id: SharedStr::from(ev.actor.id.as_str()),
+            name: SharedStr::from(ev.attr("name").unwrap_or_default()),
+            image: SharedStr::from(ev.attr("image").unwrap_or_default()),
+            state: word(state),
             pid: None,
             pod_id,
             infra,
@@ -324,32 +359,54 @@ impl Inventory {
         for (k, v) in c.labels.iter() {
             self.labels.admit(k, v);
         }
-        self.containers
-            .insert(Arc::from(c.id.as_str()), Arc::new(c));
+        self.containers.insert(c.id.as_arc().clone(), Arc::new(c));
     }
 
     /// Changes a known container; unknown IDs are left alone (a `died` for a container the list
     /// did not show is one already removed).
     fn update(&mut self, id: &str, change: impl FnOnce(&mut Container)) {
+        self.update_if(id, |_| true, change);
+    }
+
+    /// `update`, only if `needed` says the change would move something. Looks first: a write to
+    /// a map a published snapshot shares copies the nodes on the key's path (even when the key
+    /// is absent), and `make_mut` copies the record.
+    fn update_if(
+        &mut self,
+        id: &str,
+        needed: impl FnOnce(&Container) -> bool,
+        change: impl FnOnce(&mut Container),
+    ) {
+        if !self.containers.get(id).is_some_and(|c| needed(c)) {
+            return;
+        }
         if let Some(c) = self.containers.get_mut(id) {
             change(Arc::make_mut(c));
         }
     }
 
     /// Changes a container, first inserting it from the event's attributes if it is unknown (a
-    /// live `start` of a container created while we were not looking).
+    /// live `start` of a container created while we were not looking). A known container is
+    /// changed only if `needed` says the change would move something: a write to a record a
+    /// published snapshot shares copies it and the map nodes above it.
     fn upsert(
         &mut self,
         ev: &Event,
         labels: Labels,
         state: &str,
+        needed: impl FnOnce(&Container) -> bool,
         change: impl FnOnce(&mut Container),
     ) {
-        if !self.containers.contains_key(ev.actor.id.as_str()) {
-            let c = self.container_from_event(ev, labels, state);
-            self.insert_container(c);
+        let id = ev.actor.id.as_str();
+        match self.containers.get(id) {
+            Some(c) if !needed(c) => return,
+            Some(_) => {}
+            None => {
+                let c = self.container_from_event(ev, labels, state);
+                self.insert_container(c);
+            }
         }
-        self.update(ev.actor.id.as_str(), change);
+        self.update(id, change);
     }
 
     fn apply_pod(&mut self, ev: &Event) {
@@ -367,7 +424,7 @@ impl Inventory {
                         .containers
                         .values()
                         .find(|c| c.infra && c.pod_id.as_deref() == Some(id))
-                        .map(|c| c.id.clone());
+                        .map(|c| c.id.to_string());
                     let pod = Pod {
                         id: id.to_owned(),
                         name: ev.attr("name").unwrap_or_default().to_owned(),

@@ -177,7 +177,7 @@ impl Inventory {
                 }
                 continue;
             };
-            for value in values.iter() {
+            for value in values.keys() {
                 let pair = (key.clone(), value.clone());
                 if live_values.contains(&**value) {
                     live_pairs.insert(pair);

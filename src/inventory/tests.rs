@@ -52,13 +52,13 @@ type Essence = (
 /// The comparable essence of a container: what `podman ps -a` shows.
 fn essence(c: &Container) -> Essence {
     (
-        c.id.clone(),
-        c.name.clone(),
-        c.state.clone(),
-        c.pod_id.clone(),
+        c.id.to_string(),
+        c.name.to_string(),
+        c.state.to_string(),
+        c.pod_id.as_deref().map(str::to_owned),
         c.infra,
         c.exit_code,
-        c.health.clone(),
+        c.health.as_deref().map(str::to_owned),
     )
 }
 
@@ -243,7 +243,7 @@ fn health_follows_health_status_events() {
         inv.apply(e);
         if e.action == "health_status" {
             let c = inv.container(&e.actor.id).unwrap();
-            seen.push(c.health.clone().unwrap());
+            seen.push(c.health.as_deref().unwrap().to_owned());
         }
     }
     assert_eq!(seen.last().map(String::as_str), Some("healthy"));

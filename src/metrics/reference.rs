@@ -64,7 +64,10 @@ fn histograms(
     into: &mut Histograms,
     e: Option<&str>,
     inv: &Inventory,
-    source: &imbl::HashMap<Option<std::sync::Arc<str>>, crate::inventory::Histogram>,
+    source: &imbl::HashMap<
+        Option<std::sync::Arc<str>>,
+        std::sync::Arc<crate::inventory::Histogram>,
+    >,
     bounds: &[i64],
 ) {
     for (pod, h) in source.iter() {

@@ -6,7 +6,7 @@
 //! and calls are at least `MIN_INTERVAL` apart, so a crash loop or a burst of a thousand starts
 //! costs a few list calls, never one per event. Never calls Podman itself.
 
-use std::collections::HashSet;
+use rustc_hash::FxHashSet;
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -28,8 +28,9 @@ pub const MAX_IDS: usize = 200;
 /// a refresh after the cleanup the last death's restart count and exit time would stay stale.
 #[derive(Debug, Default)]
 pub struct Stale {
-    containers: HashSet<String>,
-    pods: HashSet<String>,
+    /// Podman's IDs (not chosen by whoever creates a container): FxHash, checked per event.
+    containers: FxHashSet<String>,
+    pods: FxHashSet<String>,
     /// Image, volume and network families to list again (whole: they are small).
     objects: ObjectKinds,
     since: Option<Instant>,
