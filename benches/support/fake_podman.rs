@@ -1,7 +1,8 @@
 //! A wire-level stand-in for Podman's API on a unix socket, for benchmarks at a scale a real
 //! service cannot reach quickly: it answers `_ping`, `version` and the container, pod, image,
 //! volume and network lists from fixed bodies in Podman 4.3.1's shapes, and the event stream
-//! with a fixed body, after which it holds the stream open as an idle Podman does. Never used
+//! with a fixed body, after which it holds the stream open as an idle Podman does (until
+//! `break_streams`, which ends every open stream as a restarting Podman would). Never used
 //! as the only proof of a behaviour: the tests prove behaviour against a real Podman.
 
 #![allow(dead_code)]
@@ -9,6 +10,7 @@
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -34,6 +36,8 @@ pub struct FakePodman {
     dir: PathBuf,
     sock: PathBuf,
     bodies: Arc<RwLock<Bodies>>,
+    /// Bumped by `break_streams`: an event stream opened before ends.
+    breaks: Arc<AtomicU64>,
 }
 
 impl FakePodman {
@@ -44,17 +48,36 @@ impl FakePodman {
         let _ = std::fs::remove_file(&sock);
         let listener = UnixListener::bind(&sock).expect("bind fake podman socket");
         let bodies = Arc::new(RwLock::new(bodies));
-        let shared = bodies.clone();
+        let breaks = Arc::new(AtomicU64::new(0));
+        let (shared, shared_breaks) = (bodies.clone(), breaks.clone());
         std::thread::spawn(move || {
             for conn in listener.incoming() {
                 let Ok(conn) = conn else { return };
-                let shared = shared.clone();
+                let (shared, breaks) = (shared.clone(), shared_breaks.clone());
                 std::thread::spawn(move || {
-                    let _ = serve(conn, &shared);
+                    let _ = serve(conn, &shared, &breaks);
                 });
             }
         });
-        Self { dir, sock, bodies }
+        Self {
+            dir,
+            sock,
+            bodies,
+            breaks,
+        }
+    }
+
+    /// Ends every event stream open now (the client sees the stream end and reconnects).
+    pub fn break_streams(&self) {
+        self.breaks.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// What later event requests are sent (e.g. nothing new after a reconnect).
+    pub fn set_events(&self, events: Vec<u8>) {
+        self.bodies
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .events = events;
     }
 
     pub fn url(&self) -> String {
@@ -70,7 +93,7 @@ impl Drop for FakePodman {
 
 const HEAD: &str = "Api-Version: 1.41\r\nContent-Type: application/json\r\nLibpod-Api-Version: 4.3.1\r\nServer: Libpod/4.3.1 (linux)\r\n";
 
-fn serve(conn: UnixStream, bodies: &RwLock<Bodies>) -> std::io::Result<()> {
+fn serve(conn: UnixStream, bodies: &RwLock<Bodies>, breaks: &AtomicU64) -> std::io::Result<()> {
     let mut reader = BufReader::new(conn.try_clone()?);
     let mut out = conn;
     loop {
@@ -103,6 +126,7 @@ fn serve(conn: UnixStream, bodies: &RwLock<Bodies>) -> std::io::Result<()> {
         {
             "[]"
         } else if path.ends_with("/events") {
+            let opened = breaks.load(Ordering::SeqCst);
             write!(
                 out,
                 "HTTP/1.1 200 OK\r\n{HEAD}Transfer-Encoding: chunked\r\n\r\n"
@@ -114,9 +138,11 @@ fn serve(conn: UnixStream, bodies: &RwLock<Bodies>) -> std::io::Result<()> {
             }
             out.flush()?;
             drop(b);
-            loop {
-                std::thread::sleep(Duration::from_secs(3600));
+            while breaks.load(Ordering::SeqCst) == opened {
+                std::thread::sleep(Duration::from_millis(20));
             }
+            // The last chunk never comes: the connection just ends, as when Podman stops.
+            return Ok(());
         } else {
             let body = "{\"cause\":\"no such path\",\"message\":\"not found\",\"response\":404}";
             write!(

@@ -96,6 +96,7 @@ impl Ingest {
         match decode_stream_line(line) {
             Ok(StreamItem::Event(ev)) => {
                 if self.dedup.first_time(&ev, now_nanos) {
+                    crate::allocator::note_events(1);
                     if ev.kind == "system" && ev.action == "log-rotation" {
                         self.instruments.log_rotations.inc();
                     }

@@ -34,6 +34,11 @@ use refresh::Stale;
 use socket::SocketWatch;
 pub use stats::StatsStream;
 
+
+/// A resync of at least this many containers trims the heap afterwards: below that, what a
+/// resync frees is too little to matter.
+const TRIM_AFTER_RESYNC_OF: usize = 1_000;
+
 /// How long to wait for the event stream's response head before listing anyway, on Podman 5.1
 /// and 5.2, which hold it until the first event.
 const HEAD_GRACE: Duration = Duration::from_secs(3);
@@ -273,6 +278,11 @@ impl Watcher {
         self.status.synced = true;
         self.status.reason = None;
         self.publish();
+        if self.ingest.inventory.container_count() >= TRIM_AFTER_RESYNC_OF {
+            // The replaced records and the list bodies are free now, scattered through the heap:
+            // give their pages back, off the async workers (see `allocator::trim`).
+            tokio::task::spawn_blocking(crate::allocator::trim);
+        }
         tracing::info!(
             %engine,
             "synced {} containers and {} pods in {} ms",

@@ -73,13 +73,15 @@ async fn render(metrics: Arc<Metrics>, (openmetrics, gzip): Key) -> Rendered {
         let text = metrics
             .render(openmetrics)
             .map_err(|e| format!("cannot render metrics: {e}"))?;
-        if gzip {
+        let body = if gzip {
             gzip_bytes(text.as_bytes())
                 .map(Bytes::from)
                 .map_err(|e| format!("cannot compress metrics: {e}"))
         } else {
             Ok(Bytes::from(text))
-        }
+        };
+        crate::allocator::trim_after_churn();
+        body
     })
     .await;
     rendered.unwrap_or_else(|e| Err(format!("metrics renderer failed: {e}")))

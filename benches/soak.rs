@@ -1,0 +1,233 @@
+//! The soak run: the real sealwatch binary behind the wire-level fake Podman
+//! (`benches/support/fake_podman.rs`) with 10,000 containers in 1,000 pods: 1,000,000 events
+//! ingested, then 200 scrapes (alternately 0.0.4 text and gzipped OpenMetrics, as Prometheus
+//! asks) with a reconnect and a full resync of the 10,000 containers after every 10th, and the
+//! process's RSS sampled throughout. Prints a table; asserts nothing. Not part of CI's default
+//! run (`scripts/soak.sh`).
+//!
+//! Environment: `SEALWATCH_SOAK_CONTAINERS` (default 10,000; pods a tenth of that),
+//! `SEALWATCH_SOAK_EVENTS` (default 1,000,000), `SEALWATCH_SOAK_RECONNECTS` (default 20),
+//! `SEALWATCH_SOAK_SCRAPES` (default 200); `MALLOC_*` variables are passed on to sealwatch.
+
+// A benchmark stops on the first broken step; a panic says which.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+use std::io::{Read, Write};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+#[path = "support/fake_podman.rs"]
+mod fake_podman;
+
+fn env(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// (kB) `field` of /proc/<pid>/status.
+fn status_kib(pid: u32, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// utime + stime of `pid`, seconds.
+fn process_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<u64> = rest
+        .split_whitespace()
+        .map(|x| x.parse().unwrap_or(0))
+        .collect();
+    // SAFETY: sysconf only reads a constant.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    (f.get(11).copied().unwrap_or(0) + f.get(12).copied().unwrap_or(0)) as f64 / hz
+}
+
+/// `GET path` with `headers`; the whole response (a gzipped body stays compressed).
+fn http_get(port: u16, path: &str, headers: &str) -> Vec<u8> {
+    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return Vec::new();
+    };
+    let _ = write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: soak\r\n{headers}Connection: close\r\n\r\n"
+    );
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    out
+}
+
+/// The value of the first sample starting with `prefix` in an uncompressed text scrape.
+fn sample(text: &str, prefix: &str) -> Option<f64> {
+    text.lines()
+        .find(|l| l.starts_with(prefix))
+        .and_then(|l| l.rsplit_once(' '))
+        .and_then(|(_, v)| v.parse().ok())
+}
+
+fn text_scrape(port: u16) -> String {
+    String::from_utf8_lossy(&http_get(port, "/metrics", "")).into_owned()
+}
+
+/// Polls text scrapes until `done` says yes; the scrape that did.
+fn wait_for(port: u16, what: &str, limit: Duration, done: impl Fn(&str) -> bool) -> String {
+    let started = Instant::now();
+    loop {
+        let text = text_scrape(port);
+        if done(&text) {
+            return text;
+        }
+        assert!(started.elapsed() < limit, "{what} within {limit:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn main() {
+    let containers = env("SEALWATCH_SOAK_CONTAINERS", 10_000);
+    let pods = containers / 10;
+    let events = env("SEALWATCH_SOAK_EVENTS", 1_000_000);
+    let reconnects = env("SEALWATCH_SOAK_RECONNECTS", 20);
+    let scrapes = env("SEALWATCH_SOAK_SCRAPES", 200);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or(0);
+    // Events 1 µs apart, the last one a second ago.
+    let churn = fake_podman::Churn {
+        containers,
+        pods,
+        t0: now - events as i64 * 1_000 - 1_000_000_000,
+    };
+    let (containers_json, pods_json) = churn.lists();
+    let fake = fake_podman::FakePodman::start(fake_podman::Bodies {
+        containers: containers_json,
+        pods: pods_json,
+        events: churn.events(events),
+    });
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sealwatch"))
+        .args([
+            "--podman.url",
+            &fake.url(),
+            "--web.listen-address",
+            &format!("127.0.0.1:{port}"),
+            "--stats.source",
+            "off",
+            "--log.level",
+            "error",
+        ])
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("start sealwatch");
+    let pid = child.id();
+    let mut rss_samples: Vec<u64> = Vec::new();
+    let mut rss = || {
+        let r = status_kib(pid, "VmRSS:");
+        rss_samples.push(r);
+        r
+    };
+    let started = Instant::now();
+    let last_event = (churn.t0 + (events as i64 - 1) * 1_000) as f64 / 1e9;
+    wait_for(port, "ready", Duration::from_secs(120), |_| {
+        String::from_utf8_lossy(&http_get(port, "/-/ready", "")).starts_with("HTTP/1.1 200")
+    });
+    let ready = rss();
+    let text = wait_for(
+        port,
+        "every event ingested",
+        Duration::from_secs(600),
+        |text| {
+            events == 0
+                || sample(text, "sealwatch_last_event_timestamp_seconds")
+                    .is_some_and(|t| (t - last_event).abs() < 1e-3)
+        },
+    );
+    let ingest_secs = started.elapsed().as_secs_f64();
+    let after_ingest = rss();
+    let resyncs = |text: &str| sample(text, "sealwatch_engine_resyncs_total").unwrap_or(0.0);
+    let mut resynced = resyncs(&text);
+    // A reconnect sends no events again: the stream just stays open.
+    fake.set_events(Vec::new());
+    println!(
+        "sealwatch soak: {containers} containers, {pods} pods, {events} events ingested in {ingest_secs:.1} s \
+         (wall, scrapes polling), {scrapes} scrapes (text and gzipped OpenMetrics in turn), \
+         a reconnect with a full resync every {} scrapes",
+        scrapes / reconnects.max(1)
+    );
+    println!("RSS KiB: {ready} when ready, {after_ingest} after the events");
+    println!();
+    println!(
+        "{:>9} {:>8} {:>12} {:>12} {:>12} {:>10}",
+        "reconnect", "scrapes", "RSS resync", "RSS scraped", "RSS max", "CPU ms/scr"
+    );
+    let every = scrapes / reconnects.max(1);
+    let mut done = 0;
+    let mut table: Vec<(usize, u64, u64, u64, f64)> = Vec::new();
+    for round in 0..=reconnects {
+        let after_resync = if round == 0 {
+            after_ingest
+        } else {
+            fake.break_streams();
+            let want = resynced + 1.0;
+            let text = wait_for(port, "a resync", Duration::from_secs(120), |t| {
+                resyncs(t) >= want
+            });
+            resynced = resyncs(&text);
+            rss()
+        };
+        let n = if round == reconnects {
+            scrapes - done
+        } else {
+            every
+        };
+        let (cpu0, mut max) = (process_seconds(pid), 0);
+        for i in 0..n {
+            let body = if i % 2 == 0 {
+                http_get(port, "/metrics", "")
+            } else {
+                http_get(
+                    port,
+                    "/metrics",
+                    "Accept: application/openmetrics-text;version=1.0.0\r\nAccept-Encoding: gzip\r\n",
+                )
+            };
+            assert!(body.starts_with(b"HTTP/1.1 200"), "scrape answered");
+            max = max.max(rss());
+        }
+        done += n;
+        let cpu = (process_seconds(pid) - cpu0) / n.max(1) as f64 * 1e3;
+        let scraped = rss();
+        println!("{round:>9} {done:>8} {after_resync:>12} {scraped:>12} {max:>12} {cpu:>10.1}");
+        table.push((round, after_resync, scraped, max, cpu));
+        if done >= scrapes {
+            break;
+        }
+    }
+    let after: Vec<u64> = table.iter().map(|r| r.2).collect();
+    let (lo, hi) = (
+        after.iter().copied().min().unwrap_or(0),
+        after.iter().copied().max().unwrap_or(0),
+    );
+    let tail = &after[after.len().min(2) - 1..];
+    println!();
+    println!(
+        "RSS after the scrapes of each round: {lo}..{hi} KiB (spread {:.0}% of the lowest); \
+         first {} KiB, last {} KiB; highest sample {} KiB; VmHWM {} KiB",
+        (hi - lo) as f64 / lo.max(1) as f64 * 100.0,
+        after.first().copied().unwrap_or(0),
+        tail.last().copied().unwrap_or(0),
+        rss_samples.iter().copied().max().unwrap_or(0),
+        status_kib(pid, "VmHWM:"),
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+}
