@@ -34,7 +34,6 @@ use refresh::Stale;
 use socket::SocketWatch;
 pub use stats::StatsStream;
 
-
 /// A resync of at least this many containers trims the heap afterwards: below that, what a
 /// resync frees is too little to matter.
 const TRIM_AFTER_RESYNC_OF: usize = 1_000;
