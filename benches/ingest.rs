@@ -18,6 +18,9 @@
 
 #[path = "support/fake_podman.rs"]
 mod fake_podman;
+#[path = "support/measure.rs"]
+mod measure;
+use measure::thread_cpu;
 
 use std::collections::BTreeMap;
 use std::hint::black_box;
@@ -79,17 +82,6 @@ struct BorrowedActor<'a> {
     id: &'a str,
     #[serde(rename = "Attributes", borrow)]
     attributes: BTreeMap<&'a str, &'a str>,
-}
-
-/// CPU time of this thread, in seconds (`CLOCK_THREAD_CPUTIME_ID`, nanosecond resolution).
-fn thread_cpu() -> f64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime only writes into the struct we pass.
-    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    ts.tv_sec as f64 + ts.tv_nsec as f64 / 1e9
 }
 
 fn now_nanos() -> i64 {

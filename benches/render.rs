@@ -19,6 +19,10 @@ use sealwatch::{
     LabelPolicy, ListContainer, ListPod, Metrics, Publisher,
 };
 
+#[path = "support/measure.rs"]
+mod measure;
+use measure::thread_cpu;
+
 const ITERATIONS: usize = 30;
 /// The 4 allowlisted keys every synthetic container carries (plus 2 that are not allowlisted).
 const ALLOWLIST: &str =
@@ -172,17 +176,6 @@ fn publish(inv: Inventory) -> (Metrics, Publisher) {
     let publisher = publishers.remove(0);
     publisher.publish(&status(), &inv);
     (Metrics::new(engines, registry), publisher)
-}
-
-/// CPU time of this thread, in seconds (`CLOCK_THREAD_CPUTIME_ID`, nanosecond resolution).
-fn thread_cpu() -> f64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime only writes into the struct we pass.
-    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    ts.tv_sec as f64 + ts.tv_nsec as f64 / 1e9
 }
 
 #[derive(Clone, Copy)]

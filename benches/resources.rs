@@ -25,6 +25,9 @@ use serde_json::json;
 
 #[path = "support/fake_podman.rs"]
 mod fake_podman;
+#[path = "support/measure.rs"]
+mod measure;
+use measure::{http_get, process_cpu, process_seconds, status_kib, thread_cpu};
 
 use sealwatch::{
     register_instruments, Allowlist, CgroupSampler, EngineStats, EngineStatus, Engines, Host,
@@ -32,27 +35,6 @@ use sealwatch::{
 };
 
 const ITERATIONS: usize = 20;
-
-fn thread_cpu() -> f64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime only writes into the struct we pass.
-    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    ts.tv_sec as f64 + ts.tv_nsec as f64 / 1e9
-}
-
-/// CPU of the whole process (every thread), seconds.
-fn process_cpu() -> f64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime only writes into the struct we pass.
-    unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut ts) };
-    ts.tv_sec as f64 + ts.tv_nsec as f64 / 1e9
-}
 
 /// The value of a series line starting with `prefix` in exposition `text`.
 fn series_value(text: &str, prefix: &str) -> f64 {
@@ -568,44 +550,6 @@ fn main() {
     drop(work);
 }
 
-/// `GET path` on `port`, the whole response.
-fn http_get(port: u16, path: &str) -> String {
-    use std::io::{Read, Write};
-    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
-        return String::new();
-    };
-    let _ = write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n"
-    );
-    let mut out = String::new();
-    let _ = s.read_to_string(&mut out);
-    out
-}
-
-/// (kB) `field` of /proc/<pid>/status.
-fn status_kib(pid: u32, field: &str) -> u64 {
-    fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix(field))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0)
-}
-
-/// utime + stime of `pid`, seconds.
-fn process_seconds(pid: u32) -> f64 {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
-    let f: Vec<u64> = rest
-        .split_whitespace()
-        .map(|x| x.parse().unwrap_or(0))
-        .collect();
-    // SAFETY: sysconf only reads a constant.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
-    (f.get(11).copied().unwrap_or(0) + f.get(12).copied().unwrap_or(0)) as f64 / hz
-}
-
 /// The real sealwatch binary against a wire-level fake Podman that lists the same containers
 /// (whose pids and cgroups are the workload's): its RSS and CPU while scraped at a steady
 /// cadence with every resource family on (the cgroup source, as `auto` picks it).
@@ -632,7 +576,7 @@ fn exporter_process(bodies: fake_podman::Bodies, containers: usize) {
         .expect("start sealwatch");
     let pid = child.id();
     let started = Instant::now();
-    while !http_get(port, "/-/ready").starts_with("HTTP/1.1 200") {
+    while !String::from_utf8_lossy(&http_get(port, "/-/ready", "")).starts_with("HTTP/1.1 200") {
         assert!(
             started.elapsed() < Duration::from_secs(60),
             "sealwatch ready within 60 s"
@@ -655,7 +599,7 @@ fn exporter_process(bodies: fake_podman::Bodies, containers: usize) {
         if i == 3 {
             cpu_start = process_seconds(pid);
         }
-        body = http_get(port, "/metrics");
+        body = String::from_utf8_lossy(&http_get(port, "/metrics", "")).into_owned();
     }
     let cpu = process_seconds(pid) - cpu_start;
     let resource_series = body
