@@ -12,6 +12,7 @@ use std::process::Command;
 use std::sync::{Mutex, OnceLock};
 
 use crate::support::process::{assert_success, run_tool};
+use crate::support::unit_file::assert_systemd_verifies;
 
 fn repo() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -183,24 +184,7 @@ fn deb_installs_verifies_runs_and_purges() {
 
     let unit = std::fs::read_to_string(unit_path).unwrap();
     assert_unit_text(&unit, env_path);
-    let out = run_tool(
-        "systemd-analyze",
-        "systemd",
-        &["verify", unit_path],
-        Path::new("/"),
-        "",
-    );
-    assert_success("systemd-analyze verify (installed unit)", &out);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    let problems: Vec<&str> = stderr
-        .lines()
-        .filter(|l| l.contains("sealwatch.service"))
-        .collect();
-    assert!(
-        problems.is_empty(),
-        "verify warnings:\n{}",
-        problems.join("\n")
-    );
+    assert_systemd_verifies("(installed unit)", Path::new(unit_path), Path::new("/"));
 
     let version = tool("/usr/bin/sealwatch", "sealwatch", &["--version"]);
     assert!(

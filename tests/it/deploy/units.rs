@@ -3,8 +3,7 @@
 
 use super::repo;
 use crate::support::binary;
-use crate::support::process::{assert_success, run_tool};
-use crate::support::unit_file::{unit_entries, unit_values};
+use crate::support::unit_file::{assert_systemd_verifies, unit_entries, unit_values};
 
 /// Runs the sealwatch binary with `args` + `healthcheck` and only `env` from the unit: the
 /// subcommand validates the whole command line first (exit 2 with one line on a bad flag, URL or
@@ -50,25 +49,7 @@ fn systemd_unit_verifies_and_its_flags_are_valid() {
         .replace("/usr/local/bin/sealwatch", env!("CARGO_BIN_EXE_sealwatch"));
     let copy = dir.path().join("sealwatch.service");
     std::fs::write(&copy, text).unwrap();
-    let out = run_tool(
-        "systemd-analyze",
-        "systemd",
-        &["verify", copy.to_str().unwrap()],
-        dir.path(),
-        "",
-    );
-    assert_success("systemd-analyze verify sealwatch.service", &out);
-    // Unknown keys and unparsable values are only warnings (exit 0): treat any as a failure.
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    let problems: Vec<&str> = stderr
-        .lines()
-        .filter(|l| l.contains("sealwatch.service"))
-        .collect();
-    assert!(
-        problems.is_empty(),
-        "systemd-analyze verify warnings:\n{}",
-        problems.join("\n")
-    );
+    assert_systemd_verifies("sealwatch.service", &copy, dir.path());
 }
 
 /// Keys Quadlet 4.4 (the first release with Quadlet) accepts in `[Container]`; it rejects a unit

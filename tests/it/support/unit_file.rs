@@ -50,3 +50,27 @@ pub fn unit_values<'a>(
         .map(|(_, _, v)| v.as_str())
         .collect()
 }
+
+/// `systemd-analyze verify unit` (run in `dir`) succeeds with no warning about the sealwatch
+/// unit: unknown keys and unparsable values are only warnings (exit 0), so any counts as a
+/// failure. `what` names the unit in the failure.
+pub fn assert_systemd_verifies(what: &str, unit: &Path, dir: &Path) {
+    let out = crate::support::process::run_tool(
+        "systemd-analyze",
+        "systemd",
+        &["verify", unit.to_str().expect("a UTF-8 path")],
+        dir,
+        "",
+    );
+    crate::support::process::assert_success(&format!("systemd-analyze verify {what}"), &out);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let problems: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains("sealwatch.service"))
+        .collect();
+    assert!(
+        problems.is_empty(),
+        "systemd-analyze verify {what} warnings:\n{}",
+        problems.join("\n")
+    );
+}
