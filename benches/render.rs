@@ -9,14 +9,15 @@
 // A benchmark stops on the first broken fixture; a panic says which.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
+use std::cell::RefCell;
 use std::hint::black_box;
 use std::time::Instant;
 
 use serde_json::json;
 
 use sealwatch::{
-    gzip_bytes, register_instruments, Allowlist, EngineStatus, Engines, Event, Inventory,
-    LabelPolicy, ListContainer, ListPod, Metrics, Publisher,
+    register_instruments, Allowlist, EngineStatus, Engines, Event, Inventory, LabelPolicy,
+    ListContainer, ListPod, Metrics, Publisher,
 };
 
 #[path = "support/measure.rs"]
@@ -166,6 +167,12 @@ fn status() -> EngineStatus {
 /// One engine with `inv` published, as the watcher leaves it: the metrics to render and the
 /// engine's publisher.
 fn publish(inv: Inventory) -> (Metrics, Publisher) {
+    let (metrics, publisher, _) = publish_engines(inv);
+    (metrics, publisher)
+}
+
+/// `publish`, also handing out the engines (for a `Metrics` that has kept nothing yet).
+fn publish_engines(inv: Inventory) -> (Metrics, Publisher, Engines) {
     let (registry, instruments) = register_instruments(&["podman"]);
     instruments[0].set_last_event_nanos(T0);
     let (engines, mut publishers) = Engines::new(vec![(
@@ -175,7 +182,7 @@ fn publish(inv: Inventory) -> (Metrics, Publisher) {
     )]);
     let publisher = publishers.remove(0);
     publisher.publish(&status(), &inv);
-    (Metrics::new(engines, registry), publisher)
+    (Metrics::new(engines.clone(), registry), publisher, engines)
 }
 
 #[derive(Clone, Copy)]
@@ -191,12 +198,19 @@ fn percentile(v: &mut [f64], p: f64) -> f64 {
 }
 
 /// Runs `f` `ITERATIONS` times after 3 warm-up calls; seconds per call.
-fn measure(mut f: impl FnMut()) -> Stats {
+fn measure(f: impl FnMut()) -> Stats {
+    measure_after(|| {}, f)
+}
+
+/// `measure`, running `setup` (not measured) before each call.
+fn measure_after(mut setup: impl FnMut(), mut f: impl FnMut()) -> Stats {
     for _ in 0..3 {
+        setup();
         f();
     }
     let (mut wall, mut cpu) = (Vec::new(), Vec::new());
     for _ in 0..ITERATIONS {
+        setup();
         let (w, c) = (Instant::now(), thread_cpu());
         f();
         cpu.push(thread_cpu() - c);
@@ -224,34 +238,91 @@ struct Row {
     om: Stats,
     text_gz: Stats,
     om_gz: Stats,
+    /// 1% of the containers changed since the last scrape.
+    churn: Stats,
+    churn_gz: Stats,
+    /// Nothing kept: the first scrape, or the first after a resync.
+    cold: Stats,
+    cold_gz: Stats,
     series: usize,
     text_bytes: usize,
     gz_bytes: usize,
 }
 
+/// A scrape as `/metrics` serves it: the body's chunks, or its gzip.
+fn scrape(metrics: &Metrics, openmetrics: bool, gzip: bool) -> usize {
+    let body = metrics.render_body(openmetrics).expect("render");
+    if gzip {
+        body.gzip().expect("gzip").len()
+    } else {
+        body.into_chunks().len()
+    }
+}
+
 fn run_size(containers: usize, pods: usize) -> Row {
-    let (metrics, _) = publish(build(containers, pods));
+    let mut inv = build(containers, pods);
+    let (metrics, publisher, engines) = publish_engines(inv.clone());
     let text = metrics.render(false).expect("render");
     let om = metrics.render(true).expect("render");
     assert!(om.ends_with("# EOF\n"));
-    let gz = gzip_bytes(text.as_bytes()).expect("gzip");
+    let gz = metrics
+        .render_body(false)
+        .expect("render")
+        .gzip()
+        .expect("gzip");
+    let mut n = containers * EVENTS_PER_CONTAINER;
+    let status = status();
+    // 1% of the containers get an event (a death, a start, a health change...) between scrapes.
+    let mut churn = || {
+        for _ in 0..(containers / 100).max(1) {
+            inv.apply(&event(n, containers));
+            n += 1;
+        }
+        publisher.publish(&status, &inv);
+    };
+    let fresh = || {
+        let (registry, _) = register_instruments(&["podman"]);
+        Metrics::new(engines.clone(), registry)
+    };
     Row {
         containers,
         pods,
         text: measure(|| {
-            black_box(metrics.render(false).expect("render"));
+            black_box(scrape(&metrics, false, false));
         }),
         om: measure(|| {
-            black_box(metrics.render(true).expect("render"));
+            black_box(scrape(&metrics, true, false));
         }),
         text_gz: measure(|| {
-            let t = metrics.render(false).expect("render");
-            black_box(gzip_bytes(t.as_bytes()).expect("gzip"));
+            black_box(scrape(&metrics, false, true));
         }),
         om_gz: measure(|| {
-            let t = metrics.render(true).expect("render");
-            black_box(gzip_bytes(t.as_bytes()).expect("gzip"));
+            black_box(scrape(&metrics, true, true));
         }),
+        churn: measure_after(&mut churn, || {
+            black_box(scrape(&metrics, false, false));
+        }),
+        churn_gz: measure_after(&mut churn, || {
+            black_box(scrape(&metrics, true, true));
+        }),
+        cold: {
+            let m = RefCell::new(fresh());
+            measure_after(
+                || *m.borrow_mut() = fresh(),
+                || {
+                    black_box(scrape(&m.borrow(), false, false));
+                },
+            )
+        },
+        cold_gz: {
+            let m = RefCell::new(fresh());
+            measure_after(
+                || *m.borrow_mut() = fresh(),
+                || {
+                    black_box(scrape(&m.borrow(), true, true));
+                },
+            )
+        },
         series: text.lines().filter(|l| !l.starts_with('#')).count(),
         text_bytes: text.len(),
         gz_bytes: gz.len(),
@@ -259,7 +330,7 @@ fn run_size(containers: usize, pods: usize) -> Row {
 }
 
 fn main() {
-    // `SEALWATCH_BENCH_PROFILE=N`: only render one inventory N times (for `perf record` or
+    // `SEALWATCH_BENCH_PROFILE=N`: only render one inventory N times, as served (for `perf record` or
     // `valgrind --tool=callgrind --toggle-collect='*Metrics*render*'`).
     if let Some(n) = std::env::var("SEALWATCH_BENCH_PROFILE")
         .ok()
@@ -270,15 +341,32 @@ fn main() {
             .ok()
             .and_then(|v| v.parse().ok())
             .unwrap_or(10_000);
-        let (metrics, _) = publish(build(size, size / 10));
-        let c = thread_cpu();
+        // `SEALWATCH_BENCH_CHURN=1`: events for 1% of the containers before each render.
+        let churn = std::env::var_os("SEALWATCH_BENCH_CHURN").is_some();
+        let mut inv = build(size, size / 10);
+        // `SEALWATCH_BENCH_COLD=1`: nothing kept, each render as the first.
+        let cold = std::env::var_os("SEALWATCH_BENCH_COLD").is_some();
+        // `SEALWATCH_BENCH_GZIP=1`: the render gzipped, as Prometheus asks for it.
+        let gzip = std::env::var_os("SEALWATCH_BENCH_GZIP").is_some();
+        let (mut metrics, publisher, engines) = publish_engines(inv.clone());
+        let mut next = size * EVENTS_PER_CONTAINER;
+        let mut cpu = 0.0;
         for _ in 0..n {
-            black_box(metrics.render(false).expect("render"));
+            if churn {
+                for _ in 0..(size / 100).max(1) {
+                    inv.apply(&event(next, size));
+                    next += 1;
+                }
+                publisher.publish(&status(), &inv);
+            }
+            if cold {
+                metrics = Metrics::new(engines.clone(), register_instruments(&["podman"]).0);
+            }
+            let c = thread_cpu();
+            black_box(scrape(&metrics, false, gzip));
+            cpu += thread_cpu() - c;
         }
-        println!(
-            "{:.2} ms CPU per render",
-            (thread_cpu() - c) / n as f64 * 1e3
-        );
+        println!("{:.2} ms CPU per render", cpu / n as f64 * 1e3);
         return;
     }
     // `cargo bench` passes `--bench`; a filter argument is not supported (nothing to filter).
@@ -286,11 +374,16 @@ fn main() {
     println!(
         "(ms per render: median and p90 of {ITERATIONS} calls, CPU time of the rendering thread \
          (CLOCK_THREAD_CPUTIME_ID) unless marked wall; every pod also has an infra container; \
-         {EVENTS_PER_CONTAINER} events per container applied first; 4 allowlisted labels per container)"
+         {EVENTS_PER_CONTAINER} events per container applied first; 4 allowlisted labels per container; \
+         a render as /metrics serves it: the body's chunks, or its gzip)"
+    );
+    println!(
+        "(unchanged: the same snapshot as the last scrape; 1% changed: events for 1% of the \
+         containers since the last scrape; cold: nothing kept, as the first scrape)"
     );
     println!();
     println!(
-        "{:>10} {:>6} {:>8} | {:>8} {:>8} {:>8} | {:>8} {:>8} | {:>8} {:>8} | {:>8} {:>8} | {:>8} {:>8}",
+        "{:>10} {:>6} {:>8} | {:>8} {:>8} {:>8} | {:>8} {:>8} | {:>8} {:>8} | {:>8} {:>8} | {:>8} {:>8} | {:>8} {:>8} | {:>8} {:>8}",
         "containers",
         "pods",
         "series",
@@ -303,6 +396,10 @@ fn main() {
         "p90",
         "OM+gz",
         "p90",
+        "1%: text",
+        "OM+gz",
+        "cold",
+        "OM+gz",
         "text KiB",
         "gz KiB"
     );
@@ -310,7 +407,7 @@ fn main() {
     for (c, p) in [(100, 10), (1_000, 100), (10_000, 1_000), (100, 1_000)] {
         let r = run_size(c, p);
         println!(
-            "{:>10} {:>6} {:>8} | {} {} {} | {} {} | {} {} | {} {} | {} {}",
+            "{:>10} {:>6} {:>8} | {} {} {} | {} {} | {} {} | {} {} | {} {} | {} {} | {} {}",
             r.containers,
             r.pods,
             r.series,
@@ -323,6 +420,10 @@ fn main() {
             ms(r.text_gz.cpu_p90),
             ms(r.om_gz.cpu_median),
             ms(r.om_gz.cpu_p90),
+            ms(r.churn.cpu_median),
+            ms(r.churn_gz.cpu_median),
+            ms(r.cold.cpu_median),
+            ms(r.cold_gz.cpu_median),
             kib(r.text_bytes),
             kib(r.gz_bytes),
         );

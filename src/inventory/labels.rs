@@ -137,6 +137,19 @@ impl LabelPolicy {
         Some((key, v))
     }
 
+    /// Whether `other` admitted these very keys and values (pointer comparison of the
+    /// admissions; the allowlist and caps are fixed for an engine's life).
+    pub fn same_admissions(&self, other: &LabelPolicy) -> bool {
+        self.admitted.ptr_eq(&other.admitted)
+    }
+
+    /// The admitted keys, sorted: what decides which labels `podman_container_labels` shows.
+    pub fn admitted_keys(&self) -> Vec<Arc<str>> {
+        let mut keys: Vec<Arc<str>> = self.admitted.keys().cloned().collect();
+        keys.sort_unstable();
+        keys
+    }
+
     /// Whether `key` is shown as a label: allowlisted and admitted under `--labels.max-keys`
     /// (`podman_container_labels` leaves other keys out: a key cannot be folded into a label
     /// name).

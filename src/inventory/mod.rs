@@ -103,6 +103,26 @@ impl Inventory {
         self.containers.len()
     }
 
+    /// Whether `other` holds these very container records (a snapshot of the same moment, or
+    /// one taken since with no container changed): a scrape-time cache keeps its output then.
+    /// Pointer comparisons only; `false` says nothing about equality.
+    pub fn same_containers(&self, other: &Inventory) -> bool {
+        self.containers.ptr_eq(&other.containers)
+    }
+
+    /// Whether `other` holds these very pod names (see `same_containers`).
+    pub fn same_pod_names(&self, other: &Inventory) -> bool {
+        self.pod_names.ptr_eq(&other.pod_names)
+    }
+
+    /// Whether `other` holds these very pods, pod names and label admissions: with
+    /// `same_containers`, everything the per-pod and per-label gauges are computed from.
+    pub fn same_pods_and_labels(&self, other: &Inventory) -> bool {
+        self.pods.ptr_eq(&other.pods)
+            && self.same_pod_names(other)
+            && self.labels.same_admissions(&other.labels)
+    }
+
     pub fn pods(&self) -> impl Iterator<Item = &Arc<Pod>> {
         self.pods.values()
     }

@@ -129,6 +129,7 @@ impl<'a> PodIndex<'a> {
     }
 
     /// A pod's state from its members' states.
+    #[cfg(test)]
     pub fn state(&self, pod_id: &str) -> PodState {
         self.get(pod_id)
             .map_or(PodState::Created, PodMembers::state)

@@ -1,27 +1,579 @@
 //! The families derived from walking the containers: the aggregates (`podman_containers`,
-//! `podman_pod_containers`, `podman_label_containers`, `podman_pods`), `podman_pod_state` and the per-container
-//! families (`podman_container_info`, `_state`, `_labels`, `_started_time_seconds`,
+//! `podman_pod_containers`, `podman_label_containers`, `podman_pods`), `podman_pod_state` and the
+//! per-container families (`podman_container_info`, `_state`, `_labels`, `_started_time_seconds`,
 //! `_exit_code`, `_health`, `_restarts_total`), then the per-container resource families of the
 //! containers the engine's sample has (written by `resources`, with the same label text).
 //!
-//! Owns the one walk over every container of one scrape's snapshots and the `label_<key>` naming
-//! of allowlisted labels. These families are nine tenths of a large scrape, so each container's
-//! identity is escaped once and copied into its seven series. Series exist only while their
-//! container exists: they are computed from the snapshot, never stored.
+//! Owns the text of those families and its reuse between scrapes, and the `label_<key>` naming of
+//! allowlisted labels. These families are nine tenths of a large scrape, and between two scrapes
+//! most containers do not change, so their text is kept (`Cache`):
+//! - Each engine's containers are cut into pieces of about 64 containers, the cuts placed by a
+//!   hash of the container ID, so that a container coming or going moves no other cut. A piece
+//!   holds its containers' records and their lines of the seven per-container families, as one
+//!   segment per family, which the scrape body hands out (and compresses) as it is held.
+//! - A scrape whose snapshot holds the very records of the last one (a pointer comparison)
+//!   reuses every piece and the aggregate text without looking at a container. Otherwise each
+//!   piece whose records are all the same records, in the same order, is reused; other pieces
+//!   are rebuilt, copying the lines of unchanged records and rendering the rest.
+//! - Records are immutable and a changed container is a new record, so a record that is the same
+//!   allocation as one the cache holds (and keeps alive) has the same text. The engine's name and
+//!   its admitted label keys are the only other inputs; when those change, everything is
+//!   rendered anew.
+//!
+//! Series still exist only while their container exists: the kept text is a rendering of the
+//! current snapshot's records, never a store of its own. Counters, resource samples and the
+//! exporter's own families are written fresh on every scrape, elsewhere.
 
-use std::ops::Range;
-use std::sync::Arc;
+use std::hash::{Hash, Hasher};
+use std::sync::{Arc, Mutex};
 
+use super::body::{Body, Segment};
 use super::exposition::{self, push_int, push_seconds, push_value, Exposition, Kind};
 use super::{sorted, tally, FxMap};
-use crate::inventory::{Container, PodIndex, PROJECT_LABELS};
+use crate::inventory::{Allowlist, Container, Inventory, PodState, SharedStr, PROJECT_LABELS};
 use crate::resources::{Sample, Usage};
 use crate::snapshot::EngineView;
 
-/// Writes every container-derived family of one scrape; `samples` are the engines' resource
-/// samples, in the order of `views`.
-pub fn write(out: &mut Exposition, views: &[EngineView], samples: &[Option<Arc<Sample>>]) {
-    ContainerWalk::new(views, samples).write(out);
+/// The per-container families, in output order: (name, help, counter).
+const FAMILIES: [(&str, &str, bool); 7] = [
+    (
+        "podman_container_info",
+        "Container metadata; always 1.",
+        false,
+    ),
+    (
+        "podman_container_state",
+        "1 for the container's current state.",
+        false,
+    ),
+    (
+        "podman_container_labels",
+        "Allowlisted container labels as label_<key> labels; always 1.",
+        false,
+    ),
+    (
+        "podman_container_started_time_seconds",
+        "Unix time of the container's last start.",
+        false,
+    ),
+    (
+        "podman_container_exit_code",
+        "Exit code of the container's last run, while it is exited.",
+        false,
+    ),
+    (
+        "podman_container_health",
+        "1 for the container's current health status (containers with a healthcheck only).",
+        false,
+    ),
+    (
+        "podman_container_restarts",
+        "Starts seen after a death of the same container.",
+        true,
+    ),
+];
+const INFO: usize = 0;
+const INFO_OPENING: &str = "podman_container_info{";
+
+/// The aggregate families, in output order: (name, help).
+const AGGREGATES: [(&str, &str); 5] = [
+    (
+        "podman_containers",
+        "Containers in each state (infra containers excluded).",
+    ),
+    (
+        "podman_pod_containers",
+        "Containers of each pod in each state (infra containers excluded).",
+    ),
+    (
+        "podman_label_containers",
+        "Containers per allowlisted label key and value, in each state.",
+    ),
+    ("podman_pods", "Pods in each state (lower case)."),
+    (
+        "podman_pod_state",
+        "The pod's state (lower case), as podman pod ps shows it; always 1.",
+    ),
+];
+
+/// A piece ends after a container whose ID hashes to this remainder modulo `PIECE`: pieces of
+/// about `PIECE` containers, small enough that one change rebuilds little, large enough that
+/// each family's segment compresses well on its own.
+const PIECE: u64 = 64;
+
+/// The text kept between scrapes, per engine (in the order of the scrape's views).
+#[derive(Debug, Default)]
+pub struct Cache {
+    engines: Mutex<Vec<EngineCache>>,
+}
+
+/// What one engine's last scrape rendered.
+#[derive(Debug)]
+struct EngineCache {
+    /// The snapshot's inventory last rendered (a cheap clone): compared by pointer with the next.
+    inv: Option<Inventory>,
+    name: Arc<str>,
+    /// The admitted label keys the pieces were rendered with.
+    keys: Vec<Arc<str>>,
+    pieces: Vec<Arc<Piece>>,
+    /// One segment per aggregate family, for `inv`.
+    aggregates: Vec<Arc<Segment>>,
+    /// What the aggregate families count, kept up to date with `pieces`.
+    counts: Counts,
+    /// Bytes per container in each family's segment at the last build (to size new ones; a
+    /// first guess before that).
+    per_entry: [usize; FAMILIES.len()],
+    /// `label_<key>` names, by raw key.
+    names: SanitizedKeys,
+}
+
+impl Default for EngineCache {
+    fn default() -> Self {
+        Self {
+            inv: None,
+            name: Arc::from(""),
+            keys: Vec::new(),
+            pieces: Vec::new(),
+            aggregates: Vec::new(),
+            counts: Counts::default(),
+            per_entry: [200; FAMILIES.len()],
+            names: SanitizedKeys::default(),
+        }
+    }
+}
+
+/// About `PIECE` consecutive containers of one engine and their lines of each per-container
+/// family.
+#[derive(Debug)]
+struct Piece {
+    entries: Vec<Entry>,
+    /// One per family of `FAMILIES`.
+    segments: Vec<Arc<Segment>>,
+}
+
+#[derive(Debug)]
+struct Entry {
+    record: Arc<Container>,
+    /// Where this container's lines end in each family's segment (they start where the previous
+    /// entry's end).
+    ends: [u32; FAMILIES.len()],
+    /// Length of `engine="…",id="…",name="…"[,pod="…"]`, which follows `INFO_OPENING` in its
+    /// info line: the label text of its resource series.
+    head_len: u32,
+    /// `ends_piece` of its ID, kept so that a walk over unchanged records never reads them.
+    ends_piece: bool,
+}
+
+impl Entry {
+    fn start(piece: &Piece, i: usize, family: usize) -> usize {
+        i.checked_sub(1)
+            .map_or(0, |p| piece.entries[p].ends[family] as usize)
+    }
+}
+
+/// Writes every container-derived family of one scrape into `body`, reusing the text of
+/// containers that did not change since the last; `samples` are the engines' resource samples,
+/// in the order of `views`.
+pub fn write(
+    body: &mut Body,
+    openmetrics: bool,
+    cache: &Cache,
+    views: &[EngineView],
+    samples: &[Option<Arc<Sample>>],
+) {
+    let mut engines = cache.engines.lock().unwrap_or_else(|p| p.into_inner());
+    engines.resize_with(views.len(), EngineCache::default);
+    for (engine, view) in engines.iter_mut().zip(views) {
+        engine.update(view);
+    }
+    let engines: &[EngineCache] = &engines;
+
+    for (f, (name, help)) in AGGREGATES.iter().enumerate() {
+        if engines.iter().all(|e| e.aggregates[f].text().is_empty()) {
+            continue;
+        }
+        exposition::descriptor(body.text_mut(), openmetrics, name, help, Kind::Gauge);
+        for e in engines {
+            body.keep(&e.aggregates[f]);
+        }
+    }
+    for (f, (name, help, counter)) in FAMILIES.iter().enumerate() {
+        let segments = || {
+            engines
+                .iter()
+                .flat_map(|e| &e.pieces)
+                .map(|p| &p.segments[f])
+        };
+        if segments().all(|s| s.text().is_empty()) {
+            continue;
+        }
+        let kind = if *counter { Kind::Counter } else { Kind::Gauge };
+        exposition::descriptor(body.text_mut(), openmetrics, name, help, kind);
+        for s in segments() {
+            body.keep(s);
+        }
+    }
+
+    let mut usages: Vec<(&str, &Usage)> = Vec::new();
+    for (engine, sample) in engines.iter().zip(samples) {
+        let Some(sample) = sample.as_deref().filter(|s| !s.containers.is_empty()) else {
+            continue;
+        };
+        for piece in &engine.pieces {
+            for (i, entry) in piece.entries.iter().enumerate() {
+                let c = &entry.record;
+                if !super::resources::shows_usage(&c.state) {
+                    continue;
+                }
+                if let Some(u) = sample.containers.get(c.id.as_str()) {
+                    let start = Entry::start(piece, i, INFO) + INFO_OPENING.len();
+                    let text = piece.segments[INFO].text();
+                    let head = text.get(start..start + entry.head_len as usize);
+                    usages.extend(head.map(|h| (h, u)));
+                }
+            }
+        }
+    }
+    super::resources::write_containers(&mut Exposition::new(body.text_mut(), openmetrics), &usages);
+}
+
+impl EngineCache {
+    /// Brings the kept text up to `view`'s snapshot.
+    fn update(&mut self, view: &EngineView) {
+        let inv = &view.inventory;
+        let keys = inv.label_policy().admitted_keys();
+        if *self.name != *view.name || self.keys != keys {
+            // Every line names the engine; the admitted keys decide the labels line.
+            *self = Self {
+                name: view.name.clone(),
+                keys,
+                ..Self::default()
+            };
+        }
+        let prev = self.inv.take();
+        let same_containers = prev.as_ref().is_some_and(|i| i.same_containers(inv));
+        let same_names = prev.as_ref().is_some_and(|i| i.same_pod_names(inv));
+        if !(same_containers && same_names) {
+            self.pieces = self.rebuild_pieces(inv, prev.as_ref());
+        }
+        let same_aggregates =
+            same_containers && prev.as_ref().is_some_and(|i| i.same_pods_and_labels(inv));
+        if !same_aggregates || self.aggregates.is_empty() {
+            self.aggregates = self.counts.render(inv, &self.name);
+        }
+        self.inv = Some(inv.clone());
+    }
+
+    /// The pieces of `inv`'s containers: the kept ones where their records are unchanged. Keeps
+    /// `counts` in step: a record not kept before is counted, a kept record now gone is not.
+    fn rebuild_pieces(&mut self, inv: &Inventory, prev: Option<&Inventory>) -> Vec<Arc<Piece>> {
+        let old = std::mem::take(&mut self.pieces);
+        let renamed = prev.filter(|i| !i.same_pod_names(inv));
+        let mut found = Finder::new(&old);
+        let mut pieces = Vec::with_capacity(old.len().max(inv.container_count() / 50));
+        let mut members: Vec<Member> = Vec::with_capacity(2 * PIECE as usize);
+        let mut scratch = Scratch::default();
+        let allowlist = inv.label_policy().allowlist();
+        let containers = inv.containers();
+        let mut containers = containers.peekable();
+        while let Some(c) = containers.next() {
+            let at = found.locate(c);
+            if at.is_none() {
+                self.counts.add(c, allowlist, 1);
+            }
+            // A pod's name can become known after its containers: their text names the pod.
+            let at = at.filter(|_| {
+                renamed.is_none_or(|old| {
+                    c.pod_id
+                        .as_deref()
+                        .is_none_or(|p| old.pod_name(p) == inv.pod_name(p))
+                })
+            });
+            // An unchanged record's cut is known: the walk compares addresses only and never
+            // reads the record (each read is a cache miss at this size).
+            let cut = match at {
+                Some((p, i)) => old[p].entries[i].ends_piece,
+                None => ends_piece(&c.id),
+            };
+            members.push((c, at));
+            if cut || containers.peek().is_none() {
+                pieces.push(self.piece(&old, &members, inv, &mut scratch));
+                members.clear();
+            }
+        }
+        for gone in found.unvisited() {
+            self.counts.add(gone, allowlist, -1);
+        }
+        pieces
+    }
+
+    /// The piece of `members` (each with its place in `old` if its record is unchanged): the
+    /// old piece itself when they are exactly its entries.
+    fn piece(
+        &mut self,
+        old: &[Arc<Piece>],
+        members: &[Member],
+        inv: &Inventory,
+        scratch: &mut Scratch,
+    ) -> Arc<Piece> {
+        if let Some((p, 0)) = members[0].1 {
+            let same = old[p].entries.len() == members.len()
+                && members
+                    .iter()
+                    .enumerate()
+                    .all(|(i, (_, at))| *at == Some((p, i)));
+            if same {
+                return old[p].clone();
+            }
+        }
+        let mut texts: Vec<String> = self
+            .per_entry
+            .iter()
+            .map(|n| String::with_capacity((n + n / 4 + 8) * members.len()))
+            .collect();
+        let mut entries = Vec::with_capacity(members.len());
+        for (c, at) in members {
+            let (head_len, cut) = match at {
+                Some((p, i)) => {
+                    let (piece, i) = (&old[*p], *i);
+                    for (f, text) in texts.iter_mut().enumerate() {
+                        let start = Entry::start(piece, i, f);
+                        let end = piece.entries[i].ends[f] as usize;
+                        text.push_str(piece.segments[f].text().get(start..end).unwrap_or(""));
+                    }
+                    (piece.entries[i].head_len, piece.entries[i].ends_piece)
+                }
+                None => (self.render(c, inv, &mut texts, scratch), ends_piece(&c.id)),
+            };
+            let mut ends = [0u32; FAMILIES.len()];
+            for (end, text) in ends.iter_mut().zip(&texts) {
+                *end = u32::try_from(text.len()).unwrap_or(u32::MAX);
+            }
+            entries.push(Entry {
+                record: Arc::clone(c),
+                ends,
+                head_len,
+                ends_piece: cut,
+            });
+        }
+        for (n, text) in self.per_entry.iter_mut().zip(&texts) {
+            *n = text.len() / members.len().max(1);
+        }
+        Arc::new(Piece {
+            entries,
+            segments: texts
+                .into_iter()
+                .map(|t| Arc::new(Segment::new(t)))
+                .collect(),
+        })
+    }
+
+    /// Appends one container's line to each family it has a series in; returns the length of
+    /// its `engine, id, name[, pod]` label text.
+    fn render(
+        &mut self,
+        c: &Container,
+        inv: &Inventory,
+        texts: &mut [String],
+        scratch: &mut Scratch,
+    ) -> u32 {
+        let Scratch { head, labels, used } = scratch;
+        head.clear();
+        push_value(head, "engine=\"", &self.name);
+        push_value(head, ",id=\"", c.short_id());
+        push_value(head, ",name=\"", &c.name);
+        let bare = head.len();
+        if let Some(id) = c.pod_id.as_deref() {
+            push_value(head, ",pod=\"", inv.pod_name(id));
+        }
+
+        labels.clear();
+        used.clear();
+        let policy = inv.label_policy();
+        // Container::project, found on the way (cheaper than two more map lookups).
+        let mut project = [None, None];
+        for (k, v) in c.labels.iter() {
+            if let Some(i) = PROJECT_LABELS.iter().position(|p| *p == k) {
+                project[i] = Some(v.as_str());
+            }
+            if !policy.shows_key(k) {
+                continue;
+            }
+            // Of keys that sanitize alike (`a.b`, `a-b`), the container keeps the first.
+            let slot = self.names.slot(k);
+            if !used.contains(&slot) {
+                used.push(slot);
+                push_value(labels, &self.names.openings[slot], v);
+            }
+        }
+
+        let line = |out: &mut String, f: usize, tail: &dyn Fn(&mut String)| {
+            out.push_str(FAMILIES[f].0);
+            if FAMILIES[f].2 {
+                out.push_str("_total");
+            }
+            out.push('{');
+            out.push_str(head);
+            tail(out);
+        };
+        line(&mut texts[0], 0, &|out| {
+            push_value(out, ",image=\"", &c.image);
+            if let Some(p) = project[0].or(project[1]) {
+                push_value(out, ",project=\"", p);
+            }
+            out.push_str("} 1\n");
+        });
+        line(&mut texts[1], 1, &|out| {
+            push_value(out, ",state=\"", &c.state);
+            out.push_str("} 1\n");
+        });
+        {
+            let out = &mut texts[2];
+            out.push_str("podman_container_labels{");
+            out.push_str(&head[..bare]);
+            out.push_str(labels);
+            out.push_str("} 1\n");
+        }
+        if let Some(t) = c.started_at {
+            line(&mut texts[3], 3, &|out| {
+                out.push_str("} ");
+                push_seconds(out, t);
+                out.push('\n');
+            });
+        }
+        if let Some(code) = c.exit_code {
+            line(&mut texts[4], 4, &|out| {
+                out.push_str("} ");
+                push_int(out, code);
+                out.push('\n');
+            });
+        }
+        if let Some(h) = c.health.as_deref() {
+            line(&mut texts[5], 5, &|out| {
+                push_value(out, ",status=\"", h);
+                out.push_str("} 1\n");
+            });
+        }
+        line(&mut texts[6], 6, &|out| {
+            out.push_str("} ");
+            push_int(out, c.restarts);
+            out.push('\n');
+        });
+        u32::try_from(head.len()).unwrap_or(u32::MAX)
+    }
+}
+
+/// A container of the piece being built, with its place among the old pieces if its record is
+/// unchanged (and its text still right).
+type Member<'a> = (&'a Arc<Container>, Option<(usize, usize)>);
+
+/// Buffers reused across the containers rendered in one scrape.
+#[derive(Default)]
+struct Scratch {
+    head: String,
+    labels: String,
+    used: Vec<usize>,
+}
+
+/// Whether a piece ends after the container with this ID. SipHash with fixed keys: the same cuts
+/// every scrape, and independent of the inventory map's own FxHash, whose bits decide the order
+/// the walk meets the containers in (cuts by those bits would all fall at the end of the walk).
+fn ends_piece(id: &str) -> bool {
+    let mut h = std::hash::DefaultHasher::new();
+    id.hash(&mut h);
+    h.finish() % PIECE == PIECE - 1
+}
+
+/// Finds a record among the old pieces by address: a record held there is alive, so an equal
+/// address is the same, unchanged record. The walk mostly meets records in the old order, so
+/// the next old entry is tried first and the index of every address is built only on a miss.
+struct Finder<'a> {
+    old: &'a [Arc<Piece>],
+    next: (usize, usize),
+    index: Option<FxMap<usize, (usize, usize)>>,
+    /// Per old piece, which of its entries were found.
+    visited: Vec<Vec<bool>>,
+}
+
+impl<'a> Finder<'a> {
+    fn new(old: &'a [Arc<Piece>]) -> Self {
+        Self {
+            old,
+            next: (0, 0),
+            index: None,
+            visited: old.iter().map(|p| vec![false; p.entries.len()]).collect(),
+        }
+    }
+
+    /// The old records that were not found: gone or changed.
+    fn unvisited(&self) -> impl Iterator<Item = &'a Container> + '_ {
+        let old = self.old;
+        self.visited.iter().enumerate().flat_map(move |(p, seen)| {
+            seen.iter()
+                .zip(&old[p].entries)
+                .filter(|(seen, _)| !**seen)
+                .map(|(_, e)| &*e.record)
+        })
+    }
+
+    fn at(&self, (p, i): (usize, usize)) -> Option<&Arc<Container>> {
+        self.old.get(p)?.entries.get(i).map(|e| &e.record)
+    }
+
+    fn locate(&mut self, c: &Arc<Container>) -> Option<(usize, usize)> {
+        let here = if self.at(self.next).is_some_and(|r| Arc::ptr_eq(r, c)) {
+            self.next
+        } else {
+            let old = self.old;
+            let index = self.index.get_or_insert_with(|| {
+                let mut index = FxMap::default();
+                for (p, piece) in old.iter().enumerate() {
+                    for (i, e) in piece.entries.iter().enumerate() {
+                        index.insert(Arc::as_ptr(&e.record) as usize, (p, i));
+                    }
+                }
+                index
+            });
+            *index.get(&(Arc::as_ptr(c) as usize))?
+        };
+        let (p, i) = here;
+        self.visited[p][i] = true;
+        self.next = if i + 1 < self.old[p].entries.len() {
+            (p, i + 1)
+        } else {
+            (p + 1, 0)
+        };
+        Some(here)
+    }
+}
+
+/// Interned `label_<key>` names: each distinct raw key is sanitized once, and keys that sanitize
+/// alike (`a.b`, `a-b`) share one slot.
+#[derive(Debug, Default)]
+struct SanitizedKeys {
+    by_raw: FxMap<String, usize>,
+    by_name: FxMap<String, usize>,
+    /// `,label_<key>="` per slot.
+    openings: Vec<String>,
+}
+
+impl SanitizedKeys {
+    fn slot(&mut self, raw: &str) -> usize {
+        if let Some(&slot) = self.by_raw.get(raw) {
+            return slot;
+        }
+        let name = sanitize_label_key(raw);
+        let slot = match self.by_name.get(&name) {
+            Some(&slot) => slot,
+            None => {
+                self.openings.push(format!(",{name}=\""));
+                self.by_name.insert(name, self.openings.len() - 1);
+                self.openings.len() - 1
+            }
+        };
+        self.by_raw.insert(raw.to_owned(), slot);
+        slot
+    }
 }
 
 /// `label_<key>` with every character outside `[a-zA-Z0-9_]` replaced by `_`, as
@@ -36,403 +588,174 @@ fn sanitize_label_key(key: &str) -> String {
     out
 }
 
-/// Interned `label_<key>` names for one scrape: each distinct raw key is sanitized once, and keys
-/// that sanitize alike (`a.b`, `a-b`) share one slot, so a container keeps only the first.
-#[derive(Default)]
-struct SanitizedKeys<'a> {
-    by_raw: FxMap<&'a str, usize>,
-    by_name: FxMap<String, usize>,
-    /// `,label_<key>="` per slot.
-    openings: Vec<String>,
+/// What the aggregate families count, per engine: a container's record is added when it enters
+/// the kept pieces and subtracted when it leaves them, so a scrape after a few changes counts
+/// only those. Infra containers count only towards their pod's state.
+#[derive(Debug, Default)]
+struct Counts {
+    /// Containers per state.
+    by_state: States,
+    /// Per pod ID.
+    pods: FxMap<SharedStr, PodCounts>,
+    /// Allowlisted label key -> value as the container has it -> containers per state.
+    labels: FxMap<String, FxMap<String, States>>,
 }
 
-impl<'a> SanitizedKeys<'a> {
-    fn slot(&mut self, raw: &'a str) -> usize {
-        if let Some(&slot) = self.by_raw.get(raw) {
-            return slot;
-        }
-        let name = sanitize_label_key(raw);
-        let slot = match self.by_name.get(&name) {
-            Some(&slot) => slot,
-            None => {
-                self.openings.push(format!(",{name}=\""));
-                self.by_name.insert(name, self.openings.len() - 1);
-                self.openings.len() - 1
+#[derive(Debug, Default)]
+struct PodCounts {
+    /// Every member, infra included: what the pod's state is derived from.
+    members: States,
+    /// Members that are not infra.
+    containers: States,
+}
+
+/// Counts per state word; a handful of states, so a short list.
+type States = Vec<(SharedStr, i64)>;
+
+fn bump(states: &mut States, state: &SharedStr, delta: i64) {
+    match states.iter().position(|(s, _)| s == state) {
+        Some(i) => {
+            states[i].1 += delta;
+            if states[i].1 == 0 {
+                states.swap_remove(i);
             }
-        };
-        self.by_raw.insert(raw, slot);
-        slot
+        }
+        None => states.push((state.clone(), delta)),
     }
 }
 
-/// Every family derived from the containers, from one walk over them: each container is
-/// visited once and its identity escaped once, then copied into its series. A family with no
-/// samples is left out.
-struct ContainerWalk<'a> {
-    views: &'a [EngineView],
-    rows: Vec<Row>,
-    /// Every row's label text, escaped: see `Row`.
-    text: String,
-    /// Keyed by engine index; infra containers are not counted.
-    by_state: Vec<((usize, &'a str), i64)>,
-    by_pod: Vec<((usize, &'a str, &'a str), i64)>,
-    /// Values already folded into `__other__` past `--labels.max-values`, keys past
-    /// `--labels.max-keys`.
-    by_label: Vec<(LabelKey<'a>, i64)>,
-    pods_by_state: Vec<((usize, &'static str), i64)>,
-    /// Engine index, pod name, pod state: one per pod.
-    pod_states: Vec<(usize, &'a str, &'static str)>,
-    /// (row, usage) of the containers with resource series.
-    usages: Vec<(usize, &'a Usage)>,
-}
+impl Counts {
+    /// Adds (`delta` 1) or subtracts (-1) one container's record.
+    fn add(&mut self, c: &Container, allowlist: &Allowlist, delta: i64) {
+        if let Some(pod) = &c.pod_id {
+            let counts = match self.pods.get_mut(pod.as_str()) {
+                Some(counts) => counts,
+                None => self.pods.entry(pod.clone()).or_default(),
+            };
+            bump(&mut counts.members, &c.state, delta);
+            if !c.infra {
+                bump(&mut counts.containers, &c.state, delta);
+            }
+            if counts.members.is_empty() {
+                self.pods.remove(pod.as_str());
+            }
+        }
+        if c.infra {
+            return;
+        }
+        bump(&mut self.by_state, &c.state, delta);
+        for (k, v) in c.labels.iter() {
+            if !allowlist.allows(k) {
+                continue;
+            }
+            let values = match self.labels.get_mut(k.as_str()) {
+                Some(values) => values,
+                None => self.labels.entry(k.clone()).or_default(),
+            };
+            let states = match values.get_mut(v.as_str()) {
+                Some(states) => states,
+                None => values.entry(v.clone()).or_default(),
+            };
+            bump(states, &c.state, delta);
+            if states.is_empty() {
+                values.remove(v.as_str());
+                if values.is_empty() {
+                    self.labels.remove(k.as_str());
+                }
+            }
+        }
+    }
 
-/// Engine index, label key, label value, container state.
-type LabelKey<'a> = (usize, &'a str, &'a str, &'a str);
-
-/// One container, everything its series show rendered once, so that writing the seven families
-/// reads this compact array instead of chasing every container again. Ranges are into
-/// `ContainerWalk::text`.
-struct Row {
-    /// `engine="…",id="…",name="…"`, then `,pod="…"` up to `pod_end` (the same when outside a
-    /// pod).
-    head: Range<usize>,
-    pod_end: usize,
-    /// `,image="…"[,project="…"]`
-    info: Range<usize>,
-    /// `,state="…"`
-    state: Range<usize>,
-    /// `,label_<key>="…"` pairs.
-    labels: Range<usize>,
-    /// `,status="…"`, empty without a healthcheck.
-    health: Range<usize>,
-    started_at: Option<i64>,
-    exit_code: Option<i64>,
-    restarts: u64,
-}
-
-impl<'a> ContainerWalk<'a> {
-    fn new(views: &'a [EngineView], samples: &'a [Option<Arc<Sample>>]) -> Self {
-        let n: usize = views.iter().map(|v| v.inventory.container_count()).sum();
-        let mut rows: Vec<Row> = Vec::with_capacity(n);
-        let mut text = String::with_capacity(n * 320);
-        let mut keys = SanitizedKeys::default();
-        // The row that last used each sanitized key, to keep the first of keys that sanitize
-        // alike.
-        let mut last_row_of_slot: Vec<usize> = Vec::new();
-        let mut by_state: FxMap<(usize, &str), i64> = FxMap::default();
-        let mut by_pod: FxMap<(usize, &str, &str), i64> = FxMap::default();
-        // Raw values, folded into `__other__` afterwards, once per distinct value.
-        let mut by_raw_label: FxMap<LabelKey, i64> =
-            FxMap::with_capacity_and_hasher(n, Default::default());
-        let mut pods_by_state: FxMap<(usize, &'static str), i64> = FxMap::default();
+    /// The aggregate families' lines (without descriptors), one segment per family of
+    /// `AGGREGATES`: label values folded as the engine's policy now says, pods named as its
+    /// inventory now names them, pod states derived from the members' counts.
+    fn render(&self, inv: &Inventory, engine_name: &str) -> Vec<Arc<Segment>> {
+        let policy = inv.label_policy();
+        let by_state: FxMap<&str, i64> = self
+            .by_state
+            .iter()
+            .map(|(s, n)| (s.as_str(), *n))
+            .collect();
+        // Two pod IDs can carry one name (a name reused after its pod was removed): one series.
+        let mut by_pod: FxMap<(&str, &str), i64> = FxMap::default();
+        for (id, counts) in &self.pods {
+            let name = inv.pod_name(id);
+            for (state, n) in &counts.containers {
+                *by_pod.entry((name, state.as_str())).or_insert(0) += n;
+            }
+        }
+        let mut by_label: FxMap<(&str, &str, &str), i64> = FxMap::default();
+        for (k, values) in &self.labels {
+            for (v, states) in values {
+                let Some((k, v)) = policy.folded(k, v) else {
+                    continue;
+                };
+                for (state, n) in states {
+                    *by_label.entry((k, v, state.as_str())).or_insert(0) += n;
+                }
+            }
+        }
+        let mut pods_by_state: FxMap<&'static str, i64> = FxMap::default();
         let mut pod_states = Vec::new();
-        let mut usages = Vec::new();
-
-        for (e, view) in views.iter().enumerate() {
-            let inv = &view.inventory;
-            let sample = samples.get(e).and_then(Option::as_deref);
-            let policy = inv.label_policy();
-            let mut pods = PodIndex::empty(inv);
-            for c in inv.containers() {
-                let c: &Container = c;
-                let state = c.state.as_str();
-                let pod = pods.add(c);
-                if !c.infra {
-                    tally(&mut by_state, (e, state));
-                    if let Some(p) = pod {
-                        tally(&mut by_pod, (e, p, state));
-                    }
-                }
-
-                let start = text.len();
-                push_value(&mut text, "engine=\"", &view.name);
-                push_value(&mut text, ",id=\"", c.short_id());
-                push_value(&mut text, ",name=\"", &c.name);
-                let head = start..text.len();
-                if let Some(p) = pod {
-                    push_value(&mut text, ",pod=\"", p);
-                }
-                let pod_end = text.len();
-
-                let labels_start = text.len();
-                // Container::project, found on the way (cheaper than two more map lookups).
-                let mut project = [None, None];
-                for (k, v) in c.labels.iter() {
-                    if let Some(i) = PROJECT_LABELS.iter().position(|p| *p == k) {
-                        project[i] = Some(v.as_str());
-                    }
-                    if !c.infra && policy.allowlist().allows(k) {
-                        tally(&mut by_raw_label, (e, k.as_str(), v.as_str(), state));
-                    }
-                    // Keys past `--labels.max-keys` are counted above (as `__other__`) but
-                    // cannot be folded into a label name.
-                    if !policy.shows_key(k) {
-                        continue;
-                    }
-                    let slot = keys.slot(k);
-                    if last_row_of_slot.len() <= slot {
-                        last_row_of_slot.resize(slot + 1, usize::MAX);
-                    }
-                    if last_row_of_slot[slot] != rows.len() {
-                        last_row_of_slot[slot] = rows.len();
-                        push_value(&mut text, &keys.openings[slot], v);
-                    }
-                }
-                let labels = labels_start..text.len();
-
-                let info_start = text.len();
-                push_value(&mut text, ",image=\"", &c.image);
-                if let Some(p) = project[0].or(project[1]) {
-                    push_value(&mut text, ",project=\"", p);
-                }
-                let info = info_start..text.len();
-                let state_start = text.len();
-                push_value(&mut text, ",state=\"", state);
-                let state_range = state_start..text.len();
-                let health_start = text.len();
-                if let Some(h) = c.health.as_deref() {
-                    push_value(&mut text, ",status=\"", h);
-                }
-                if let Some(u) = sample
-                    .filter(|_| super::resources::shows_usage(state))
-                    .and_then(|s| s.containers.get(c.id.as_str()))
-                {
-                    usages.push((rows.len(), u));
-                }
-                rows.push(Row {
-                    head,
-                    pod_end,
-                    info,
-                    state: state_range,
-                    labels,
-                    health: health_start..text.len(),
-                    started_at: c.started_at,
-                    exit_code: c.exit_code,
-                    restarts: c.restarts,
-                });
-            }
-            for p in inv.pods() {
-                let state = pods.state(&p.id).as_str();
-                tally(&mut pods_by_state, (e, state));
-                pod_states.push((e, p.name.as_str(), state));
-            }
+        for p in inv.pods() {
+            let state = self.pods.get(p.id.as_str()).map_or(PodState::Created, |c| {
+                PodState::derive(
+                    c.members
+                        .iter()
+                        .flat_map(|(s, n)| std::iter::repeat_n(s.as_str(), *n as usize)),
+                )
+            });
+            tally(&mut pods_by_state, state.as_str());
+            pod_states.push((p.name.as_str(), state.as_str()));
         }
 
-        let mut by_label: FxMap<LabelKey, i64> = FxMap::default();
-        for ((e, k, v, state), n) in by_raw_label {
-            if let Some((k, v)) = views[e].inventory.label_policy().folded(k, v) {
-                *by_label.entry((e, k, v, state)).or_insert(0) += n;
-            }
-        }
-        Self {
-            views,
-            rows,
-            text,
-            by_state: sorted(by_state),
-            by_pod: sorted(by_pod),
-            by_label: sorted(by_label),
-            pods_by_state: sorted(pods_by_state),
-            pod_states,
-            usages,
-        }
-    }
-
-    fn engine(&self, e: usize) -> &'a str {
-        &self.views[e].name
-    }
-
-    fn write(&self, exposition: &mut Exposition) {
-        let openmetrics = exposition.openmetrics();
-        let out = exposition.out();
-        let descriptor = |out: &mut String, name: &str, help: &str, counter: bool| {
-            let kind = if counter { Kind::Counter } else { Kind::Gauge };
-            exposition::descriptor(out, openmetrics, name, help, kind);
+        let mut texts: Vec<String> = (0..AGGREGATES.len()).map(|_| String::new()).collect();
+        let open = |out: &mut String, f: usize| {
+            out.push_str(AGGREGATES[f].0);
+            push_value(out, "{engine=\"", engine_name);
         };
         let end = |out: &mut String, n: i64| {
             out.push_str("} ");
             push_int(out, n);
             out.push('\n');
         };
-
-        if !self.by_state.is_empty() {
-            let name = "podman_containers";
-            descriptor(
-                out,
-                name,
-                "Containers in each state (infra containers excluded).",
-                false,
-            );
-            for ((e, state), n) in &self.by_state {
-                out.push_str(name);
-                push_value(out, "{engine=\"", self.engine(*e));
-                push_value(out, ",state=\"", state);
-                end(out, *n);
-            }
+        for (state, n) in sorted(by_state) {
+            let out = &mut texts[0];
+            open(out, 0);
+            push_value(out, ",state=\"", state);
+            end(out, n);
         }
-        if !self.by_pod.is_empty() {
-            let name = "podman_pod_containers";
-            descriptor(
-                out,
-                name,
-                "Containers of each pod in each state (infra containers excluded).",
-                false,
-            );
-            for ((e, pod, state), n) in &self.by_pod {
-                out.push_str(name);
-                push_value(out, "{engine=\"", self.engine(*e));
-                push_value(out, ",pod=\"", pod);
-                push_value(out, ",state=\"", state);
-                end(out, *n);
-            }
+        for ((pod, state), n) in sorted(by_pod) {
+            let out = &mut texts[1];
+            open(out, 1);
+            push_value(out, ",pod=\"", pod);
+            push_value(out, ",state=\"", state);
+            end(out, n);
         }
-        if !self.by_label.is_empty() {
-            let name = "podman_label_containers";
-            descriptor(
-                out,
-                name,
-                "Containers per allowlisted label key and value, in each state.",
-                false,
-            );
-            for ((e, key, value, state), n) in &self.by_label {
-                out.push_str(name);
-                push_value(out, "{engine=\"", self.engine(*e));
-                push_value(out, ",label=\"", key);
-                push_value(out, ",value=\"", value);
-                push_value(out, ",state=\"", state);
-                end(out, *n);
-            }
+        for ((key, value, state), n) in sorted(by_label) {
+            let out = &mut texts[2];
+            open(out, 2);
+            push_value(out, ",label=\"", key);
+            push_value(out, ",value=\"", value);
+            push_value(out, ",state=\"", state);
+            end(out, n);
         }
-        if !self.pods_by_state.is_empty() {
-            let name = "podman_pods";
-            descriptor(out, name, "Pods in each state (lower case).", false);
-            for ((e, state), n) in &self.pods_by_state {
-                out.push_str(name);
-                push_value(out, "{engine=\"", self.engine(*e));
-                push_value(out, ",state=\"", state);
-                end(out, *n);
-            }
+        for (state, n) in sorted(pods_by_state) {
+            let out = &mut texts[3];
+            open(out, 3);
+            push_value(out, ",state=\"", state);
+            end(out, n);
         }
-        if !self.pod_states.is_empty() {
-            let name = "podman_pod_state";
-            descriptor(
-                out,
-                name,
-                "The pod's state (lower case), as podman pod ps shows it; always 1.",
-                false,
-            );
-            for (e, pod, state) in &self.pod_states {
-                out.push_str(name);
-                push_value(out, "{engine=\"", self.engine(*e));
-                push_value(out, ",pod=\"", pod);
-                push_value(out, ",state=\"", state);
-                end(out, 1);
-            }
+        for (pod, state) in pod_states {
+            let out = &mut texts[4];
+            open(out, 4);
+            push_value(out, ",pod=\"", pod);
+            push_value(out, ",state=\"", state);
+            end(out, 1);
         }
-
-        let (rows, text) = (&self.rows, self.text.as_str());
-        if rows.is_empty() {
-            return;
-        }
-        // `name{<engine, id, name, pod>` ready for more labels.
-        let open = |out: &mut String, name: &str, r: &Row| {
-            out.push_str(name);
-            out.push('{');
-            out.push_str(&text[r.head.start..r.pod_end]);
-        };
-        let one = |out: &mut String, name: &str, r: &Row, tail: &Range<usize>| {
-            open(out, name, r);
-            out.push_str(&text[tail.clone()]);
-            out.push_str("} 1\n");
-        };
-
-        descriptor(
-            out,
-            "podman_container_info",
-            "Container metadata; always 1.",
-            false,
-        );
-        for r in rows {
-            one(out, "podman_container_info", r, &r.info);
-        }
-        descriptor(
-            out,
-            "podman_container_state",
-            "1 for the container's current state.",
-            false,
-        );
-        for r in rows {
-            one(out, "podman_container_state", r, &r.state);
-        }
-        descriptor(
-            out,
-            "podman_container_labels",
-            "Allowlisted container labels as label_<key> labels; always 1.",
-            false,
-        );
-        for r in rows {
-            out.push_str("podman_container_labels{");
-            out.push_str(&text[r.head.clone()]);
-            out.push_str(&text[r.labels.clone()]);
-            out.push_str("} 1\n");
-        }
-
-        if rows.iter().any(|r| r.started_at.is_some()) {
-            let name = "podman_container_started_time_seconds";
-            descriptor(out, name, "Unix time of the container's last start.", false);
-            for r in rows {
-                if let Some(t) = r.started_at {
-                    open(out, name, r);
-                    out.push_str("} ");
-                    push_seconds(out, t);
-                    out.push('\n');
-                }
-            }
-        }
-        if rows.iter().any(|r| r.exit_code.is_some()) {
-            let name = "podman_container_exit_code";
-            descriptor(
-                out,
-                name,
-                "Exit code of the container's last run, while it is exited.",
-                false,
-            );
-            for r in rows {
-                if let Some(code) = r.exit_code {
-                    open(out, name, r);
-                    end(out, code);
-                }
-            }
-        }
-        if rows.iter().any(|r| !r.health.is_empty()) {
-            let name = "podman_container_health";
-            descriptor(
-                out,
-                name,
-                "1 for the container's current health status (containers with a healthcheck only).",
-                false,
-            );
-            for r in rows.iter().filter(|r| !r.health.is_empty()) {
-                one(out, name, r, &r.health);
-            }
-        }
-        descriptor(
-            out,
-            "podman_container_restarts",
-            "Starts seen after a death of the same container.",
-            true,
-        );
-        for r in rows {
-            open(out, "podman_container_restarts_total", r);
-            out.push_str("} ");
-            push_int(out, r.restarts);
-            out.push('\n');
-        }
-
-        let labelled: Vec<(&str, &Usage)> = self
-            .usages
-            .iter()
-            .map(|(i, u)| (&text[rows[*i].head.start..rows[*i].pod_end], *u))
-            .collect();
-        super::resources::write_containers(exposition, &labelled);
+        texts
+            .into_iter()
+            .map(|t| Arc::new(Segment::new(t)))
+            .collect()
     }
 }

@@ -29,7 +29,7 @@ fn real_events() -> Vec<Event> {
         .collect()
 }
 
-fn event(t: i64, kind: &str, action: &str, id: &str, attrs: serde_json::Value) -> Event {
+pub(crate) fn event(t: i64, kind: &str, action: &str, id: &str, attrs: serde_json::Value) -> Event {
     serde_json::from_value(json!({
         "Type": kind, "Action": action, "timeNano": t,
         "Actor": {"ID": id, "Attributes": attrs}

@@ -11,6 +11,7 @@
 //! while those do, because they are computed from the current snapshot, never stored. Never calls
 //! Podman and never mutates the inventory.
 
+mod body;
 mod containers;
 mod engines;
 mod events;
@@ -29,6 +30,7 @@ use prometheus_client::registry::Registry;
 
 use crate::resources::prefetch::{Cadence, Prefetcher};
 use crate::snapshot::Engines;
+pub use body::Body;
 pub use own::{register_instrument_families, register_instruments, InstrumentFamilies};
 
 /// The classic Prometheus text format, which promtool reads.
@@ -48,6 +50,8 @@ pub struct Metrics {
     /// The scrapes' cadence and the thread that samples ahead of the next one; `None` when no
     /// engine is sampled on demand.
     prefetch: Option<(Mutex<Cadence>, Duration, Prefetcher)>,
+    /// The container families' text kept from the last scrape.
+    kept: containers::Cache,
 }
 
 impl Metrics {
@@ -73,6 +77,7 @@ impl Metrics {
             own,
             last_len: AtomicUsize::new(0),
             prefetch,
+            kept: containers::Cache::default(),
         }
     }
 
@@ -80,6 +85,12 @@ impl Metrics {
     /// classic 0.0.4 text. One set of snapshots serves the whole scrape, so every family describes
     /// the same moment.
     pub fn render(&self, openmetrics: bool) -> Result<String, std::fmt::Error> {
+        self.render_body(openmetrics).map(Body::into_string)
+    }
+
+    /// `render` as the scrape serves it: the text of containers that did not change since the
+    /// last scrape is kept and handed out (and compressed) as held, not written again.
+    pub fn render_body(&self, openmetrics: bool) -> Result<Body, std::fmt::Error> {
         let views = self.engines.views();
         let samples: Vec<_> = views
             .iter()
@@ -95,32 +106,25 @@ impl Metrics {
             }
         }
         let last = self.last_len.load(Ordering::Relaxed);
-        let mut out = String::with_capacity((last + last / 8).max(64 * 1024));
-        engines::write(
-            &mut exposition::Exposition::new(&mut out, openmetrics),
-            &views,
-        );
-        events::write(
-            &mut exposition::Exposition::new(&mut out, openmetrics),
-            &views,
-        );
-        lifecycle::write(
-            &mut exposition::Exposition::new(&mut out, openmetrics),
-            &views,
-        );
+        let mut body = Body::new(String::with_capacity((last + last / 8).max(64 * 1024)));
+        let out = body.text_mut();
+        engines::write(&mut exposition::Exposition::new(out, openmetrics), &views);
+        events::write(&mut exposition::Exposition::new(out, openmetrics), &views);
+        lifecycle::write(&mut exposition::Exposition::new(out, openmetrics), &views);
         if openmetrics {
-            prometheus_client::encoding::text::encode_registry(&mut out, &self.own)?;
+            prometheus_client::encoding::text::encode_registry(out, &self.own)?;
         } else {
-            prometheus_client::encoding::prometheus_text::encode(&mut out, &self.own)?;
+            prometheus_client::encoding::prometheus_text::encode(out, &self.own)?;
         }
-        let mut text = exposition::Exposition::new(&mut out, openmetrics);
-        resources::write_own(&mut text, &views);
-        containers::write(&mut text, &views, &samples);
+        resources::write_own(&mut exposition::Exposition::new(out, openmetrics), &views);
+        containers::write(&mut body, openmetrics, &self.kept, &views, &samples);
+        let mut text = exposition::Exposition::new(body.text_mut(), openmetrics);
         resources::write_pods(&mut text, &views, &samples);
         objects::write(&mut text, &views);
         text.eof();
-        self.last_len.store(out.len(), Ordering::Relaxed);
-        Ok(out)
+        self.last_len
+            .store(body.text_mut().len(), Ordering::Relaxed);
+        Ok(body)
     }
 }
 

@@ -190,3 +190,134 @@ fn inventory_families(text: &str) -> String {
     }
     fixture::normalize(&out)
 }
+
+/// An inventory driven by synthetic events, for the kept-text test.
+struct Driver {
+    inv: crate::inventory::Inventory,
+    t: i64,
+}
+
+impl Driver {
+    fn id(i: usize) -> String {
+        format!("{:064x}", 0xc0_0000 + i)
+    }
+
+    fn pod(i: usize) -> String {
+        format!("{:064x}", 0xb0_0000 + i)
+    }
+
+    fn ev(&mut self, kind: &str, action: &str, id: &str, attrs: serde_json::Value) {
+        self.t += 1000;
+        self.inv
+            .apply(&fixture::event(self.t, kind, action, id, attrs));
+    }
+
+    fn create(&mut self, i: usize, pod: &str) {
+        let attrs = serde_json::json!({
+            "name": format!("c{i}"), "image": "localhost/busybox:latest", "podId": pod,
+            "app": format!("v{}", i % 5), "a.b": "dot", "a-b": "dash",
+        });
+        self.ev("container", "create", &Self::id(i), attrs.clone());
+        self.ev("container", "start", &Self::id(i), attrs);
+    }
+}
+
+/// The text kept between scrapes never differs from a fresh render of the same snapshot: after
+/// no change, changed and new and removed containers, a pod whose name became known after its
+/// containers, newly admitted label keys and values, and health changes; and the scrape body's
+/// chunks and its stitched gzip carry exactly that text.
+#[test]
+fn kept_text_equals_a_fresh_render_after_every_kind_of_change() {
+    use serde_json::json;
+    use std::io::Read;
+
+    let mut d = Driver {
+        inv: crate::inventory::Inventory::new(crate::inventory::LabelPolicy::new(
+            crate::inventory::Allowlist::parse("app,role,a.b,a-b"),
+            3,
+        )),
+        t: 1_795_976_300_000_000_000,
+    };
+    let (engines, publishers) = Engines::new(vec![(
+        "podman".into(),
+        "unix:///run/podman/podman.sock".into(),
+        d.inv.clone(),
+    )]);
+    let status = EngineStatus {
+        connected: true,
+        synced: true,
+        reason: None,
+        version: Some("4.3.1".into()),
+        api_version: Some("4.3.1".into()),
+    };
+    let kept = Metrics::new(engines.clone(), Registry::default());
+    d.ev("pod", "create", &Driver::pod(0), json!({"name": "first"}));
+
+    type Step = (&'static str, fn(&mut Driver));
+    let steps: Vec<Step> = vec![
+        ("400 containers", |d| {
+            for i in 0..400 {
+                let pod = if i % 3 == 0 {
+                    Driver::pod(0)
+                } else {
+                    String::new()
+                };
+                d.create(i, &pod);
+            }
+        }),
+        ("no change", |_| {}),
+        ("one death", |d| {
+            let attrs = json!({"name": "c7", "containerExitCode": "137"});
+            d.ev("container", "died", &Driver::id(7), attrs);
+        }),
+        ("ten new, five removed", |d| {
+            for i in 400..410 {
+                d.create(i, "");
+            }
+            for i in [0, 1, 2, 200, 399] {
+                let attrs = json!({"name": format!("c{i}")});
+                d.ev("container", "remove", &Driver::id(i), attrs);
+            }
+        }),
+        ("containers of a pod not yet known", |d| {
+            for i in 410..415 {
+                d.create(i, &Driver::pod(1));
+            }
+        }),
+        ("the pod's name becomes known", |d| {
+            d.ev("pod", "create", &Driver::pod(1), json!({"name": "late"}));
+        }),
+        ("a new label key", |d| {
+            let attrs = json!({"name": "c500", "image": "i", "podId": "", "role": "db"});
+            d.ev("container", "create", &Driver::id(500), attrs);
+        }),
+        ("health changes", |d| {
+            for i in (10..400).step_by(37) {
+                let attrs = json!({"name": format!("c{i}"), "health_status": "unhealthy"});
+                d.ev("container", "health_status", &Driver::id(i), attrs);
+            }
+        }),
+        ("nothing again", |_| {}),
+    ];
+    for (what, step) in steps {
+        step(&mut d);
+        publishers[0].publish(&status, &d.inv);
+        for openmetrics in [false, true] {
+            let fresh = Metrics::new(engines.clone(), Registry::default())
+                .render(openmetrics)
+                .unwrap();
+            let body = kept.render_body(openmetrics).unwrap();
+            let mut gunzipped = String::new();
+            flate2::read::GzDecoder::new(&body.gzip().unwrap()[..])
+                .read_to_string(&mut gunzipped)
+                .unwrap();
+            let chunks = String::from_utf8(body.into_chunks().concat()).unwrap();
+            assert!(
+                chunks == fresh,
+                "after {what} (openmetrics={openmetrics}):\n{}",
+                first_difference(&fresh, &chunks)
+            );
+            assert!(gunzipped == fresh, "gzip after {what}");
+        }
+    }
+}

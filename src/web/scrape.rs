@@ -20,13 +20,14 @@ use bytes::Bytes;
 use hyper::body::{Body as HttpBody, Frame, SizeHint};
 use tokio::sync::{OnceCell, OwnedSemaphorePermit, Semaphore};
 
-use super::negotiate::{accepts_gzip, gzip_bytes, wants_openmetrics};
+use super::negotiate::{accepts_gzip, wants_openmetrics};
 use super::{error, AppState};
 use crate::metrics::{Metrics, OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE};
 
 /// (OpenMetrics, gzip): what a body depends on besides the moment it was rendered.
 type Key = (bool, bool);
-type Rendered = Result<Bytes, String>;
+/// The body's chunks, in order (kept text shared, not copied).
+type Rendered = Result<Arc<[Bytes]>, String>;
 
 /// The scrapes in progress: the `--web.max-requests` limit and the renders being shared.
 #[derive(Debug)]
@@ -70,18 +71,19 @@ impl Scrapes {
 /// One render, on a blocking thread: CPU work proportional to the inventory.
 async fn render(metrics: Arc<Metrics>, (openmetrics, gzip): Key) -> Rendered {
     let rendered = tokio::task::spawn_blocking(move || {
-        let text = metrics
-            .render(openmetrics)
+        let body = metrics
+            .render_body(openmetrics)
             .map_err(|e| format!("cannot render metrics: {e}"))?;
-        let body = if gzip {
-            gzip_bytes(text.as_bytes())
-                .map(Bytes::from)
-                .map_err(|e| format!("cannot compress metrics: {e}"))
+        let chunks: Arc<[Bytes]> = if gzip {
+            let gz = body
+                .gzip()
+                .map_err(|e| format!("cannot compress metrics: {e}"))?;
+            Arc::new([Bytes::from(gz)])
         } else {
-            Ok(Bytes::from(text))
+            body.into_chunks().into()
         };
         crate::allocator::trim_after_churn();
-        body
+        Ok(chunks)
     })
     .await;
     rendered.unwrap_or_else(|e| Err(format!("metrics renderer failed: {e}")))
@@ -111,13 +113,16 @@ pub async fn metrics(State(app): State<AppState>, headers: HeaderMap) -> Respons
     };
     let openmetrics = wants_openmetrics(header_str(header::ACCEPT));
     let gzip = accepts_gzip(header_str(header::ACCEPT_ENCODING));
-    let bytes = match app.scrapes.body(&app.metrics, (openmetrics, gzip)).await {
-        Ok(b) => b,
+    let chunks = match app.scrapes.body(&app.metrics, (openmetrics, gzip)).await {
+        Ok(c) => c,
         Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e),
     };
     // The scrape counts against --web.max-requests until its body is sent.
     let body = Body::new(Chunks {
-        rest: bytes,
+        remaining: chunks.iter().map(Bytes::len).sum(),
+        chunks,
+        next: 0,
+        rest: Bytes::new(),
         _permit: permit,
     });
     let content_type = if openmetrics {
@@ -147,7 +152,13 @@ const CHUNK: usize = 64 * 1024;
 /// `--web.max-requests`, lives until the client has taken nearly all of it, not only until it
 /// was queued.
 struct Chunks {
+    chunks: Arc<[Bytes]>,
+    /// The next chunk of `chunks` to hand out after `rest`.
+    next: usize,
+    /// What is left of the chunk being handed out.
     rest: Bytes,
+    /// Bytes not yet handed out.
+    remaining: usize,
     _permit: Option<OwnedSemaphorePermit>,
 }
 
@@ -159,19 +170,24 @@ impl HttpBody for Chunks {
         mut self: std::pin::Pin<&mut Self>,
         _cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
-        if self.rest.is_empty() {
-            return std::task::Poll::Ready(None);
+        while self.rest.is_empty() {
+            let Some(chunk) = self.chunks.get(self.next).cloned() else {
+                return std::task::Poll::Ready(None);
+            };
+            self.next += 1;
+            self.rest = chunk;
         }
         let n = self.rest.len().min(CHUNK);
         let chunk = self.rest.split_to(n);
+        self.remaining -= n;
         std::task::Poll::Ready(Some(Ok(Frame::data(chunk))))
     }
 
     fn is_end_stream(&self) -> bool {
-        self.rest.is_empty()
+        self.remaining == 0
     }
 
     fn size_hint(&self) -> SizeHint {
-        SizeHint::with_exact(self.rest.len() as u64)
+        SizeHint::with_exact(self.remaining as u64)
     }
 }
