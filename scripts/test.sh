@@ -4,9 +4,10 @@
 # Installs what the tests need when it is missing (Podman 4.x with runc and catatonit, busybox for
 # the workload image, Prometheus and promtool, systemd for systemd-journald, Chromium for the live
 # page test; needs root for that),
-# sets up the Podman 5.4.2 and 6.1.1 roots (scripts/podman-chroot.sh), checks formatting and lints,
-# runs each fuzz target briefly (scripts/fuzz.sh), builds the static binary the container-image
-# test packages and the QEMU systemd host (scripts/podman-vm.sh), then runs every test. Tests that need Podman, Prometheus or the guest
+# sets up the Podman 5.4.2 and 6.1.1 roots (scripts/podman-chroot.sh) and the QEMU systemd host
+# (scripts/podman-vm.sh) in the background while it checks formatting and lints, runs each fuzz
+# target briefly (scripts/fuzz.sh) and builds the static binary the container-image test
+# packages, then runs every test. Tests that need Podman, Prometheus or the guest
 # fail, never skip, when those are missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -30,11 +31,18 @@ if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
     systemctl stop prometheus prometheus-node-exporter 2>/dev/null || true
 fi
 
-# Podman 5.4.2 and 6.1.1 for the tests that run on every Podman version: cached Debian roots
-# (debootstrap; about 90 s each the first time on a machine, < 1 s when cached). The tests call
-# `setup` too, but doing it here keeps its log out of a test's time budget.
-scripts/podman-chroot.sh setup 5
-scripts/podman-chroot.sh setup 6
+# The Podman 5.4.2 and 6.1.1 roots for the tests that run on every Podman version (debootstrap;
+# about 90 s each the first time on a machine, < 1 s when cached), then a real systemd host for the
+# vm:: test: Podman 5.4.2 in a QEMU guest (TCG), cached image (about 5-12 min to build the first
+# time, < 1 s after). Mostly downloads and unpacking, so they run in one background job (one at a
+# time: they share the host's apt) while the compiler runs below, and the tests wait for it. The
+# tests call `setup` too, but doing it here keeps its log out of a test's time budget.
+setup_log=$(mktemp)
+setsid bash -c 'scripts/podman-chroot.sh setup 5 && scripts/podman-chroot.sh setup 6 &&
+    scripts/podman-vm.sh build' >"$setup_log" 2>&1 &
+setup_pid=$!
+# If a step below fails, the job stops with it.
+trap 'kill -TERM -- "-$setup_pid" 2>/dev/null || kill -TERM "$setup_pid" 2>/dev/null || true' EXIT
 
 cargo fmt --all -- --check
 cargo clippy --all-targets --locked -- -D warnings
@@ -42,9 +50,16 @@ cargo clippy --all-targets --locked -- -D warnings
 # over the seeds, saying so); scripts/fuzz.sh SECONDS runs them longer.
 scripts/fuzz.sh 15
 scripts/build-static.sh
-# A real systemd host for the vm:: test: Podman 5.4.2 in a QEMU guest (TCG), cached image (about
-# 5-12 min to build the first time on a machine, < 1 s after).
-scripts/podman-vm.sh build
+
+setup_status=0
+wait "$setup_pid" || setup_status=$?
+trap - EXIT
+cat "$setup_log"
+rm -f "$setup_log"
+if [ "$setup_status" -ne 0 ]; then
+    echo "test.sh: setting up the Podman roots or the guest image failed (exit $setup_status, log above)" >&2
+    exit 1
+fi
 # Everything but the guest, then the guest on its own: the emulated host needs both cores.
 cargo test --locked -- --skip vm::
 cargo test --locked --test it -- vm::

@@ -24,7 +24,6 @@
 //! current snapshot's records, never a store of its own. Counters, resource samples and the
 //! exporter's own families are written fresh on every scrape, elsewhere.
 
-use std::hash::{Hash, Hasher};
 use std::sync::{Arc, Mutex};
 
 use super::body::{Body, Segment};
@@ -100,6 +99,9 @@ const AGGREGATES: [(&str, &str); 5] = [
 /// about `PIECE` containers, small enough that one change rebuilds little, large enough that
 /// each family's segment compresses well on its own.
 const PIECE: u64 = 64;
+
+/// Kept records that left the cache in one scrape, from which the heap is trimmed after it.
+const TRIM_AFTER_GONE: usize = 1_000;
 
 /// The text kept between scrapes, per engine (in the order of the scrape's views).
 #[derive(Debug, Default)]
@@ -253,8 +255,11 @@ impl EngineCache {
         let prev = self.inv.take();
         let same_containers = prev.as_ref().is_some_and(|i| i.same_containers(inv));
         let same_names = prev.as_ref().is_some_and(|i| i.same_pod_names(inv));
+        let mut turnover = 0;
         if !(same_containers && same_names) {
-            self.pieces = self.rebuild_pieces(inv, prev.as_ref());
+            let (pieces, gone) = self.rebuild_pieces(inv, prev.as_ref());
+            self.pieces = pieces;
+            turnover = gone;
         }
         let same_aggregates =
             same_containers && prev.as_ref().is_some_and(|i| i.same_pods_and_labels(inv));
@@ -262,11 +267,22 @@ impl EngineCache {
             self.aggregates = self.counts.render(inv, &self.name);
         }
         self.inv = Some(inv.clone());
+        drop(prev);
+        // After a resync every record is new: the old ones and their text, freed just now, lie
+        // between live blocks, and glibc would keep them resident.
+        if turnover >= TRIM_AFTER_GONE {
+            crate::allocator::trim();
+        }
     }
 
     /// The pieces of `inv`'s containers: the kept ones where their records are unchanged. Keeps
     /// `counts` in step: a record not kept before is counted, a kept record now gone is not.
-    fn rebuild_pieces(&mut self, inv: &Inventory, prev: Option<&Inventory>) -> Vec<Arc<Piece>> {
+    /// Returns the pieces and how many kept records left them.
+    fn rebuild_pieces(
+        &mut self,
+        inv: &Inventory,
+        prev: Option<&Inventory>,
+    ) -> (Vec<Arc<Piece>>, usize) {
         let old = std::mem::take(&mut self.pieces);
         let renamed = prev.filter(|i| !i.same_pod_names(inv));
         let mut found = Finder::new(&old);
@@ -301,10 +317,12 @@ impl EngineCache {
                 members.clear();
             }
         }
-        for gone in found.unvisited() {
-            self.counts.add(gone, allowlist, -1);
+        let mut gone = 0;
+        for record in found.unvisited() {
+            self.counts.add(record, allowlist, -1);
+            gone += 1;
         }
-        pieces
+        (pieces, gone)
     }
 
     /// The piece of `members` (each with its place in `old` if its record is unchanged): the
@@ -475,13 +493,23 @@ struct Scratch {
     used: Vec<usize>,
 }
 
-/// Whether a piece ends after the container with this ID. SipHash with fixed keys: the same cuts
-/// every scrape, and independent of the inventory map's own FxHash, whose bits decide the order
-/// the walk meets the containers in (cuts by those bits would all fall at the end of the walk).
+/// Whether a piece ends after the container with this ID: the same cuts every scrape. The bytes
+/// are mixed eight at a time and finished with splitmix64's finalizer, so the cut is independent
+/// of the inventory map's own FxHash, whose bits decide the order the walk meets the containers
+/// in (cuts by those bits would all fall at the end of the walk).
 fn ends_piece(id: &str) -> bool {
-    let mut h = std::hash::DefaultHasher::new();
-    id.hash(&mut h);
-    h.finish() % PIECE == PIECE - 1
+    let mut h: u64 = 0x243f_6a88_85a3_08d3;
+    for chunk in id.as_bytes().chunks(8) {
+        let mut word = [0u8; 8];
+        word[..chunk.len()].copy_from_slice(chunk);
+        h = (h.rotate_left(5) ^ u64::from_le_bytes(word)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+    h ^= h >> 30;
+    h = h.wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    h ^= h >> 27;
+    h = h.wrapping_mul(0x94d0_49bb_1331_11eb);
+    h ^= h >> 31;
+    h % PIECE == PIECE - 1
 }
 
 /// Finds a record among the old pieces by address: a record held there is alive, so an equal
@@ -757,5 +785,41 @@ impl Counts {
             .into_iter()
             .map(|t| Arc::new(Segment::new(t)))
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Cuts fall about once per `PIECE` IDs whatever the order the inventory map keeps them in:
+    /// over 11,000 Podman-like IDs, iterated in the map's order, every stretch of 1,000 holds
+    /// between a third and three times its share of cuts.
+    #[test]
+    fn cuts_are_spread_over_the_walk() {
+        let mut inv = crate::inventory::Inventory::new(crate::inventory::LabelPolicy::new(
+            Allowlist::default(),
+            10,
+        ));
+        for i in 0..11_000u64 {
+            let id = format!("{:016x}{:048x}", i.wrapping_mul(0x9e37_79b9_7f4a_7c15), i);
+            let ev = super::super::fixture::event(
+                1_795_976_300_000_000_000 + i as i64,
+                "container",
+                "create",
+                &id,
+                serde_json::json!({"name": format!("c{i}"), "image": "i"}),
+            );
+            inv.apply(&ev);
+        }
+        let cuts: Vec<bool> = inv.containers().map(|c| ends_piece(&c.id)).collect();
+        let share = 1_000 / PIECE as usize;
+        for stretch in cuts.chunks(1_000) {
+            let n = stretch.iter().filter(|c| **c).count();
+            assert!(
+                (share / 3..=share * 3).contains(&n),
+                "{n} cuts in a stretch of 1,000 (expected about {share})"
+            );
+        }
     }
 }
