@@ -12,9 +12,10 @@
 //! events it missed and ended.
 //!
 //! Memory: the ring is full most of the time (10,000 events by default), so a kept event is
-//! small (56 bytes inline in the ring, no allocation of its own): what it names (engine, type,
-//! ID, name, image, pod, allowlisted labels) is one `Subject` shared by every event of the same
-//! object, built from the inventory's shared strings, and its JSON is written only for a reader.
+//! small (under 100 bytes with its pointer in the ring): what it names (engine, type, ID, name,
+//! image, pod, allowlisted labels) is one `Subject` shared by every event of the same object,
+//! built from the inventory's shared strings, and its JSON is written only for a reader and
+//! never kept in the ring.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
@@ -96,9 +97,11 @@ pub struct Subject {
     pub labels: FeedLabels,
 }
 
-/// One kept event: what the ring holds, inline. Its sequence number is its place in the ring.
-#[derive(Debug, Clone)]
+/// One kept event: what the ring holds, and what a replay holds a pointer to.
+#[derive(Debug)]
 struct Kept {
+    /// Position in the feed, across engines: strictly increasing, one per event.
+    seq: u64,
     /// Podman's time of the event, unix nanoseconds.
     nanos: i64,
     subject: Arc<Subject>,
@@ -114,7 +117,7 @@ struct Kept {
 pub struct FeedEvent {
     /// Position in the feed, across engines: strictly increasing, one per event.
     pub seq: u64,
-    kept: Kept,
+    kept: Arc<Kept>,
     /// The JSON object, serialised by the first reader that needs it and shared by the rest.
     json: OnceLock<Bytes>,
 }
@@ -145,9 +148,9 @@ struct FeedJson<'a> {
 }
 
 impl FeedEvent {
-    fn new(seq: u64, kept: Kept) -> Self {
+    fn new(kept: Arc<Kept>) -> Self {
         Self {
-            seq,
+            seq: kept.seq,
             kept,
             json: OnceLock::new(),
         }
@@ -271,6 +274,8 @@ impl Namer {
     ) -> Kept {
         let subject = self.subject(engine, ev, before, inv);
         Kept {
+            // Numbered by `Feed::publish`.
+            seq: 0,
             nanos: ev.nanos(),
             subject,
             action: self.word(&ev.action),
@@ -423,12 +428,11 @@ fn first_seq() -> u64 {
         .max(1)
 }
 
-/// The ring: the newest events, oldest first, and the next sequence number. The events' numbers
-/// are consecutive, so the last one's is `next_seq - 1` and none is stored.
+/// The ring: the newest events, oldest first, and the next sequence number.
 #[derive(Debug)]
 struct Ring {
     next_seq: u64,
-    events: VecDeque<Kept>,
+    events: VecDeque<Arc<Kept>>,
     capacity: usize,
     /// The broadcast to live readers, made for the first reader and dropped when the last one
     /// is gone: its slots (a power of two at least the capacity, tens of bytes each) cost
@@ -437,16 +441,10 @@ struct Ring {
 }
 
 impl Ring {
-    /// The kept events with their sequence numbers, oldest first.
-    fn numbered(&self) -> impl Iterator<Item = (u64, &Kept)> {
-        let first = self.next_seq - self.events.len() as u64;
-        (first..).zip(self.events.iter())
-    }
-
     /// Keeps `kept`, dropping the oldest event when the ring is full. Grows by doubling up to
     /// the capacity, never beyond it (a `VecDeque` on its own would round up to the next power
     /// of two).
-    fn push(&mut self, kept: Kept) {
+    fn push(&mut self, kept: Arc<Kept>) {
         if self.events.len() >= self.capacity {
             self.events.pop_front();
         } else if self.events.len() == self.events.capacity() {
@@ -486,9 +484,29 @@ pub enum Cursor {
     After(u64),
 }
 
+/// A reader's replay: the kept events after its cursor, oldest first. It holds a pointer per
+/// event; each becomes a `FeedEvent` (and its JSON) only when the reader takes it, and is freed
+/// once sent, so a hundred readers replaying the whole ring cost a pointer per event each.
+#[derive(Debug, Default)]
+pub struct Replay(std::vec::IntoIter<Arc<Kept>>);
+
+impl Iterator for Replay {
+    type Item = FeedEvent;
+
+    fn next(&mut self) -> Option<FeedEvent> {
+        self.0.next().map(FeedEvent::new)
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.0.size_hint()
+    }
+}
+
+impl ExactSizeIterator for Replay {}
+
 /// A reader's start: the kept events after its cursor, then the live channel.
 pub struct Subscription {
-    pub replay: Vec<Arc<FeedEvent>>,
+    pub replay: Replay,
     /// The sequence number the reader has seen up to: live events at or below it were replayed
     /// (or, for `Cursor::After`, sent before the reconnect).
     pub after: u64,
@@ -551,15 +569,16 @@ impl Feed {
     }
 
     /// Numbers the event, keeps it and broadcasts it, in one critical section.
-    fn publish(&self, kept: Kept) {
+    fn publish(&self, mut kept: Kept) {
         let mut ring = self.ring();
-        let seq = ring.next_seq;
+        kept.seq = ring.next_seq;
         ring.next_seq += 1;
+        let kept = Arc::new(kept);
         // Only a subscribed reader needs the event as a record of its own (and its JSON).
         if let Some(live) = &ring.live {
             if live.receiver_count() > 0 {
                 // A reader that just went away is not an error.
-                let _ = live.send(Arc::new(FeedEvent::new(seq, kept.clone())));
+                let _ = live.send(Arc::new(FeedEvent::new(kept.clone())));
             } else {
                 ring.live = None;
             }
@@ -583,16 +602,13 @@ impl Feed {
             Cursor::After(_) => 0,
             Cursor::Now | Cursor::Since(_) => ring.next_seq - 1,
         };
-        let wanted = |seq: u64, k: &Kept| match cursor {
+        let wanted = |k: &Kept| match cursor {
             Cursor::Now => false,
             Cursor::Since(nanos) => k.nanos >= nanos,
-            Cursor::After(_) => seq > after,
+            Cursor::After(_) => k.seq > after,
         };
-        let replay = ring
-            .numbered()
-            .filter(|(seq, k)| wanted(*seq, k))
-            .map(|(seq, k)| Arc::new(FeedEvent::new(seq, k.clone())))
-            .collect();
+        let replay: Vec<Arc<Kept>> = ring.events.iter().filter(|k| wanted(k)).cloned().collect();
+        let replay = Replay(replay.into_iter());
         drop(ring);
         Some(Subscription {
             replay,
@@ -655,24 +671,26 @@ mod tests {
         for i in 0..5 {
             p.publish(&event("image", "pull", "x", i, &[]), None, &inv);
         }
-        let first = feed.subscribe(Cursor::Since(0)).unwrap().replay[0].seq;
+        let first = feed
+            .subscribe(Cursor::Since(0))
+            .unwrap()
+            .replay
+            .next()
+            .unwrap()
+            .seq;
         let mut sub = feed.subscribe(Cursor::After(first + 1)).unwrap();
         assert_eq!(sub.after, first + 1);
         for i in 5..8 {
             p.publish(&event("image", "pull", "x", i, &[]), None, &inv);
         }
-        let mut seqs: Vec<u64> = sub.replay.iter().map(|e| e.seq - first).collect();
+        let mut seqs: Vec<u64> = sub.replay.by_ref().map(|e| e.seq - first).collect();
         while let Ok(e) = sub.live.try_recv() {
             seqs.push(e.seq - first);
         }
         assert_eq!(seqs, vec![2, 3, 4, 5, 6, 7]);
         let since = feed.subscribe(Cursor::Since(3)).unwrap();
         assert_eq!(
-            since
-                .replay
-                .iter()
-                .map(|e| e.seq - first)
-                .collect::<Vec<_>>(),
+            since.replay.map(|e| e.seq - first).collect::<Vec<_>>(),
             vec![3, 4, 5, 6, 7]
         );
     }
@@ -689,9 +707,9 @@ mod tests {
         for i in 0..3 {
             p.publish(&event("image", "pull", "x", i, &[]), None, &inv);
         }
-        let kept = feed.subscribe(Cursor::Since(0)).unwrap();
-        assert!(kept.replay[0].seq >= before, "numbered from the start time");
-        let ahead = kept.replay[2].seq + 1_000_000;
+        let kept: Vec<FeedEvent> = feed.subscribe(Cursor::Since(0)).unwrap().replay.collect();
+        assert!(kept[0].seq >= before, "numbered from the start time");
+        let ahead = kept[2].seq + 1_000_000;
         let sub = feed.subscribe(Cursor::After(ahead)).unwrap();
         assert_eq!(sub.after, 0);
         assert_eq!(sub.replay.len(), 3);
@@ -725,10 +743,10 @@ mod tests {
         assert!(feed.subscribe(Cursor::Now).is_some());
     }
 
-    /// A kept event is a few words inline in the ring, with no allocation of its own.
+    /// A kept event is a few words (what it names is shared).
     #[test]
     fn a_kept_event_is_small() {
-        assert!(std::mem::size_of::<Kept>() <= 56);
+        assert!(std::mem::size_of::<Kept>() <= 64);
     }
 
     /// Events of one container share one subject while nothing about it changes; a rename makes
@@ -808,8 +826,9 @@ mod tests {
         p.publish(&event("image", "pull", "x", 3, &[]), None, &inv);
         assert!(feed.ring().live.is_none());
         let all = feed.subscribe(Cursor::Since(0)).unwrap();
-        assert_eq!(all.replay.len(), 1, "a buffer of one keeps one");
-        assert_eq!(all.replay[0].seq, live.seq + 1);
+        let all: Vec<FeedEvent> = all.replay.collect();
+        assert_eq!(all.len(), 1, "a buffer of one keeps one");
+        assert_eq!(all[0].seq, live.seq + 1);
     }
 
     /// A removed container keeps its name, pod and allowlisted labels in the feed; the JSON has
@@ -836,7 +855,7 @@ mod tests {
         let before = inv.container("c1").cloned();
         inv.apply(&remove);
         let kept = Namer::default().keep(&Arc::from("a"), &remove, before.as_deref(), &inv);
-        let rec = FeedEvent::new(1, kept);
+        let rec = FeedEvent::new(Arc::new(kept));
         let v: serde_json::Value = serde_json::from_slice(rec.json()).unwrap();
         assert_eq!(v["name"], "web");
         assert_eq!(v["pod"]["name"], "shop");

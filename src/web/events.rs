@@ -8,7 +8,6 @@
 //! than the feed's bounded channel holds.
 
 use std::convert::Infallible;
-use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
@@ -19,7 +18,7 @@ use bytes::Bytes;
 use tokio::sync::broadcast::error::RecvError;
 
 use super::{error, AppState};
-use crate::feed::{Cursor, FeedEvent, FeedLabels, Subscription};
+use crate::feed::{Cursor, FeedEvent, FeedLabels, Replay, Subscription};
 
 /// The parameters `/events` accepts.
 const ALLOWED: &[&str] = &["engine", "pod", "label", "type", "action", "since"];
@@ -189,7 +188,7 @@ impl Framing {
 
 /// One reader's stream: the replay, then live events after the last one sent.
 struct Reader {
-    replay: std::vec::IntoIter<Arc<FeedEvent>>,
+    replay: Replay,
     sub: Subscription,
     filters: Filters,
     framing: Framing,
@@ -268,7 +267,7 @@ pub async fn events(
             ),
         );
     };
-    let replay = std::mem::take(&mut sub.replay).into_iter();
+    let replay = std::mem::take(&mut sub.replay);
     let after = sub.after;
     let every = app.feed.keep_alive();
     let mut keep_alive = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
