@@ -12,10 +12,10 @@
 //! Why glibc's malloc and not another allocator: `scripts/soak.sh` ran builds with mimalloc and
 //! jemalloc (`--features mimalloc` / `jemalloc`, run through `SEALWATCH_SOAK_BIN`) beside it.
 //! mimalloc with its defaults held 117-165 MB at 10,000 containers; jemalloc with its defaults
-//! 91-119 MB, and even told to purge at once into one arena (`dirty_decay_ms:0,
-//! muzzy_decay_ms:0,narenas:1`) it was 52-62 MB with a 20% spread across reconnects, 38 MB when
-//! ready and 11 MB at 50 containers, where glibc with one arena is 64-68 MB, 6%, 26 MB and
-//! 9.7 MB. README, "Memory".
+//! 91-119 MB. Told to purge at once into one arena (`dirty_decay_ms:0,muzzy_decay_ms:0,
+//! narenas:1`), jemalloc was 52-63 MB across 20 reconnects (52-54 after the first) where glibc
+//! with one arena is 63-69 MB, but 11.1 MB at 50 containers where glibc is 9.7 MB: glibc stays
+//! (the usual host is small; no C library to build; no purge on every free). README, "Memory".
 
 /// Sets the allocator up; call once, first thing in `main`.
 pub fn tune() {
@@ -29,8 +29,8 @@ pub fn tune() {
             // SAFETY: as above. One arena: with two, the watcher's churn (records that live for
             // many events, between snapshot nodes and decode buffers that live for one chunk)
             // fragments both, and `scripts/soak.sh` at 10,000 containers measured 73-87 MB
-            // across 20 reconnects with two arenas against 64-68 MB with one, 36 MB against
-            // 26 MB when ready, at the same CPU per scrape (README, "Memory").
+            // across 20 reconnects with two arenas against 63-69 MB with one, at the same CPU
+            // per scrape (README, "Memory").
             unsafe { libc::mallopt(libc::M_ARENA_MAX, 1) };
         }
     }
