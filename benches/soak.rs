@@ -7,7 +7,9 @@
 //!
 //! Environment: `SEALWATCH_SOAK_CONTAINERS` (default 10,000; pods a tenth of that),
 //! `SEALWATCH_SOAK_EVENTS` (default 1,000,000), `SEALWATCH_SOAK_RECONNECTS` (default 20),
-//! `SEALWATCH_SOAK_SCRAPES` (default 200); `MALLOC_*` variables are passed on to sealwatch.
+//! `SEALWATCH_SOAK_SCRAPES` (default 200), `SEALWATCH_SOAK_BIN` (another sealwatch binary, to
+//! compare builds side by side, e.g. allocators); `MALLOC_*` and other `SEALWATCH_*` variables
+//! (`SEALWATCH_EVENTS_BUFFER`) are passed on to sealwatch.
 
 // A benchmark stops on the first broken step; a panic says which.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
@@ -79,7 +81,9 @@ fn main() {
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .expect("a free port");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_sealwatch"))
+    let bin = std::env::var("SEALWATCH_SOAK_BIN")
+        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_sealwatch").to_owned());
+    let mut child = Command::new(&bin)
         .args([
             "--podman.url",
             &fake.url(),
@@ -128,7 +132,11 @@ fn main() {
          a reconnect with a full resync every {} scrapes",
         scrapes / reconnects.max(1)
     );
-    println!("RSS KiB: {ready} when ready, {after_ingest} after the events");
+    println!(
+        "RSS KiB: {ready} when ready, {after_ingest} after the events (anonymous {}, file {})",
+        status_kib(pid, "RssAnon:"),
+        status_kib(pid, "RssFile:"),
+    );
     println!();
     println!(
         "{:>9} {:>8} {:>12} {:>12} {:>12} {:>10}",
@@ -186,12 +194,15 @@ fn main() {
     println!();
     println!(
         "RSS after the scrapes of each round: {lo}..{hi} KiB (spread {:.0}% of the lowest); \
-         first {} KiB, last {} KiB; highest sample {} KiB; VmHWM {} KiB",
+         first {} KiB, last {} KiB; highest sample {} KiB; VmHWM {} KiB; at the end anonymous \
+         {} KiB, file {} KiB",
         (hi - lo) as f64 / lo.max(1) as f64 * 100.0,
         after.first().copied().unwrap_or(0),
         tail.last().copied().unwrap_or(0),
         rss_samples.iter().copied().max().unwrap_or(0),
         status_kib(pid, "VmHWM:"),
+        status_kib(pid, "RssAnon:"),
+        status_kib(pid, "RssFile:"),
     );
     let _ = child.kill();
     let _ = child.wait();

@@ -6,8 +6,16 @@
 //! is freed, so later bodies come from the heap and their pages stay resident after the scrape
 //! (RSS 8.5 MB when ready, 20.2 MB after the scrapes). A fixed 256 KiB threshold returns every
 //! body's pages when it is freed (14.0 MB after, 17.7 MB peak), for a page-fault cost of well under
-//! a millisecond per scrape. And `trim` after churn: see there. Environment variables glibc reads (`MALLOC_MMAP_THRESHOLD_`,
-//! `MALLOC_ARENA_MAX`) win over these. Never allocates itself.
+//! a millisecond per scrape. And `trim` after churn: see there. Environment variables glibc reads
+//! (`MALLOC_MMAP_THRESHOLD_`, `MALLOC_ARENA_MAX`) win over these. Never allocates itself.
+//!
+//! Why glibc's malloc and not another allocator: `scripts/soak.sh` ran builds with mimalloc and
+//! jemalloc (`--features mimalloc` / `jemalloc`, run through `SEALWATCH_SOAK_BIN`) beside it.
+//! mimalloc with its defaults held 117-165 MB at 10,000 containers; jemalloc with its defaults
+//! 91-119 MB. Told to purge at once into one arena (`dirty_decay_ms:0,muzzy_decay_ms:0,
+//! narenas:1`), jemalloc was 52-63 MB across 20 reconnects (52-54 after the first) where glibc
+//! with one arena is 63-69 MB, but 11.1 MB at 50 containers where glibc is 9.7 MB: glibc stays
+//! (the usual host is small; no C library to build; no purge on every free). README, "Memory".
 
 /// Sets the allocator up; call once, first thing in `main`.
 pub fn tune() {
@@ -18,9 +26,12 @@ pub fn tune() {
             unsafe { libc::mallopt(libc::M_MMAP_THRESHOLD, 256 * 1024) };
         }
         if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
-            // SAFETY: as above. Two arenas: the async workers and the blocking renderers do not
-            // contend on one lock, and a burst of blocking threads cannot leave an arena each.
-            unsafe { libc::mallopt(libc::M_ARENA_MAX, 2) };
+            // SAFETY: as above. One arena: with two, the watcher's churn (records that live for
+            // many events, between snapshot nodes and decode buffers that live for one chunk)
+            // fragments both, and `scripts/soak.sh` at 10,000 containers measured 73-87 MB
+            // across 20 reconnects with two arenas against 63-69 MB with one, at the same CPU
+            // per scrape (README, "Memory").
+            unsafe { libc::mallopt(libc::M_ARENA_MAX, 1) };
         }
     }
 }

@@ -1,25 +1,32 @@
 //! The event feed behind `GET /events`: every event sealwatch counted, in sealwatch's own stable
 //! shape, kept in a bounded ring for `?since=` replay and broadcast live to readers.
 //!
-//! Owns the record (`FeedEvent`) and its JSON line, the one sequence number per event, the ring,
-//! the broadcast channel and the cap on concurrent feeds. Each watcher hands in the events it
-//! applied through its `FeedPublisher`, right after the inventory applied them (so pod names
-//! are resolved as the inventory knows them); `web::events` reads them out. The ring and the
-//! broadcast are fed in one critical section, and a reader subscribes in that same section: its
-//! replay (ring entries after its cursor) and its live part (the broadcast) meet without a gap
-//! or an overlap. Never talks to Podman, never copies an inventory, never makes a watcher wait
-//! for a reader: a reader that falls more than the buffer behind is told how many events it
-//! missed and ended.
+//! Owns the record (`FeedEvent`, its `Subject` and its JSON line), the one sequence number per
+//! event, the ring, the broadcast channel and the cap on concurrent feeds. Each watcher hands in
+//! the events it applied through its `FeedPublisher`, right after the inventory applied them (so
+//! pod names are resolved as the inventory knows them); `web::events` reads them out. The ring
+//! and the broadcast are fed in one critical section, and a reader subscribes in that same
+//! section: its replay (ring entries after its cursor) and its live part (the broadcast) meet
+//! without a gap or an overlap. Never talks to Podman, never copies an inventory, never makes a
+//! watcher wait for a reader: a reader that falls more than the buffer behind is told how many
+//! events it missed and ended.
+//!
+//! Memory: the ring is full most of the time (10,000 events by default), so a kept event is
+//! small (under 100 bytes with its pointer in the ring): what it names (engine, type, ID, name,
+//! image, pod, allowlisted labels) is one `Subject` shared by every event of the same object,
+//! built from the inventory's shared strings, and its JSON is written only for a reader and
+//! never kept in the ring.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 
 use bytes::Bytes;
-use serde::Serialize;
+use rustc_hash::FxHashMap;
+use serde::ser::{Serialize, SerializeMap, Serializer};
 use tokio::sync::{broadcast, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
-use crate::inventory::{Container, Inventory};
+use crate::inventory::{Container, Inventory, SharedStr};
 use crate::podman::wire::{Event, ExitCodeAttr, RESERVED_ATTRIBUTES};
 
 /// The default of `--events.buffer`: events kept for replay, and how far a live reader may fall
@@ -33,38 +40,96 @@ pub const DEFAULT_MAX_FEEDS: usize = 128;
 /// and most load balancers close after 60 s), rare enough to cost nothing.
 pub const DEFAULT_KEEP_ALIVE: std::time::Duration = std::time::Duration::from_secs(15);
 
-/// One event as the feed serves it. Immutable once published; shared by the ring, the
-/// broadcast and every reader.
+/// A container's allowlisted labels, sorted by key: a slice rather than a map, because one is
+/// kept per object named in the ring and a `BTreeMap` node alone is half a kilobyte.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct FeedLabels(Arc<[(Box<str>, Box<str>)]>);
+
+impl FeedLabels {
+    /// The labels of `pairs` (sorted by key, as a `BTreeMap` iterates) that `allows` lets through.
+    fn filtered<'a>(
+        pairs: impl Iterator<Item = (&'a String, &'a String)>,
+        allows: impl Fn(&str) -> bool,
+    ) -> Self {
+        let kept: Vec<(Box<str>, Box<str>)> = pairs
+            .filter(|(k, _)| allows(k))
+            .map(|(k, v)| (Box::from(k.as_str()), Box::from(v.as_str())))
+            .collect();
+        Self(Arc::from(kept))
+    }
+
+    /// The value of `key`.
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.0
+            .binary_search_by(|(k, _)| (**k).cmp(key))
+            .ok()
+            .map(|i| &*self.0[i].1)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.0.iter().map(|(k, v)| (&**k, &**v))
+    }
+}
+
+impl Serialize for FeedLabels {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut map = s.serialize_map(Some(self.0.len()))?;
+        for (k, v) in self.iter() {
+            map.serialize_entry(k, v)?;
+        }
+        map.end()
+    }
+}
+
+/// What an event is about, as the feed names it: shared by every kept event of the same object
+/// while nothing about it changes (a rename or a pod's name becoming known makes a new one).
+#[derive(Debug, PartialEq)]
+pub struct Subject {
+    pub engine: Arc<str>,
+    /// Podman's `Type`: container, pod, image, volume, network, ...
+    pub kind: SharedStr,
+    pub id: SharedStr,
+    pub name: Option<SharedStr>,
+    pub image: Option<SharedStr>,
+    pub pod_id: Option<SharedStr>,
+    pub pod_name: Option<SharedStr>,
+    /// The container's labels whose keys `--labels.allowlist` allows.
+    pub labels: FeedLabels,
+}
+
+/// One kept event: what the ring holds, and what a replay holds a pointer to.
+#[derive(Debug)]
+struct Kept {
+    /// Position in the feed, across engines: strictly increasing, one per event.
+    seq: u64,
+    /// Podman's time of the event, unix nanoseconds.
+    nanos: i64,
+    subject: Arc<Subject>,
+    action: SharedStr,
+    /// Only a `died` has one.
+    exit_code: Option<u8>,
+    health_status: Option<SharedStr>,
+}
+
+/// One event as the feed serves it: made for readers only (a replay, or the broadcast while a
+/// reader is subscribed), shared by the broadcast and every live reader.
 #[derive(Debug)]
 pub struct FeedEvent {
     /// Position in the feed, across engines: strictly increasing, one per event.
     pub seq: u64,
-    pub engine: Arc<str>,
-    /// Podman's time of the event, unix nanoseconds.
-    pub nanos: i64,
-    pub kind: String,
-    pub action: String,
-    pub id: String,
-    pub name: Option<String>,
-    pub image: Option<String>,
-    pub pod_id: Option<String>,
-    pub pod_name: Option<String>,
-    /// The container's labels whose keys `--labels.allowlist` allows.
-    pub labels: BTreeMap<String, String>,
-    pub exit_code: Option<i64>,
-    pub health_status: Option<String>,
+    kept: Arc<Kept>,
     /// The JSON object, serialised by the first reader that needs it and shared by the rest.
     json: OnceLock<Bytes>,
 }
 
-#[derive(Serialize)]
+#[derive(serde::Serialize)]
 struct PodRef<'a> {
     id: &'a str,
     name: Option<&'a str>,
 }
 
 /// The stable shape of one event (README, "The event feed").
-#[derive(Serialize)]
+#[derive(serde::Serialize)]
 struct FeedJson<'a> {
     seq: u64,
     engine: &'a str,
@@ -77,115 +142,280 @@ struct FeedJson<'a> {
     name: Option<&'a str>,
     image: Option<&'a str>,
     pod: Option<PodRef<'a>>,
-    labels: &'a BTreeMap<String, String>,
+    labels: &'a FeedLabels,
     exit_code: Option<i64>,
     health_status: Option<&'a str>,
 }
 
 impl FeedEvent {
+    fn new(kept: Arc<Kept>) -> Self {
+        Self {
+            seq: kept.seq,
+            kept,
+            json: OnceLock::new(),
+        }
+    }
+
+    pub fn subject(&self) -> &Subject {
+        &self.kept.subject
+    }
+
+    pub fn engine(&self) -> &str {
+        &self.kept.subject.engine
+    }
+
+    pub fn kind(&self) -> &str {
+        &self.kept.subject.kind
+    }
+
+    pub fn action(&self) -> &str {
+        &self.kept.action
+    }
+
+    /// Podman's time of the event, unix nanoseconds.
+    pub fn nanos(&self) -> i64 {
+        self.kept.nanos
+    }
+
+    pub fn exit_code(&self) -> Option<i64> {
+        self.kept.exit_code.map(i64::from)
+    }
+
+    pub fn health_status(&self) -> Option<&str> {
+        self.kept.health_status.as_deref()
+    }
+
     /// The event as one JSON object (no trailing newline).
     pub fn json(&self) -> &Bytes {
         self.json.get_or_init(|| {
+            let s = &*self.kept.subject;
             let shape = FeedJson {
                 seq: self.seq,
-                engine: &self.engine,
-                time: chrono::DateTime::from_timestamp_nanos(self.nanos)
+                engine: &s.engine,
+                time: chrono::DateTime::from_timestamp_nanos(self.kept.nanos)
                     .to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
-                time_unix_nano: self.nanos,
-                kind: &self.kind,
-                action: &self.action,
-                id: &self.id,
-                name: self.name.as_deref(),
-                image: self.image.as_deref(),
-                pod: self.pod_id.as_deref().map(|id| PodRef {
+                time_unix_nano: self.kept.nanos,
+                kind: &s.kind,
+                action: &self.kept.action,
+                id: &s.id,
+                name: s.name.as_deref(),
+                image: s.image.as_deref(),
+                pod: s.pod_id.as_deref().map(|id| PodRef {
                     id,
-                    name: self.pod_name.as_deref(),
+                    name: s.pod_name.as_deref(),
                 }),
-                labels: &self.labels,
-                exit_code: self.exit_code,
-                health_status: self.health_status.as_deref(),
+                labels: &s.labels,
+                exit_code: self.exit_code(),
+                health_status: self.kept.health_status.as_deref(),
             };
             // Strings and numbers only: serialising cannot fail.
             Bytes::from(serde_json::to_vec(&shape).unwrap_or_default())
         })
     }
+}
 
-    /// Builds the record of `ev`, which `inv` has just applied; `before` is what the inventory
-    /// knew of the container before it applied the event (a `remove` deletes the record, and a
-    /// `died` carries no pod ID).
-    fn new(engine: Arc<str>, ev: &Event, before: Option<&Container>, inv: &Inventory) -> Self {
-        let id = ev.actor.id.clone();
+/// Most distinct type, action and health words shared by the events that use them; beyond it (a
+/// Podman sending made-up words) an event gets its own copy, so the table cannot grow unbounded.
+const MAX_WORDS: usize = 256;
+
+/// Fewest cached subjects before the cache is pruned of those no kept event uses.
+const MIN_PRUNE_AT: usize = 1024;
+
+/// A subject as last named, and the container label map it was filtered from: a `Weak`, so a
+/// reused address cannot pass for the same map and the map itself is not kept alive.
+#[derive(Debug)]
+struct Cached {
+    subject: Arc<Subject>,
+    labels_from: Option<Weak<BTreeMap<String, String>>>,
+}
+
+/// One engine's names: the subject last named per object ID and the shared words. Pure.
+#[derive(Debug, Default)]
+struct Namer {
+    words: rustc_hash::FxHashSet<SharedStr>,
+    subjects: FxHashMap<SharedStr, Cached>,
+    prune_at: usize,
+}
+
+/// `value` as a shared string: one of `candidates` that holds it (a pointer bump), else a copy.
+fn share<'a>(
+    value: &str,
+    candidates: impl IntoIterator<Item = Option<&'a SharedStr>>,
+) -> SharedStr {
+    candidates
+        .into_iter()
+        .flatten()
+        .find(|c| c.as_str() == value)
+        .cloned()
+        .unwrap_or_else(|| SharedStr::from(value))
+}
+
+impl Namer {
+    fn word(&mut self, s: &str) -> SharedStr {
+        if let Some(w) = self.words.get(s) {
+            return w.clone();
+        }
+        let w = SharedStr::from(s);
+        if self.words.len() < MAX_WORDS {
+            self.words.insert(w.clone());
+        }
+        w
+    }
+
+    /// The record of `ev`, which `inv` has just applied; `before` is what the inventory knew of
+    /// the container before it applied the event (a `remove` deletes the record, and a `died`
+    /// carries no pod ID).
+    fn keep(
+        &mut self,
+        engine: &Arc<str>,
+        ev: &Event,
+        before: Option<&Container>,
+        inv: &Inventory,
+    ) -> Kept {
+        let subject = self.subject(engine, ev, before, inv);
+        Kept {
+            // Numbered by `Feed::publish`.
+            seq: 0,
+            nanos: ev.nanos(),
+            subject,
+            action: self.word(&ev.action),
+            // Podman sets the attribute on other events too (as 0): only a death has one.
+            exit_code: match ev.exit_code() {
+                ExitCodeAttr::Code(c) if ev.action == "died" => Some(c),
+                _ => None,
+            },
+            health_status: ev
+                .health_status
+                .as_deref()
+                .filter(|h| !h.is_empty())
+                .map(|h| self.word(h)),
+        }
+    }
+
+    /// The subject `ev` names: the cached one while every field is the same, else a new one
+    /// made of the inventory's (or the previous subject's) shared strings.
+    fn subject(
+        &mut self,
+        engine: &Arc<str>,
+        ev: &Event,
+        before: Option<&Container>,
+        inv: &Inventory,
+    ) -> Arc<Subject> {
+        let kind = self.word(&ev.kind);
+        let id = ev.actor.id.as_str();
         let container = ev.kind == "container";
         let known = if container {
-            inv.container(&id).map(|c| &**c).or(before)
+            inv.container(id).map(|c| &**c).or(before)
         } else {
             None
         };
-        let pod_id: Option<String> = match ev.kind.as_str() {
-            "pod" => Some(id.clone()).filter(|i| !i.is_empty()),
+        let name = ev.attr("name").or(known.map(|c| c.name.as_str()));
+        let image = ev
+            .attr("image")
+            .or_else(|| known.map(|c| c.image.as_str()).filter(|i| !i.is_empty()));
+        let pod_id = match ev.kind.as_str() {
+            "pod" => Some(id).filter(|i| !i.is_empty()),
             "container" => known
-                .and_then(|c| c.pod_id.as_deref().map(str::to_owned))
-                .or_else(|| ev.attr("podId").map(str::to_owned)),
+                .and_then(|c| c.pod_id.as_deref())
+                .or_else(|| ev.attr("podId")),
             _ => None,
         };
         // A pod's infra container is created before the pod's own `create` names it: no name
         // then, rather than a made-up one.
-        let pod_name = pod_id.as_deref().and_then(|p| {
+        let pod_name = pod_id.and_then(|p| {
             ev.attr("name")
                 .filter(|_| ev.kind == "pod")
                 .or_else(|| inv.known_pod_name(p))
-                .map(str::to_owned)
         });
         let allowlist = inv.label_policy().allowlist();
-        let labels: BTreeMap<String, String> = if container {
-            match known {
-                Some(c) => c
-                    .labels
-                    .iter()
-                    .filter(|(k, _)| allowlist.allows(k))
-                    .map(|(k, v)| (k.clone(), v.clone()))
-                    .collect(),
-                None => ev
-                    .actor
-                    .attributes
-                    .iter()
-                    .filter(|(k, _)| !RESERVED_ATTRIBUTES.contains(&k.as_str()))
-                    .filter(|(k, _)| allowlist.allows(k))
-                    .map(|(k, v)| (k.clone(), v.clone()))
-                    .collect(),
-            }
-        } else {
-            BTreeMap::new()
+        let allows = |k: &str| allowlist.allows(k);
+        let attr_labels = || {
+            ev.actor
+                .attributes
+                .iter()
+                .filter(|(k, _)| !RESERVED_ATTRIBUTES.contains(&k.as_str()))
         };
-        FeedEvent {
-            seq: 0,
-            engine,
-            nanos: ev.nanos(),
-            kind: ev.kind.clone(),
-            action: ev.action.clone(),
-            name: ev
-                .attr("name")
-                .map(str::to_owned)
-                .or_else(|| known.map(|c| c.name.to_string())),
-            image: ev
-                .attr("image")
-                .map(str::to_owned)
-                .or_else(|| known.map(|c| c.image.to_string()).filter(|i| !i.is_empty())),
-            id,
-            pod_id,
-            pod_name,
-            labels,
-            // Podman sets the attribute on other events too (as 0): only a death has one.
-            exit_code: match ev.exit_code() {
-                ExitCodeAttr::Code(c) if ev.action == "died" => Some(i64::from(c)),
-                _ => None,
-            },
-            health_status: ev.health_status.clone().filter(|h| !h.is_empty()),
-            json: OnceLock::new(),
+        if let Some(old) = self.subjects.get(id) {
+            let s = &*old.subject;
+            let labels_same = match (container, known) {
+                (false, _) => s.labels.0.is_empty(),
+                (true, Some(c)) => old
+                    .labels_from
+                    .as_ref()
+                    .is_some_and(|w| std::ptr::eq(w.as_ptr(), Arc::as_ptr(&c.labels))),
+                (true, None) => {
+                    old.labels_from.is_none()
+                        && s.labels.iter().eq(attr_labels()
+                            .filter(|(k, _)| allows(k))
+                            .map(|(k, v)| (k.as_str(), v.as_str())))
+                }
+            };
+            if labels_same
+                && Arc::ptr_eq(&s.engine, engine)
+                && s.kind == kind
+                && s.name.as_deref() == name
+                && s.image.as_deref() == image
+                && s.pod_id.as_deref() == pod_id
+                && s.pod_name.as_deref() == pod_name
+            {
+                return old.subject.clone();
+            }
         }
+        let old = self.subjects.get(id).map(|o| o.subject.clone());
+        let old = old.as_deref();
+        let (labels, labels_from) = match (container, known) {
+            (false, _) => (FeedLabels::default(), None),
+            (true, Some(c)) => (
+                FeedLabels::filtered(c.labels.iter(), allows),
+                Some(Arc::downgrade(&c.labels)),
+            ),
+            (true, None) => (FeedLabels::filtered(attr_labels(), allows), None),
+        };
+        let subject = Arc::new(Subject {
+            engine: engine.clone(),
+            kind,
+            id: share(id, [old.map(|o| &o.id), known.map(|c| &c.id)]),
+            name: name.map(|n| {
+                share(
+                    n,
+                    [old.and_then(|o| o.name.as_ref()), known.map(|c| &c.name)],
+                )
+            }),
+            image: image.map(|i| {
+                share(
+                    i,
+                    [old.and_then(|o| o.image.as_ref()), known.map(|c| &c.image)],
+                )
+            }),
+            pod_id: pod_id.map(|p| {
+                share(
+                    p,
+                    [
+                        old.and_then(|o| o.pod_id.as_ref()),
+                        known.and_then(|c| c.pod_id.as_ref()),
+                    ],
+                )
+            }),
+            pod_name: pod_name.map(|p| share(p, [old.and_then(|o| o.pod_name.as_ref())])),
+            labels,
+        });
+        let key = subject.id.clone();
+        self.subjects.insert(
+            key,
+            Cached {
+                subject: subject.clone(),
+                labels_from,
+            },
+        );
+        if self.subjects.len() > self.prune_at {
+            // Subjects only the cache still holds: no kept event (and no reader) names them.
+            self.subjects
+                .retain(|_, c| Arc::strong_count(&c.subject) > 1);
+            self.prune_at = (self.subjects.len() * 2).max(MIN_PRUNE_AT);
+        }
+        subject
     }
 }
-
 /// The first sequence number of this process: the microseconds since the epoch at start, so a
 /// restarted sealwatch numbers above the previous process (which would have had to publish more
 /// than a million events a second to overtake it) and an SSE client that reconnects to it with an
@@ -202,14 +432,33 @@ fn first_seq() -> u64 {
 #[derive(Debug)]
 struct Ring {
     next_seq: u64,
-    events: VecDeque<Arc<FeedEvent>>,
+    events: VecDeque<Arc<Kept>>,
     capacity: usize,
+    /// The broadcast to live readers, made for the first reader and dropped when the last one
+    /// is gone: its slots (a power of two at least the capacity, tens of bytes each) cost
+    /// nothing while nobody reads the feed.
+    live: Option<broadcast::Sender<Arc<FeedEvent>>>,
+}
+
+impl Ring {
+    /// Keeps `kept`, dropping the oldest event when the ring is full. Grows by doubling up to
+    /// the capacity, never beyond it (a `VecDeque` on its own would round up to the next power
+    /// of two).
+    fn push(&mut self, kept: Arc<Kept>) {
+        if self.events.len() >= self.capacity {
+            self.events.pop_front();
+        } else if self.events.len() == self.events.capacity() {
+            let len = self.events.len();
+            self.events
+                .reserve_exact((len * 2).max(16).min(self.capacity) - len);
+        }
+        self.events.push_back(kept);
+    }
 }
 
 #[derive(Debug)]
 struct Shared {
     ring: Mutex<Ring>,
-    live: broadcast::Sender<Arc<FeedEvent>>,
     feeds: Arc<Semaphore>,
     max_feeds: usize,
     /// Cancelled at shutdown: every feed ends, so the drain is not held by open streams.
@@ -235,9 +484,29 @@ pub enum Cursor {
     After(u64),
 }
 
+/// A reader's replay: the kept events after its cursor, oldest first. It holds a pointer per
+/// event; each becomes a `FeedEvent` (and its JSON) only when the reader takes it, and is freed
+/// once sent, so a hundred readers replaying the whole ring cost a pointer per event each.
+#[derive(Debug, Default)]
+pub struct Replay(std::vec::IntoIter<Arc<Kept>>);
+
+impl Iterator for Replay {
+    type Item = FeedEvent;
+
+    fn next(&mut self) -> Option<FeedEvent> {
+        self.0.next().map(FeedEvent::new)
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.0.size_hint()
+    }
+}
+
+impl ExactSizeIterator for Replay {}
+
 /// A reader's start: the kept events after its cursor, then the live channel.
 pub struct Subscription {
-    pub replay: Vec<Arc<FeedEvent>>,
+    pub replay: Replay,
     /// The sequence number the reader has seen up to: live events at or below it were replayed
     /// (or, for `Cursor::After`, sent before the reconnect).
     pub after: u64,
@@ -252,15 +521,14 @@ impl Feed {
     /// at once; it ends every reader when `closed` is cancelled.
     pub fn new(buffer: usize, max_feeds: usize, closed: CancellationToken) -> Self {
         let buffer = buffer.max(1);
-        let (live, _) = broadcast::channel(buffer);
         Self {
             shared: Arc::new(Shared {
                 ring: Mutex::new(Ring {
                     next_seq: first_seq(),
                     events: VecDeque::new(),
                     capacity: buffer,
+                    live: None,
                 }),
-                live,
                 feeds: Arc::new(Semaphore::new(max_feeds)),
                 max_feeds,
                 closed,
@@ -284,6 +552,7 @@ impl Feed {
         FeedPublisher {
             engine,
             feed: self.clone(),
+            namer: Arc::default(),
         }
     }
 
@@ -300,39 +569,32 @@ impl Feed {
     }
 
     /// Numbers the event, keeps it and broadcasts it, in one critical section.
-    fn publish(&self, mut ev: FeedEvent) {
+    fn publish(&self, mut kept: Kept) {
         let mut ring = self.ring();
-        ev.seq = ring.next_seq;
+        kept.seq = ring.next_seq;
         ring.next_seq += 1;
-        let ev = Arc::new(ev);
-        if ring.events.len() >= ring.capacity {
-            ring.events.pop_front();
+        let kept = Arc::new(kept);
+        // Only a subscribed reader needs the event as a record of its own (and its JSON).
+        if let Some(live) = &ring.live {
+            if live.receiver_count() > 0 {
+                // A reader that just went away is not an error.
+                let _ = live.send(Arc::new(FeedEvent::new(kept.clone())));
+            } else {
+                ring.live = None;
+            }
         }
-        ring.events.push_back(ev.clone());
-        // No reader is not an error.
-        let _ = self.shared.live.send(ev);
+        ring.push(kept);
     }
 
     /// Starts a reader at `cursor`, or `None` when `--events.max-feeds` readers are open.
     pub fn subscribe(&self, cursor: Cursor) -> Option<Subscription> {
         let permit = self.shared.feeds.clone().try_acquire_owned().ok()?;
-        let ring = self.ring();
-        let live = self.shared.live.subscribe();
-        let replay = match cursor {
-            Cursor::Now => Vec::new(),
-            Cursor::Since(nanos) => ring
-                .events
-                .iter()
-                .filter(|e| e.nanos >= nanos)
-                .cloned()
-                .collect(),
-            Cursor::After(seq) => ring
-                .events
-                .iter()
-                .filter(|e| e.seq > seq)
-                .cloned()
-                .collect(),
-        };
+        let mut ring = self.ring();
+        let capacity = ring.capacity;
+        let live = ring
+            .live
+            .get_or_insert_with(|| broadcast::channel(capacity).0)
+            .subscribe();
         let after = match cursor {
             // A number this process never gave out (the clock went back across a restart):
             // the client's place is unknown, so it gets every kept event.
@@ -340,11 +602,13 @@ impl Feed {
             Cursor::After(_) => 0,
             Cursor::Now | Cursor::Since(_) => ring.next_seq - 1,
         };
-        let replay = if matches!(cursor, Cursor::After(seq) if seq >= ring.next_seq) {
-            ring.events.iter().cloned().collect()
-        } else {
-            replay
+        let wanted = |k: &Kept| match cursor {
+            Cursor::Now => false,
+            Cursor::Since(nanos) => k.nanos >= nanos,
+            Cursor::After(_) => k.seq > after,
         };
+        let replay: Vec<Arc<Kept>> = ring.events.iter().filter(|k| wanted(k)).cloned().collect();
+        let replay = Replay(replay.into_iter());
         drop(ring);
         Some(Subscription {
             replay,
@@ -361,14 +625,20 @@ impl Feed {
 pub struct FeedPublisher {
     engine: Arc<str>,
     feed: Feed,
+    /// Only the engine's watcher locks it: never contended.
+    namer: Arc<Mutex<Namer>>,
 }
 
 impl FeedPublisher {
     /// Hands over `ev`, which `inv` has just applied; `before` is the container's record from
     /// before it was applied (an `Arc` of one record, not a copy of the inventory).
     pub fn publish(&self, ev: &Event, before: Option<&Container>, inv: &Inventory) {
-        self.feed
-            .publish(FeedEvent::new(self.engine.clone(), ev, before, inv));
+        let kept = self
+            .namer
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .keep(&self.engine, ev, before, inv);
+        self.feed.publish(kept);
     }
 }
 
@@ -401,24 +671,26 @@ mod tests {
         for i in 0..5 {
             p.publish(&event("image", "pull", "x", i, &[]), None, &inv);
         }
-        let first = feed.subscribe(Cursor::Since(0)).unwrap().replay[0].seq;
+        let first = feed
+            .subscribe(Cursor::Since(0))
+            .unwrap()
+            .replay
+            .next()
+            .unwrap()
+            .seq;
         let mut sub = feed.subscribe(Cursor::After(first + 1)).unwrap();
         assert_eq!(sub.after, first + 1);
         for i in 5..8 {
             p.publish(&event("image", "pull", "x", i, &[]), None, &inv);
         }
-        let mut seqs: Vec<u64> = sub.replay.iter().map(|e| e.seq - first).collect();
+        let mut seqs: Vec<u64> = sub.replay.by_ref().map(|e| e.seq - first).collect();
         while let Ok(e) = sub.live.try_recv() {
             seqs.push(e.seq - first);
         }
         assert_eq!(seqs, vec![2, 3, 4, 5, 6, 7]);
         let since = feed.subscribe(Cursor::Since(3)).unwrap();
         assert_eq!(
-            since
-                .replay
-                .iter()
-                .map(|e| e.seq - first)
-                .collect::<Vec<_>>(),
+            since.replay.map(|e| e.seq - first).collect::<Vec<_>>(),
             vec![3, 4, 5, 6, 7]
         );
     }
@@ -435,9 +707,9 @@ mod tests {
         for i in 0..3 {
             p.publish(&event("image", "pull", "x", i, &[]), None, &inv);
         }
-        let kept = feed.subscribe(Cursor::Since(0)).unwrap();
-        assert!(kept.replay[0].seq >= before, "numbered from the start time");
-        let ahead = kept.replay[2].seq + 1_000_000;
+        let kept: Vec<FeedEvent> = feed.subscribe(Cursor::Since(0)).unwrap().replay.collect();
+        assert!(kept[0].seq >= before, "numbered from the start time");
+        let ahead = kept[2].seq + 1_000_000;
         let sub = feed.subscribe(Cursor::After(ahead)).unwrap();
         assert_eq!(sub.after, 0);
         assert_eq!(sub.replay.len(), 3);
@@ -471,6 +743,94 @@ mod tests {
         assert!(feed.subscribe(Cursor::Now).is_some());
     }
 
+    /// A kept event is a few words (what it names is shared).
+    #[test]
+    fn a_kept_event_is_small() {
+        assert!(std::mem::size_of::<Kept>() <= 64);
+    }
+
+    /// Events of one container share one subject while nothing about it changes; a rename makes
+    /// a new subject that reuses the unchanged strings (a pointer bump, not a copy).
+    #[test]
+    fn events_of_one_object_share_one_subject() {
+        let mut inv = inventory();
+        let mut namer = Namer::default();
+        let engine: Arc<str> = Arc::from("a");
+        let mut kept = Vec::new();
+        for (i, action) in ["create", "init", "start"].into_iter().enumerate() {
+            let ev = event(
+                "container",
+                action,
+                "c1",
+                i as i64,
+                &[("name", "web"), ("app", "cart"), ("image", "img")],
+            );
+            inv.apply(&ev);
+            kept.push(namer.keep(&engine, &ev, None, &inv));
+        }
+        assert!(Arc::ptr_eq(&kept[0].subject, &kept[2].subject));
+        assert!(Arc::ptr_eq(
+            kept[0].subject.id.as_arc(),
+            inv.container("c1").unwrap().id.as_arc()
+        ));
+        assert!(Arc::ptr_eq(
+            kept[0].action.as_arc(),
+            kept[0].action.as_arc()
+        ));
+        let rename = event("container", "rename", "c1", 3, &[("name", "shop")]);
+        inv.apply(&rename);
+        let renamed = namer.keep(&engine, &rename, None, &inv);
+        assert!(!Arc::ptr_eq(&renamed.subject, &kept[0].subject));
+        assert_eq!(renamed.subject.name.as_deref(), Some("shop"));
+        assert!(Arc::ptr_eq(
+            renamed.subject.id.as_arc(),
+            kept[0].subject.id.as_arc()
+        ));
+        assert_eq!(renamed.subject.labels.get("app"), Some("cart"));
+        let again = namer.keep(&engine, &rename, None, &inv);
+        assert!(Arc::ptr_eq(&again.subject, &renamed.subject));
+    }
+
+    /// The subject cache keeps only what kept events still name: a churn of many objects
+    /// through a small ring leaves a bounded cache.
+    #[test]
+    fn the_subject_cache_is_pruned_of_objects_no_event_names() {
+        let feed = Feed::new(10, 4, CancellationToken::new());
+        let p = feed.publisher(Arc::from("a"));
+        let inv = inventory();
+        for i in 0..10 * MIN_PRUNE_AT {
+            let id = format!("image{i}");
+            p.publish(&event("image", "pull", &id, i as i64, &[]), None, &inv);
+        }
+        let cached = p.namer.lock().unwrap().subjects.len();
+        assert!(cached <= 2 * MIN_PRUNE_AT, "{cached} subjects cached");
+        let words = p.namer.lock().unwrap().words.len();
+        assert_eq!(words, 2, "image and pull");
+    }
+
+    /// The broadcast exists only while a reader is subscribed, and its events are numbered as
+    /// the ring numbers them.
+    #[test]
+    fn the_broadcast_lives_only_while_someone_reads() {
+        let feed = Feed::new(1, 4, CancellationToken::new());
+        let p = feed.publisher(Arc::from("a"));
+        let inv = inventory();
+        p.publish(&event("image", "pull", "x", 1, &[]), None, &inv);
+        assert!(feed.ring().live.is_none());
+        let mut sub = feed.subscribe(Cursor::Now).unwrap();
+        p.publish(&event("image", "pull", "x", 2, &[]), None, &inv);
+        let live = sub.live.try_recv().unwrap();
+        assert_eq!(live.seq, sub.after + 1);
+        assert_eq!(live.nanos(), 2);
+        drop(sub);
+        p.publish(&event("image", "pull", "x", 3, &[]), None, &inv);
+        assert!(feed.ring().live.is_none());
+        let all = feed.subscribe(Cursor::Since(0)).unwrap();
+        let all: Vec<FeedEvent> = all.replay.collect();
+        assert_eq!(all.len(), 1, "a buffer of one keeps one");
+        assert_eq!(all[0].seq, live.seq + 1);
+    }
+
     /// A removed container keeps its name, pod and allowlisted labels in the feed; the JSON has
     /// nanosecond times.
     #[test]
@@ -494,7 +854,8 @@ mod tests {
         let remove = event("container", "remove", "c1", 1_000_000_003, &[]);
         let before = inv.container("c1").cloned();
         inv.apply(&remove);
-        let rec = FeedEvent::new(Arc::from("a"), &remove, before.as_deref(), &inv);
+        let kept = Namer::default().keep(&Arc::from("a"), &remove, before.as_deref(), &inv);
+        let rec = FeedEvent::new(Arc::new(kept));
         let v: serde_json::Value = serde_json::from_slice(rec.json()).unwrap();
         assert_eq!(v["name"], "web");
         assert_eq!(v["pod"]["name"], "shop");

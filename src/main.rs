@@ -13,6 +13,15 @@ use sealwatch::config::{Cli, Command, Config, Environment, LogFormat, LogLevel};
 use sealwatch::discovery::{Discovery, Fleet};
 use sealwatch::{Engines, Feed, Metrics, USER_RUNTIME_ROOT};
 
+// Allocator experiments for the soak (`--features mimalloc` or `jemalloc`); the default build
+// keeps glibc's malloc, tuned in `allocator.rs`.
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+#[cfg(all(feature = "jemalloc", not(feature = "mimalloc")))]
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn main() -> ExitCode {
     sealwatch::allocator::tune();
     let cli = match Cli::try_parse() {

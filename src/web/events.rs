@@ -7,9 +7,7 @@
 //! Reads events from `feed::Feed` only; never calls Podman, and never buffers more for a reader
 //! than the feed's bounded channel holds.
 
-use std::collections::BTreeMap;
 use std::convert::Infallible;
-use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
@@ -20,7 +18,7 @@ use bytes::Bytes;
 use tokio::sync::broadcast::error::RecvError;
 
 use super::{error, AppState};
-use crate::feed::{Cursor, FeedEvent, Subscription};
+use crate::feed::{Cursor, FeedEvent, FeedLabels, Replay, Subscription};
 
 /// The parameters `/events` accepts.
 const ALLOWED: &[&str] = &["engine", "pod", "label", "type", "action", "since"];
@@ -99,7 +97,7 @@ fn parse_since(v: &str, now_nanos: i64) -> Result<i64, String> {
     }
 }
 
-fn labels_match(labels: &BTreeMap<String, String>, wanted: &[(String, Option<String>)]) -> bool {
+fn labels_match(labels: &FeedLabels, wanted: &[(String, Option<String>)]) -> bool {
     wanted.iter().all(|(k, v)| match (labels.get(k), v) {
         (Some(_), None) => true,
         (Some(have), Some(want)) => have == want,
@@ -109,14 +107,15 @@ fn labels_match(labels: &BTreeMap<String, String>, wanted: &[(String, Option<Str
 
 impl Filters {
     fn matches(&self, ev: &FeedEvent) -> bool {
-        self.engine.as_deref().is_none_or(|e| *ev.engine == *e)
-            && (self.types.is_empty() || self.types.contains(&ev.kind))
-            && (self.actions.is_empty() || self.actions.contains(&ev.action))
+        let s = ev.subject();
+        self.engine.as_deref().is_none_or(|e| *s.engine == *e)
+            && (self.types.is_empty() || self.types.iter().any(|t| *t == *s.kind))
+            && (self.actions.is_empty() || self.actions.iter().any(|a| a == ev.action()))
             && self.pod.as_deref().is_none_or(|want| {
-                ev.pod_id.as_deref().is_some_and(|id| id.starts_with(want))
-                    || ev.pod_name.as_deref() == Some(want)
+                s.pod_id.as_deref().is_some_and(|id| id.starts_with(want))
+                    || s.pod_name.as_deref() == Some(want)
             })
-            && labels_match(&ev.labels, &self.labels)
+            && labels_match(&s.labels, &self.labels)
     }
 }
 
@@ -189,7 +188,7 @@ impl Framing {
 
 /// One reader's stream: the replay, then live events after the last one sent.
 struct Reader {
-    replay: std::vec::IntoIter<Arc<FeedEvent>>,
+    replay: Replay,
     sub: Subscription,
     filters: Filters,
     framing: Framing,
@@ -268,7 +267,7 @@ pub async fn events(
             ),
         );
     };
-    let replay = std::mem::take(&mut sub.replay).into_iter();
+    let replay = std::mem::take(&mut sub.replay);
     let after = sub.after;
     let every = app.feed.keep_alive();
     let mut keep_alive = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
