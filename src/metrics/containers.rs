@@ -29,7 +29,7 @@ use std::sync::{Arc, Mutex};
 use super::body::{Body, Segment};
 use super::exposition::{self, push_int, push_seconds, push_value, Exposition, Kind};
 use super::{sorted, tally, FxMap};
-use crate::inventory::{Allowlist, Container, Inventory, PodState, SharedStr, PROJECT_LABELS};
+use crate::inventory::{Container, Inventory, LabelPolicy, PodState, SharedStr, PROJECT_LABELS};
 use crate::resources::{Sample, Usage};
 use crate::snapshot::EngineView;
 
@@ -289,13 +289,13 @@ impl EngineCache {
         let mut pieces = Vec::with_capacity(old.len().max(inv.container_count() / 50));
         let mut members: Vec<Member> = Vec::with_capacity(2 * PIECE as usize);
         let mut scratch = Scratch::default();
-        let allowlist = inv.label_policy().allowlist();
+        let policy = inv.label_policy();
         let containers = inv.containers();
         let mut containers = containers.peekable();
         while let Some(c) = containers.next() {
             let at = found.locate(c);
             if at.is_none() {
-                self.counts.add(c, allowlist, 1);
+                self.counts.add(c, policy, 1);
             }
             // A pod's name can become known after its containers: their text names the pod.
             let at = at.filter(|_| {
@@ -319,7 +319,7 @@ impl EngineCache {
         }
         let mut gone = 0;
         for record in found.unvisited() {
-            self.counts.add(record, allowlist, -1);
+            self.counts.add(record, policy, -1);
             gone += 1;
         }
         (pieces, gone)
@@ -626,7 +626,34 @@ struct Counts {
     /// Per pod ID.
     pods: FxMap<SharedStr, PodCounts>,
     /// Allowlisted label key -> value as the container has it -> containers per state.
-    labels: FxMap<String, FxMap<String, States>>,
+    labels: LabelCounts,
+    /// `labels` folded into `__other__` as `folded_with` admits them, kept in step by `add`
+    /// while the engine's admissions stay the same (a scrape after a few changes then folds
+    /// nothing); folded again from `labels` when they changed.
+    folded: LabelCounts,
+    folded_with: Option<LabelPolicy>,
+}
+
+/// Label key -> value -> containers per state.
+type LabelCounts = FxMap<String, FxMap<String, States>>;
+
+/// Adds `delta` containers in `state` with label `key=value`, dropping entries that reach 0.
+fn count_label(counts: &mut LabelCounts, key: &str, value: &str, state: &SharedStr, delta: i64) {
+    let values = match counts.get_mut(key) {
+        Some(values) => values,
+        None => counts.entry(key.to_owned()).or_default(),
+    };
+    let states = match values.get_mut(value) {
+        Some(states) => states,
+        None => values.entry(value.to_owned()).or_default(),
+    };
+    bump(states, state, delta);
+    if states.is_empty() {
+        values.remove(value);
+        if values.is_empty() {
+            counts.remove(key);
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -653,8 +680,8 @@ fn bump(states: &mut States, state: &SharedStr, delta: i64) {
 }
 
 impl Counts {
-    /// Adds (`delta` 1) or subtracts (-1) one container's record.
-    fn add(&mut self, c: &Container, allowlist: &Allowlist, delta: i64) {
+    /// Adds (`delta` 1) or subtracts (-1) one container's record; `policy` is its engine's.
+    fn add(&mut self, c: &Container, policy: &LabelPolicy, delta: i64) {
         if let Some(pod) = &c.pod_id {
             let counts = match self.pods.get_mut(pod.as_str()) {
                 Some(counts) => counts,
@@ -672,33 +699,49 @@ impl Counts {
             return;
         }
         bump(&mut self.by_state, &c.state, delta);
+        let fold = self
+            .folded_with
+            .as_ref()
+            .is_some_and(|p| p.same_admissions(policy));
         for (k, v) in c.labels.iter() {
-            if !allowlist.allows(k) {
+            if !policy.allowlist().allows(k) {
                 continue;
             }
-            let values = match self.labels.get_mut(k.as_str()) {
-                Some(values) => values,
-                None => self.labels.entry(k.clone()).or_default(),
-            };
-            let states = match values.get_mut(v.as_str()) {
-                Some(states) => states,
-                None => values.entry(v.clone()).or_default(),
-            };
-            bump(states, &c.state, delta);
-            if states.is_empty() {
-                values.remove(v.as_str());
-                if values.is_empty() {
-                    self.labels.remove(k.as_str());
+            count_label(&mut self.labels, k, v, &c.state, delta);
+            if let Some((k, v)) = policy.folded(k, v).filter(|_| fold) {
+                count_label(&mut self.folded, k, v, &c.state, delta);
+            }
+        }
+    }
+
+    /// `folded` made to follow `policy`'s admissions, from the raw counts if they changed.
+    fn fold(&mut self, policy: &LabelPolicy) {
+        if self
+            .folded_with
+            .as_ref()
+            .is_some_and(|p| p.same_admissions(policy))
+        {
+            return;
+        }
+        self.folded.clear();
+        for (k, values) in &self.labels {
+            for (v, states) in values {
+                let Some((k, v)) = policy.folded(k, v) else {
+                    continue;
+                };
+                for (state, n) in states {
+                    count_label(&mut self.folded, k, v, state, *n);
                 }
             }
         }
+        self.folded_with = Some(policy.clone());
     }
 
     /// The aggregate families' lines (without descriptors), one segment per family of
     /// `AGGREGATES`: label values folded as the engine's policy now says, pods named as its
     /// inventory now names them, pod states derived from the members' counts.
-    fn render(&self, inv: &Inventory, engine_name: &str) -> Vec<Arc<Segment>> {
-        let policy = inv.label_policy();
+    fn render(&mut self, inv: &Inventory, engine_name: &str) -> Vec<Arc<Segment>> {
+        self.fold(inv.label_policy());
         let by_state: FxMap<&str, i64> = self
             .by_state
             .iter()
@@ -712,17 +755,17 @@ impl Counts {
                 *by_pod.entry((name, state.as_str())).or_insert(0) += n;
             }
         }
-        let mut by_label: FxMap<(&str, &str, &str), i64> = FxMap::default();
-        for (k, values) in &self.labels {
+        let mut by_label: Vec<((&str, &str, &str), i64)> = Vec::new();
+        for (k, values) in &self.folded {
             for (v, states) in values {
-                let Some((k, v)) = policy.folded(k, v) else {
-                    continue;
-                };
-                for (state, n) in states {
-                    *by_label.entry((k, v, state.as_str())).or_insert(0) += n;
-                }
+                by_label.extend(
+                    states
+                        .iter()
+                        .map(|(s, n)| ((k.as_str(), v.as_str(), s.as_str()), *n)),
+                );
             }
         }
+        by_label.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         let mut pods_by_state: FxMap<&'static str, i64> = FxMap::default();
         let mut pod_states = Vec::new();
         for p in inv.pods() {
@@ -760,7 +803,7 @@ impl Counts {
             push_value(out, ",state=\"", state);
             end(out, n);
         }
-        for ((key, value, state), n) in sorted(by_label) {
+        for ((key, value, state), n) in by_label {
             let out = &mut texts[2];
             open(out, 2);
             push_value(out, ",label=\"", key);
@@ -798,7 +841,7 @@ mod tests {
     #[test]
     fn cuts_are_spread_over_the_walk() {
         let mut inv = crate::inventory::Inventory::new(crate::inventory::LabelPolicy::new(
-            Allowlist::default(),
+            crate::inventory::Allowlist::default(),
             10,
         ));
         for i in 0..11_000u64 {

@@ -291,6 +291,21 @@ fn kept_text_equals_a_fresh_render_after_every_kind_of_change() {
             let attrs = json!({"name": "c500", "image": "i", "podId": "", "role": "db"});
             d.ev("container", "create", &Driver::id(500), attrs);
         }),
+        ("a new value of a known key, and one past its cap", |d| {
+            for (i, role) in [(501, "web"), (502, "cache"), (503, "queue")] {
+                let attrs =
+                    json!({"name": format!("c{i}"), "image": "i", "podId": "", "role": role});
+                d.ev("container", "create", &Driver::id(i), attrs);
+            }
+        }),
+        ("a value past its cap leaves", |d| {
+            d.ev(
+                "container",
+                "remove",
+                &Driver::id(503),
+                json!({"name": "c503"}),
+            );
+        }),
         ("health changes", |d| {
             for i in (10..400).step_by(37) {
                 let attrs = json!({"name": format!("c{i}"), "health_status": "unhealthy"});
