@@ -708,7 +708,10 @@ impl Counts {
                 continue;
             }
             count_label(&mut self.labels, k, v, &c.state, delta);
-            if let Some((k, v)) = policy.folded(k, v).filter(|_| fold) {
+            if !fold {
+                continue;
+            }
+            if let Some((k, v)) = policy.folded(k, v) {
                 count_label(&mut self.folded, k, v, &c.state, delta);
             }
         }
