@@ -16,9 +16,10 @@
 //!   piece whose records are all the same records, in the same order, is reused; other pieces
 //!   are rebuilt, copying the lines of unchanged records and rendering the rest.
 //! - Records are immutable and a changed container is a new record, so a record that is the same
-//!   allocation as one the cache holds (and keeps alive) has the same text. The engine's name and
-//!   its admitted label keys are the only other inputs; when those change, everything is
-//!   rendered anew.
+//!   allocation as one the cache holds (and keeps alive) has the same text. The other inputs are
+//!   the engine's name and its admitted label keys (when those change, everything is rendered
+//!   anew) and the pods' names (a pod whose name changed has its containers rendered anew).
+//! - The aggregate gauges are counted incrementally from the records that came and went.
 //!
 //! Series still exist only while their container exists: the kept text is a rendering of the
 //! current snapshot's records, never a store of its own. Counters, resource samples and the
