@@ -284,6 +284,16 @@ fn run_size(containers: usize, pods: usize) -> Row {
         let (registry, _) = register_instruments(&["podman"]);
         Metrics::new(engines.clone(), registry)
     };
+    // Each call on a `Metrics` that has kept nothing (made anew before it, not measured).
+    let cold = |openmetrics, gzip| {
+        let m = RefCell::new(fresh());
+        measure_after(
+            || *m.borrow_mut() = fresh(),
+            || {
+                black_box(scrape(&m.borrow(), openmetrics, gzip));
+            },
+        )
+    };
     Row {
         containers,
         pods,
@@ -305,24 +315,8 @@ fn run_size(containers: usize, pods: usize) -> Row {
         churn_gz: measure_after(&mut churn, || {
             black_box(scrape(&metrics, true, true));
         }),
-        cold: {
-            let m = RefCell::new(fresh());
-            measure_after(
-                || *m.borrow_mut() = fresh(),
-                || {
-                    black_box(scrape(&m.borrow(), false, false));
-                },
-            )
-        },
-        cold_gz: {
-            let m = RefCell::new(fresh());
-            measure_after(
-                || *m.borrow_mut() = fresh(),
-                || {
-                    black_box(scrape(&m.borrow(), true, true));
-                },
-            )
-        },
+        cold: cold(false, false),
+        cold_gz: cold(true, true),
         series: text.lines().filter(|l| !l.starts_with('#')).count(),
         text_bytes: text.len(),
         gz_bytes: gz.len(),

@@ -230,11 +230,12 @@ impl AsRef<[u8]> for SegmentText {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use std::io::Read;
 
-    fn gunzip(data: &[u8]) -> String {
+    /// The text inside a gzip member (for the tests of every body encoder).
+    pub(in crate::metrics) fn gunzip(data: &[u8]) -> String {
         let mut out = String::new();
         flate2::read::GzDecoder::new(data)
             .read_to_string(&mut out)

@@ -229,7 +229,6 @@ impl Driver {
 #[test]
 fn kept_text_equals_a_fresh_render_after_every_kind_of_change() {
     use serde_json::json;
-    use std::io::Read;
 
     let mut d = Driver {
         inv: crate::inventory::Inventory::new(crate::inventory::LabelPolicy::new(
@@ -322,10 +321,7 @@ fn kept_text_equals_a_fresh_render_after_every_kind_of_change() {
                 .render(openmetrics)
                 .unwrap();
             let body = kept.render_body(openmetrics).unwrap();
-            let mut gunzipped = String::new();
-            flate2::read::GzDecoder::new(&body.gzip().unwrap()[..])
-                .read_to_string(&mut gunzipped)
-                .unwrap();
+            let gunzipped = super::body::tests::gunzip(&body.gzip().unwrap());
             let chunks = String::from_utf8(body.into_chunks().concat()).unwrap();
             assert!(
                 chunks == fresh,
