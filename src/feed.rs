@@ -48,12 +48,12 @@ pub struct FeedLabels(Arc<[(Box<str>, Box<str>)]>);
 impl FeedLabels {
     /// The labels of `pairs` (sorted by key, as a `BTreeMap` iterates) that `allows` lets through.
     fn filtered<'a>(
-        pairs: impl Iterator<Item = (&'a String, &'a String)>,
+        pairs: impl Iterator<Item = (&'a str, &'a str)>,
         allows: impl Fn(&str) -> bool,
     ) -> Self {
         let kept: Vec<(Box<str>, Box<str>)> = pairs
             .filter(|(k, _)| allows(k))
-            .map(|(k, v)| (Box::from(k.as_str()), Box::from(v.as_str())))
+            .map(|(k, v)| (Box::from(k), Box::from(v)))
             .collect();
         Self(Arc::from(kept))
     }
@@ -278,15 +278,14 @@ impl Namer {
             seq: 0,
             nanos: ev.nanos(),
             subject,
-            action: self.word(&ev.action),
+            action: self.word(ev.action()),
             // Podman sets the attribute on other events too (as 0): only a death has one.
             exit_code: match ev.exit_code() {
-                ExitCodeAttr::Code(c) if ev.action == "died" => Some(c),
+                ExitCodeAttr::Code(c) if ev.action() == "died" => Some(c),
                 _ => None,
             },
             health_status: ev
-                .health_status
-                .as_deref()
+                .health_status()
                 .filter(|h| !h.is_empty())
                 .map(|h| self.word(h)),
         }
@@ -301,9 +300,9 @@ impl Namer {
         before: Option<&Container>,
         inv: &Inventory,
     ) -> Arc<Subject> {
-        let kind = self.word(&ev.kind);
-        let id = ev.actor.id.as_str();
-        let container = ev.kind == "container";
+        let kind = self.word(ev.kind());
+        let id = ev.id();
+        let container = ev.kind() == "container";
         let known = if container {
             inv.container(id).map(|c| &**c).or(before)
         } else {
@@ -313,7 +312,7 @@ impl Namer {
         let image = ev
             .attr("image")
             .or_else(|| known.map(|c| c.image.as_str()).filter(|i| !i.is_empty()));
-        let pod_id = match ev.kind.as_str() {
+        let pod_id = match ev.kind() {
             "pod" => Some(id).filter(|i| !i.is_empty()),
             "container" => known
                 .and_then(|c| c.pod_id.as_deref())
@@ -324,16 +323,14 @@ impl Namer {
         // then, rather than a made-up one.
         let pod_name = pod_id.and_then(|p| {
             ev.attr("name")
-                .filter(|_| ev.kind == "pod")
+                .filter(|_| ev.kind() == "pod")
                 .or_else(|| inv.known_pod_name(p))
         });
         let allowlist = inv.label_policy().allowlist();
         let allows = |k: &str| allowlist.allows(k);
         let attr_labels = || {
-            ev.actor
-                .attributes
-                .iter()
-                .filter(|(k, _)| !RESERVED_ATTRIBUTES.contains(&k.as_str()))
+            ev.attributes()
+                .filter(|(k, _)| !RESERVED_ATTRIBUTES.contains(k))
         };
         if let Some(old) = self.subjects.get(id) {
             let s = &*old.subject;
@@ -345,9 +342,7 @@ impl Namer {
                     .is_some_and(|w| std::ptr::eq(w.as_ptr(), Arc::as_ptr(&c.labels))),
                 (true, None) => {
                     old.labels_from.is_none()
-                        && s.labels.iter().eq(attr_labels()
-                            .filter(|(k, _)| allows(k))
-                            .map(|(k, v)| (k.as_str(), v.as_str())))
+                        && s.labels.iter().eq(attr_labels().filter(|(k, _)| allows(k)))
                 }
             };
             if labels_same
@@ -366,7 +361,10 @@ impl Namer {
         let (labels, labels_from) = match (container, known) {
             (false, _) => (FeedLabels::default(), None),
             (true, Some(c)) => (
-                FeedLabels::filtered(c.labels.iter(), allows),
+                FeedLabels::filtered(
+                    c.labels.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+                    allows,
+                ),
                 Some(Arc::downgrade(&c.labels)),
             ),
             (true, None) => (FeedLabels::filtered(attr_labels(), allows), None),

@@ -128,9 +128,9 @@ impl Lifecycle {
         held_id: Option<&Arc<str>>,
         pod: Option<&Arc<str>>,
     ) -> Option<i64> {
-        let id = ev.actor.id.as_str();
+        let id = ev.id();
         let t = ev.nanos();
-        match ev.action.as_str() {
+        match ev.action() {
             "start" => {
                 self.runs.insert(
                     held_id.cloned().unwrap_or_else(|| Arc::from(id)),
@@ -150,7 +150,7 @@ impl Lifecycle {
                 }
             }
             "health_status"
-                if ev.health_status.as_deref() == Some("healthy")
+                if ev.health_status() == Some("healthy")
                     && self.runs.get(id).is_some_and(|r| !r.healthy) =>
             {
                 if let Some(run) = self.runs.get_mut(id).filter(|r| !r.healthy) {

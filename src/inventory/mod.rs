@@ -172,9 +172,9 @@ impl Inventory {
     /// Applies one (not yet seen) event: counts it, then moves the state. Idempotent for state:
     /// applying events that a list already reflects converges to the same state.
     pub fn apply(&mut self, ev: &Event) {
-        let action = action_label(&ev.action);
-        self.counters.events.bump((type_label(&ev.kind), action));
-        match ev.kind.as_str() {
+        let action = action_label(ev.action());
+        self.counters.events.bump((type_label(ev.kind()), action));
+        match ev.kind() {
             "container" => self.apply_container(ev, action),
             "pod" => self.apply_pod(ev),
             "image" | "volume" | "network" => self.apply_object_event(ev),
@@ -183,7 +183,7 @@ impl Inventory {
     }
 
     fn apply_container(&mut self, ev: &Event, action: &'static str) {
-        let id = ev.actor.id.as_str();
+        let id = ev.id();
         if id.is_empty() {
             return;
         }
@@ -210,7 +210,7 @@ impl Inventory {
 
         let t = ev.nanos();
         let counts_restarts = self.podman_counts_restarts;
-        match ev.action.as_str() {
+        match ev.action() {
             "create" if known.is_none() => {
                 let c = self.container_from_event(ev, labels, "created");
                 self.insert_container(c);
@@ -283,7 +283,7 @@ impl Inventory {
                 }
             }
             "health_status" => {
-                if let Some(h) = ev.health_status.as_deref().filter(|h| !h.is_empty()) {
+                if let Some(h) = ev.health_status().filter(|h| !h.is_empty()) {
                     self.update_if(
                         id,
                         |c| c.health.as_deref() != Some(h),
@@ -329,7 +329,7 @@ impl Inventory {
                     .bump((key, value, action));
             }
         }
-        if ev.action == "died" {
+        if ev.action() == "died" {
             // An unparsable code is counted as `unknown` here and by the watcher's
             // `sealwatch_event_unparsable_exit_codes`; it never becomes a label value.
             let code = exit_code_label(ev.exit_code());
@@ -356,7 +356,7 @@ impl Inventory {
             .as_deref()
             .is_some_and(|p| !self.pods.contains_key(p));
         Container {
-            id: SharedStr::from(ev.actor.id.as_str()),
+            id: SharedStr::from(ev.id()),
             name: SharedStr::from(ev.attr("name").unwrap_or_default()),
             image: SharedStr::from(ev.attr("image").unwrap_or_default()),
             state: word(state),
@@ -364,7 +364,7 @@ impl Inventory {
             pod_id,
             infra,
             labels,
-            created_at: (ev.action == "create").then(|| ev.nanos()),
+            created_at: (ev.action() == "create").then(|| ev.nanos()),
             started_at: None,
             exited_at: None,
             exit_code: None,
@@ -417,7 +417,7 @@ impl Inventory {
         needed: impl FnOnce(&Container) -> bool,
         change: impl FnOnce(&mut Container),
     ) {
-        let id = ev.actor.id.as_str();
+        let id = ev.id();
         match self.containers.get(id) {
             Some(c) if !needed(c) => return,
             Some(_) => {}
@@ -430,11 +430,11 @@ impl Inventory {
     }
 
     fn apply_pod(&mut self, ev: &Event) {
-        let id = ev.actor.id.as_str();
+        let id = ev.id();
         if id.is_empty() {
             return;
         }
-        match ev.action.as_str() {
+        match ev.action() {
             "create" => {
                 if let Some(name) = ev.attr("name") {
                     self.pod_names.insert(Arc::from(id), Arc::from(name));
@@ -483,11 +483,9 @@ fn exit_code_label(code: ExitCodeAttr) -> Arc<str> {
 /// An event's labels: its attributes without the keys Podman reserves for itself.
 fn labels_from_attributes(ev: &Event) -> Labels {
     Arc::new(
-        ev.actor
-            .attributes
-            .iter()
-            .filter(|(k, _)| !RESERVED_ATTRIBUTES.contains(&k.as_str()))
-            .map(|(k, v)| (k.clone(), v.clone()))
+        ev.attributes()
+            .filter(|(k, _)| !RESERVED_ATTRIBUTES.contains(k))
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
             .collect(),
     )
 }

@@ -219,8 +219,8 @@ impl Inventory {
             return;
         }
         let objects = &mut self.objects;
-        let id = ev.actor.id.as_str();
-        match (ev.kind.as_str(), ev.action.as_str()) {
+        let id = ev.id();
+        match (ev.kind(), ev.action()) {
             ("image", "tag") => {
                 if let (Some(img), Some(name)) = (objects.images.get_mut(id), ev.attr("name")) {
                     let pair = split_name(name);
@@ -576,7 +576,7 @@ mod tests {
             .collect();
         let lists_taken = events
             .iter()
-            .position(|e| e.kind == "container" && e.action == "remove")
+            .position(|e| e.kind() == "container" && e.action() == "remove")
             .unwrap();
         for e in &events[lists_taken..] {
             inv.apply(e);

@@ -100,7 +100,7 @@ fn everything_is_gone_after_the_removals_and_counters_count_every_line() {
     assert_eq!(inv.container_count(), 0, "all rx containers were removed");
     assert_eq!(inv.pod_count(), 0);
     assert_eq!(inv.counters().total_events(), evs.len() as u64);
-    let died = evs.iter().filter(|e| e.action == "died").count() as u64;
+    let died = evs.iter().filter(|e| e.action() == "died").count() as u64;
     assert_eq!(
         inv.counters().events.get(&("container", "died")),
         Some(&died)
@@ -121,7 +121,7 @@ fn died_events_are_attributed_to_the_pod_from_the_inventory() {
         .copied();
     let in_fixture = evs
         .iter()
-        .filter(|e| e.action == "died")
+        .filter(|e| e.action() == "died")
         .filter(|e| ["rx-member", "7ddad7e04880-infra"].contains(&e.attr("name").unwrap_or("")))
         .count() as u64;
     assert!(in_fixture >= 2);
@@ -221,7 +221,7 @@ fn label_counters_use_allowlisted_keys_only() {
         .copied();
     let expected = evs
         .iter()
-        .filter(|e| e.action == "died" && e.attr("app") == Some("rx"))
+        .filter(|e| e.action() == "died" && e.attr("app") == Some("rx"))
         .count() as u64;
     assert_eq!(app_rx_died, Some(expected));
 }
@@ -241,8 +241,8 @@ fn health_follows_health_status_events() {
     let mut seen = vec![];
     for e in &evs[..SNAPSHOT_LINES] {
         inv.apply(e);
-        if e.action == "health_status" {
-            let c = inv.container(&e.actor.id).unwrap();
+        if e.action() == "health_status" {
+            let c = inv.container(e.id()).unwrap();
             seen.push(c.health.as_deref().unwrap().to_owned());
         }
     }

@@ -8,106 +8,10 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
+mod event;
 mod objects;
+pub use event::{Event, ExitCodeAttr, RESERVED_ATTRIBUTES};
 pub use objects::{Info, ListImage, ListNetwork, ListVolume};
-
-/// One line of `GET /libpod/events`.
-///
-/// Keys are taken from the libpod endpoint (`Type`, `Action`, `Actor`, `timeNano`), not the Docker
-/// legacy lower-case ones, which newer Podman versions strip.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
-pub struct Event {
-    #[serde(rename = "Type", default)]
-    pub kind: String,
-    #[serde(rename = "Action", default)]
-    pub action: String,
-    #[serde(rename = "Actor", default)]
-    pub actor: Actor,
-    /// Unix seconds; only a fallback when `timeNano` is missing.
-    #[serde(default)]
-    pub time: i64,
-    #[serde(rename = "timeNano", default)]
-    pub time_nano: i64,
-    /// Present only on `health_status` events: `starting`, `healthy` or `unhealthy`.
-    #[serde(rename = "HealthStatus", default)]
-    pub health_status: Option<String>,
-}
-
-impl Event {
-    /// Podman's time of the event in unix nanoseconds (`timeNano`, else `time` in seconds).
-    pub fn nanos(&self) -> i64 {
-        if self.time_nano != 0 {
-            self.time_nano
-        } else {
-            self.time.saturating_mul(1_000_000_000)
-        }
-    }
-
-    /// An attribute, with Podman's empty string read as absent.
-    pub fn attr(&self, key: &str) -> Option<&str> {
-        self.actor
-            .attributes
-            .get(key)
-            .map(String::as_str)
-            .filter(|v| !v.is_empty())
-    }
-
-    /// `containerExitCode` (on `died` events) as a number: surrounding spaces and leading zeros
-    /// are dropped (` 137` and `00137` are 137), so one exit never becomes several label values.
-    pub fn exit_code(&self) -> ExitCodeAttr {
-        match self.attr("containerExitCode") {
-            None => ExitCodeAttr::Absent,
-            Some(v) => parse_exit_code(v).map_or(ExitCodeAttr::Unparsable, ExitCodeAttr::Code),
-        }
-    }
-}
-
-/// What an event's `containerExitCode` holds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ExitCodeAttr {
-    Absent,
-    /// A process exit status, 0 to 255.
-    Code(u8),
-    /// Anything else (`abc`, `-1`, `256`, `1e3`): counted, never a label value.
-    Unparsable,
-}
-
-/// An exit status is 0 to 255 in decimal digits, with optional surrounding whitespace.
-fn parse_exit_code(v: &str) -> Option<u8> {
-    let v = v.trim();
-    if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    let digits = v.trim_start_matches('0');
-    if digits.len() > 3 {
-        return None;
-    }
-    if digits.is_empty() {
-        return Some(0);
-    }
-    digits.parse().ok()
-}
-
-#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
-pub struct Actor {
-    #[serde(rename = "ID", default)]
-    pub id: String,
-    /// Container labels merged with the reserved keys `image`, `name`, `podId`, `containerExitCode`...
-    #[serde(rename = "Attributes", default, deserialize_with = "null_as_default")]
-    pub attributes: BTreeMap<String, String>,
-}
-
-/// Attribute keys Podman adds to an event's `Actor.Attributes` on top of the container's labels.
-pub const RESERVED_ATTRIBUTES: &[&str] = &[
-    "image",
-    "name",
-    "podId",
-    "containerExitCode",
-    "network",
-    "error",
-    "oomKilled",
-    "execID",
-];
 
 /// The error object Podman writes inside a 200 event stream (bad `since`, unknown filter key, the
 /// `none` backend), and as the body of non-2xx answers.
@@ -253,54 +157,31 @@ pub fn decode_stream_line(line: &[u8]) -> Result<StreamItem, DecodeError> {
 /// The fields of an event line, decoded in one pass; `None` when the line needs the general
 /// way: this answers only when the general way would give the same event.
 pub(crate) fn decode_event_directly(line: &[u8]) -> Option<Event> {
-    // A JSON array would fill a derived struct by position; only objects are events here.
+    let mut ev = Event::default();
+    decode_event_into(line, &mut ev).then_some(ev)
+}
+
+/// `decode_event_directly` into an event the caller reuses (the watcher decodes every line into
+/// the same one, so a line in steady state allocates nothing). False when the line needs the
+/// general way; `ev` then holds nothing meaningful.
+pub(crate) fn decode_event_into(line: &[u8], ev: &mut Event) -> bool {
+    // Only objects are events here (the general way says what anything else is).
     if line.trim_ascii_start().first() != Some(&b'{') {
-        return None;
+        return false;
     }
     // The general way validates every string it reads, ignored ones included; this one skips
     // the fields it ignores without reading them. Validating the whole line first (and leaving
     // escaped surrogates, which only some strings accept, to the general way) keeps both
     // deciding the same.
-    let text = std::str::from_utf8(line).ok()?;
+    let Ok(text) = std::str::from_utf8(line) else {
+        return false;
+    };
     if has_escaped_surrogate(line) {
-        return None;
+        return false;
     }
-    // Duplicate keys, which the general way resolves as "last wins", fail here: general way.
-    let fast: FastEvent = serde_json::from_str(text).ok()?;
-    let kind = fast.kind.filter(|k| !k.is_empty())?;
-    if fast.action.is_empty() {
-        return None;
-    }
-    Some(Event {
-        kind,
-        action: fast.action,
-        actor: fast.actor,
-        time: fast.time,
-        time_nano: fast.time_nano,
-        health_status: fast.health_status,
-    })
-}
-
-/// An event line's fields for the direct decode: `Event`'s, with `Type` told apart from absent
-/// (a `null` `Type` is an error, as `Event` reads it).
-#[derive(Deserialize)]
-struct FastEvent {
-    #[serde(rename = "Type", default, deserialize_with = "some_string")]
-    kind: Option<String>,
-    #[serde(rename = "Action", default)]
-    action: String,
-    #[serde(rename = "Actor", default)]
-    actor: Actor,
-    #[serde(default)]
-    time: i64,
-    #[serde(rename = "timeNano", default)]
-    time_nano: i64,
-    #[serde(rename = "HealthStatus", default)]
-    health_status: Option<String>,
-}
-
-fn some_string<'de, D: serde::Deserializer<'de>>(de: D) -> Result<Option<String>, D::Error> {
-    String::deserialize(de).map(Some)
+    // A line without `Type` may be an error object, and one with an empty `Type` or `Action`
+    // is rejected: the general way says which, with its message.
+    ev.decode_from(text).is_ok() && !ev.kind().is_empty() && !ev.action().is_empty()
 }
 
 /// Whether the line holds a `\uD800`-`\uDFFF` escape (half of a surrogate pair, or a lone one).
@@ -330,7 +211,7 @@ pub(crate) fn decode_via_value(line: &[u8]) -> Result<StreamItem, DecodeError> {
         len: line.len(),
         source,
     })?;
-    if event.kind.is_empty() || event.action.is_empty() {
+    if event.kind().is_empty() || event.action().is_empty() {
         let source = serde::de::Error::custom("object has no Type or Action");
         return Err(DecodeError {
             len: line.len(),
@@ -350,7 +231,7 @@ mod tests {
         let StreamItem::Event(e) = decode_stream_line(line).unwrap() else {
             panic!("not an event")
         };
-        assert_eq!(e.action, "died");
+        assert_eq!(e.action(), "died");
         assert_eq!(e.attr("containerExitCode"), Some("137"));
         assert_eq!(e.attr("podId"), None, "empty podId reads as absent");
         assert_eq!(e.nanos(), 1795976183237049905);
@@ -361,13 +242,10 @@ mod tests {
         let ev = |v: &str| {
             let line =
                 br#"{"Type":"container","Action":"died","Actor":{"ID":"a","Attributes":{}}}"#;
-            let StreamItem::Event(mut e) = decode_stream_line(line).unwrap() else {
+            let StreamItem::Event(e) = decode_stream_line(line).unwrap() else {
                 panic!("not an event")
             };
-            e.actor
-                .attributes
-                .insert("containerExitCode".into(), v.into());
-            e.exit_code()
+            e.with_attr("containerExitCode", v).exit_code()
         };
         for (v, code) in [
             ("137", 137),
@@ -499,10 +377,7 @@ mod tests {
         let StreamItem::Event(e) = decode_stream_line(line).unwrap() else {
             panic!("not an event")
         };
-        assert_eq!(
-            (e.kind.as_str(), e.action.as_str()),
-            ("artifact", "frobnicate")
-        );
+        assert_eq!((e.kind(), e.action()), ("artifact", "frobnicate"));
     }
 
     /// Every line and list of a real Podman 5.4.2 session decodes, and its lists carry Podman's

@@ -86,7 +86,7 @@ impl Dedup {
         }
         let fresh = self
             .keys
-            .insert((t, self.hasher.hash_one((&ev.actor.id, &ev.action))));
+            .insert((t, self.hasher.hash_one((ev.id(), ev.action()))));
         if !fresh {
             return false;
         }
@@ -262,7 +262,7 @@ mod tests {
             .collect();
         let distinct: std::collections::HashSet<(i64, &str, &str)> = events
             .iter()
-            .map(|e| (e.nanos(), e.actor.id.as_str(), e.action.as_str()))
+            .map(|e| (e.nanos(), e.id(), e.action()))
             .collect();
         let now = events.iter().map(Event::nanos).max().unwrap_or(0);
         let mut d = Dedup::default();

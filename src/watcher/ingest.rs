@@ -20,7 +20,7 @@ use crate::feed::FeedPublisher;
 use crate::inventory::Inventory;
 use crate::podman::ndjson::{LineSplitter, LineTooLong, MAX_LINE};
 use crate::podman::printable;
-use crate::podman::wire::{decode_stream_line, ExitCodeAttr, StreamItem};
+use crate::podman::wire::{decode_event_into, decode_via_value, Event, ExitCodeAttr, StreamItem};
 use crate::snapshot::EngineInstruments;
 
 /// One engine's inventory and the per-event state around it; the watcher is its only owner.
@@ -38,7 +38,13 @@ pub struct Ingest {
     changed: bool,
     /// Where every applied (first-time) event goes for `/events`.
     pub(super) feed: Option<FeedPublisher>,
+    /// The event every line is decoded into, its buffers reused: a line allocates nothing.
+    scratch: Event,
 }
+
+/// A decoded event whose buffers grew past this (a hostile line near `MAX_LINE`) is dropped
+/// after use rather than kept for the next line.
+const SCRATCH_KEEP: usize = 64 * 1024;
 
 impl Ingest {
     /// The per-event state of one engine, starting from `inventory`, counting into `instruments`.
@@ -52,6 +58,7 @@ impl Ingest {
             engine,
             changed: false,
             feed: None,
+            scratch: Event::default(),
         }
     }
 
@@ -93,38 +100,18 @@ impl Ingest {
     /// Applies one line. Undecodable lines and Podman's in-stream error objects are skipped and
     /// counted; Podman ends the stream after an error object, which then reconnects.
     pub fn line(&mut self, line: &[u8], now: Instant, now_nanos: i64) {
-        match decode_stream_line(line) {
-            Ok(StreamItem::Event(ev)) => {
-                if self.dedup.first_time(&ev, now_nanos) {
-                    crate::allocator::note_events(1);
-                    if ev.kind == "system" && ev.action == "log-rotation" {
-                        self.instruments.log_rotations.inc();
-                    }
-                    if ev.kind == "container"
-                        && ev.action == "died"
-                        && ev.exit_code() == ExitCodeAttr::Unparsable
-                    {
-                        self.instruments.unparsable_exit_codes.inc();
-                    }
-                    // The container's record as it was (a pointer, not a copy): `remove`
-                    // deletes it and `died` carries no pod, but the feed still names both.
-                    let before = self
-                        .feed
-                        .as_ref()
-                        .and_then(|_| self.inventory.container(&ev.actor.id).cloned());
-                    self.inventory.apply(&ev);
-                    if let Some(feed) = &self.feed {
-                        feed.publish(&ev, before.as_deref(), &self.inventory);
-                    }
-                    self.changed = true;
-                    self.stale.note(&ev, now);
-                    if let Some(newest) = self.dedup.newest() {
-                        self.instruments.set_last_event_nanos(newest);
-                    }
-                } else {
-                    self.instruments.duplicates_dropped.inc();
-                }
+        let mut ev = std::mem::take(&mut self.scratch);
+        if decode_event_into(line, &mut ev) {
+            self.event(&ev, now, now_nanos);
+            if ev.buffer_capacity() <= SCRATCH_KEEP {
+                self.scratch = ev;
             }
+            return;
+        }
+        self.scratch = ev;
+        // Anything unusual: the general way says what the line is, with its message.
+        match decode_via_value(line) {
+            Ok(StreamItem::Event(ev)) => self.event(&ev, now, now_nanos),
             Ok(StreamItem::Error(err)) => {
                 self.instruments.stream_errors.inc();
                 let text = if err.message.is_empty() {
@@ -139,6 +126,39 @@ impl Ingest {
                 self.instruments.decode_errors.inc();
                 tracing::warn!(engine = %self.engine, "skipping an event line: {e}");
             }
+        }
+    }
+
+    /// Applies one decoded event, unless it is a copy of one already applied.
+    fn event(&mut self, ev: &Event, now: Instant, now_nanos: i64) {
+        if !self.dedup.first_time(ev, now_nanos) {
+            self.instruments.duplicates_dropped.inc();
+            return;
+        }
+        crate::allocator::note_events(1);
+        if ev.kind() == "system" && ev.action() == "log-rotation" {
+            self.instruments.log_rotations.inc();
+        }
+        if ev.kind() == "container"
+            && ev.action() == "died"
+            && ev.exit_code() == ExitCodeAttr::Unparsable
+        {
+            self.instruments.unparsable_exit_codes.inc();
+        }
+        // The container's record as it was (a pointer, not a copy): `remove` deletes it and
+        // `died` carries no pod, but the feed still names both.
+        let before = self
+            .feed
+            .as_ref()
+            .and_then(|_| self.inventory.container(ev.id()).cloned());
+        self.inventory.apply(ev);
+        if let Some(feed) = &self.feed {
+            feed.publish(ev, before.as_deref(), &self.inventory);
+        }
+        self.changed = true;
+        self.stale.note(ev, now);
+        if let Some(newest) = self.dedup.newest() {
+            self.instruments.set_last_event_nanos(newest);
         }
     }
 }

@@ -52,11 +52,11 @@ impl Stale {
         if self.note_objects(ev) {
             self.since.get_or_insert(now);
         }
-        let id = &ev.actor.id;
+        let id = ev.id();
         if id.is_empty() {
             return;
         }
-        let set = match (ev.kind.as_str(), ev.action.as_str()) {
+        let set = match (ev.kind(), ev.action()) {
             (
                 "container",
                 "create" | "init" | "start" | "restart" | "died" | "cleanup" | "health_status"
@@ -66,7 +66,7 @@ impl Stale {
             _ => return,
         };
         if !set.contains(id) {
-            set.insert(id.clone());
+            set.insert(id.to_owned());
         }
         self.since.get_or_insert(now);
     }
@@ -78,7 +78,7 @@ impl Stale {
     /// use of a network), at the latest on the next resync.
     fn note_objects(&mut self, ev: &Event) -> bool {
         let kinds = &mut self.objects;
-        match (ev.kind.as_str(), ev.action.as_str()) {
+        match (ev.kind(), ev.action()) {
             ("image", "save" | "push" | "pull-error") => return false,
             ("image", _) | ("container", "commit") => kinds.images = true,
             ("volume", "create" | "prune") => kinds.volumes = true,
