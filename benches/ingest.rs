@@ -11,7 +11,9 @@
 //! (`CLOCK_THREAD_CPUTIME_ID`).
 //!
 //! Environment: `SEALWATCH_BENCH_EVENTS` (default 1,000,000); `SEALWATCH_BENCH_PROFILE=ingest`
-//! runs only sealwatch's ingest once (for `valgrind --tool=callgrind` or `perf record`).
+//! runs only sealwatch's ingest once (for `valgrind --tool=callgrind` or `perf record`),
+//! publishing a snapshot every `SEALWATCH_BENCH_PUBLISH_EVERY` lines (default 300, about what
+//! the paced run does here) so that a profile under valgrind's slow clock is not skewed.
 
 // A benchmark stops on the first broken fixture; a panic says which.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
@@ -115,70 +117,118 @@ fn synced(lists: &(Vec<ListContainer>, Vec<ListPod>)) -> Inventory {
     inv
 }
 
-struct IngestRun {
-    cpu: f64,
-    publishes: usize,
-    events: u64,
+/// When snapshots are published: as the watcher does (`PublishPace`), or after every `n`th
+/// chunk that changed something (the profile mode: under valgrind the clock runs ~50 times
+/// slower than the code, so a paced run would publish ~50 times as often per event).
+#[derive(Clone, Copy)]
+enum Pacing {
+    Interval(Duration),
+    EveryChunks(usize),
 }
 
-/// sealwatch's ingest of `body`, framed as `framing`, publishing snapshots as the watcher does
-/// (`PublishPace` with `interval`; zero publishes after every chunk that changed something).
-fn ingest(inv: Inventory, body: &[u8], framing: Framing, interval: Duration) -> IngestRun {
-    let (_registry, mut instruments) = register_instruments(&["podman"]);
-    let instruments = instruments.remove(0);
-    let (_engines, mut publishers) = Engines::new(vec![(
-        "podman".into(),
-        "unix:///run/podman/podman.sock".into(),
-        inv.clone(),
-    )]);
-    let publisher = publishers.remove(0);
-    let status = EngineStatus {
-        connected: true,
-        synced: true,
-        ..EngineStatus::default()
-    };
-    let mut ingest = Ingest::new(inv, instruments.clone(), Arc::from("podman"));
-    ingest.new_stream();
-    let mut publishes = 0;
-    let mut pace = PublishPace::new(interval);
-    let cpu = cpu(|| {
-        let mut chunk = |bytes: &[u8]| {
-            let (now, nanos) = (tokio::time::Instant::now(), now_nanos());
-            ingest.push(bytes, now, nanos).expect("no line too long");
-            // The watcher's timer publishes a waiting change when it is due; in a burst the
-            // next chunk is always there first, so checking the due time per chunk is the same.
-            let due = pace.due().is_some_and(|d| now >= d);
-            if (ingest.take_changed() && pace.changed(now)) || due {
-                publisher.publish(&status, ingest.inventory());
-                pace.published(now);
-                publishes += 1;
-            }
-        };
-        match framing {
+/// sealwatch's ingest of a stream fed block by block, framed as `framing`, publishing snapshots
+/// as the watcher does (`PublishPace`; zero publishes after every chunk that changed something).
+struct Runner {
+    ingest: Ingest,
+    instruments: sealwatch::EngineInstruments,
+    publisher: sealwatch::Publisher,
+    _engines: Engines,
+    status: EngineStatus,
+    framing: Framing,
+    pacing: Pacing,
+    pace: PublishPace,
+    chunks: usize,
+    publishes: usize,
+    cpu: f64,
+}
+
+impl Runner {
+    fn new(inv: Inventory, framing: Framing, pacing: Pacing) -> Self {
+        let (_registry, mut instruments) = register_instruments(&["podman"]);
+        let instruments = instruments.remove(0);
+        let (engines, mut publishers) = Engines::new(vec![(
+            "podman".into(),
+            "unix:///run/podman/podman.sock".into(),
+            inv.snapshot(),
+        )]);
+        let mut ingest = Ingest::new(inv, instruments.clone(), Arc::from("podman"));
+        ingest.new_stream();
+        Self {
+            ingest,
+            instruments,
+            publisher: publishers.remove(0),
+            _engines: engines,
+            status: EngineStatus {
+                connected: true,
+                synced: true,
+                ..EngineStatus::default()
+            },
+            framing,
+            pacing,
+            pace: PublishPace::new(match pacing {
+                Pacing::Interval(interval) => interval,
+                Pacing::EveryChunks(_) => Duration::ZERO,
+            }),
+            chunks: 0,
+            publishes: 0,
+            cpu: 0.0,
+        }
+    }
+
+    /// Ingests `block` (whole lines), adding its CPU time to `cpu`; returns that time.
+    fn feed(&mut self, block: &[u8]) -> f64 {
+        let spent = cpu(|| match self.framing {
             Framing::LinePerChunk => {
-                for line in body.split_inclusive(|&b| b == b'\n') {
-                    chunk(line);
+                for line in block.split_inclusive(|&b| b == b'\n') {
+                    self.chunk(line);
                 }
             }
             Framing::Chunks64K => {
-                for c in body.chunks(64 * 1024) {
-                    chunk(c);
+                for c in block.chunks(64 * 1024) {
+                    self.chunk(c);
                 }
             }
-        }
-    });
-    let events: u64 = ingest.inventory().counters().events.values().sum();
-    assert_eq!(
-        instruments.decode_errors.get() + instruments.duplicates_dropped.get(),
-        0,
-        "every generated line decodes and is new"
-    );
-    black_box(&ingest);
-    IngestRun {
-        cpu,
-        publishes,
-        events,
+        });
+        self.cpu += spent;
+        spent
     }
+
+    fn chunk(&mut self, bytes: &[u8]) {
+        let (now, nanos) = (tokio::time::Instant::now(), now_nanos());
+        self.ingest
+            .push(bytes, now, nanos)
+            .expect("no line too long");
+        // The watcher's timer publishes a waiting change when it is due; in a burst the next
+        // chunk is always there first, so checking the due time per chunk is the same.
+        let due = self.pace.due().is_some_and(|d| now >= d);
+        self.chunks += 1;
+        let publish = match self.pacing {
+            Pacing::Interval(_) => (self.ingest.take_changed() && self.pace.changed(now)) || due,
+            Pacing::EveryChunks(n) => self.chunks % n == 0 && self.ingest.take_changed(),
+        };
+        if publish {
+            self.publisher
+                .publish(&self.status, self.ingest.inventory());
+            self.pace.published(now);
+            self.publishes += 1;
+        }
+    }
+
+    /// Events counted, after checking that every line decoded and was new.
+    fn events(&self) -> u64 {
+        assert_eq!(
+            self.instruments.decode_errors.get() + self.instruments.duplicates_dropped.get(),
+            0,
+            "every generated line decodes and is new"
+        );
+        self.ingest.inventory().counters().events.values().sum()
+    }
+}
+
+/// The median of `v`.
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied().unwrap_or(0.0)
 }
 
 fn main() {
@@ -204,57 +254,98 @@ fn main() {
     assert_eq!(lines.len(), n);
 
     if std::env::var("SEALWATCH_BENCH_PROFILE").as_deref() == Ok("ingest") {
-        let run = ingest(
+        // A snapshot per 300 lines is what the paced run publishes on this machine.
+        let every = std::env::var("SEALWATCH_BENCH_PUBLISH_EVERY")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(300);
+        let mut run = Runner::new(
             synced(&lists),
-            &body,
             Framing::LinePerChunk,
-            PUBLISH_INTERVAL,
+            Pacing::EveryChunks(every),
         );
+        run.feed(&body);
         println!(
             "{:.0} events per CPU second ({} events)",
-            run.events as f64 / run.cpu,
-            run.events
+            run.events() as f64 / run.cpu,
+            run.events()
         );
         return;
     }
 
-    let owned = cpu(|| {
-        for l in &lines {
-            black_box(serde_json::from_slice::<OwnedEvent>(l).expect("owned parse"));
+    // Every measurement runs block by block, interleaved with the others, so that a change in
+    // the machine's load (these machines are shared) touches them all alike.
+    let block_lines = 50_000;
+    let blocks: Vec<&[u8]> = {
+        let mut blocks = Vec::new();
+        let mut rest: &[u8] = &body;
+        while !rest.is_empty() {
+            let end = rest
+                .iter()
+                .enumerate()
+                .filter(|(_, &b)| b == b'\n')
+                .nth(block_lines - 1)
+                .map_or(rest.len(), |(i, _)| i + 1);
+            let (head, tail) = rest.split_at(end);
+            blocks.push(head);
+            rest = tail;
         }
-    });
-    let borrowed = cpu(|| {
-        for l in &lines {
-            black_box(serde_json::from_slice::<BorrowedEvent>(l).expect("borrowed parse"));
-        }
-    });
-    let decode = cpu(|| {
-        for l in &lines {
-            match decode_stream_line(l) {
-                Ok(StreamItem::Event(e)) => {
-                    black_box(e);
-                }
-                other => panic!("not an event: {other:?}"),
+        blocks
+    };
+    let mut per_line = Runner::new(
+        synced(&lists),
+        Framing::LinePerChunk,
+        Pacing::Interval(PUBLISH_INTERVAL),
+    );
+    let mut chunked = Runner::new(
+        synced(&lists),
+        Framing::Chunks64K,
+        Pacing::Interval(PUBLISH_INTERVAL),
+    );
+    let mut unpaced = Runner::new(
+        synced(&lists),
+        Framing::LinePerChunk,
+        Pacing::Interval(Duration::ZERO),
+    );
+    let mut slower = Runner::new(
+        synced(&lists),
+        Framing::LinePerChunk,
+        Pacing::Interval(PUBLISH_INTERVAL * 5),
+    );
+    let (mut owned, mut borrowed, mut decode) = (0.0, 0.0, 0.0);
+    let mut ratios = Vec::new();
+    for block in &blocks {
+        let lines = || block.split(|&b| b == b'\n').filter(|l| !l.is_empty());
+        let o = cpu(|| {
+            for l in lines() {
+                black_box(serde_json::from_slice::<OwnedEvent>(l).expect("owned parse"));
             }
-        }
-    });
-    let per_line = ingest(
-        synced(&lists),
-        &body,
-        Framing::LinePerChunk,
-        PUBLISH_INTERVAL,
-    );
-    let chunked = ingest(synced(&lists), &body, Framing::Chunks64K, PUBLISH_INTERVAL);
-    let unpaced = ingest(synced(&lists), &body, Framing::LinePerChunk, Duration::ZERO);
-    let slower = ingest(
-        synced(&lists),
-        &body,
-        Framing::LinePerChunk,
-        PUBLISH_INTERVAL * 5,
-    );
-    for run in [&per_line, &chunked, &unpaced, &slower] {
-        assert_eq!(run.events, n as u64, "every event counted");
+        });
+        owned += o;
+        borrowed += cpu(|| {
+            for l in lines() {
+                black_box(serde_json::from_slice::<BorrowedEvent>(l).expect("borrowed parse"));
+            }
+        });
+        decode += cpu(|| {
+            for l in lines() {
+                match decode_stream_line(l) {
+                    Ok(StreamItem::Event(e)) => {
+                        black_box(e);
+                    }
+                    other => panic!("not an event: {other:?}"),
+                }
+            }
+        });
+        ratios.push(o / per_line.feed(block));
+        chunked.feed(block);
+        unpaced.feed(block);
+        slower.feed(block);
     }
+    for run in [&per_line, &chunked, &unpaced, &slower] {
+        assert_eq!(run.events(), n as u64, "every event counted");
+    }
+    let (per_line, chunked, unpaced, slower) = (&per_line, &chunked, &unpaced, &slower);
 
     let rate = |cpu: f64| n as f64 / cpu;
     println!(
@@ -310,8 +401,11 @@ fn main() {
     println!();
     println!(
         "ingest publishes at most one snapshot per {ms:.0} ms (PUBLISH_INTERVAL) unless marked; \
-         ingest (a chunk per line) / owned parse: {:.2}; / borrowed parse: {:.2}",
+         ingest (a chunk per line) / owned parse: {:.2} (median of {} blocks of {block_lines} \
+         lines, each measured beside its own reference: {:.2}); / borrowed parse: {:.2}",
         owned / per_line.cpu,
+        ratios.len(),
+        median(ratios.clone()),
         borrowed / per_line.cpu
     );
 }

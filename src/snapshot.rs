@@ -144,7 +144,7 @@ impl Publisher {
     pub fn publish(&self, status: &EngineStatus, inventory: &Inventory) {
         self.engine.current.store(Arc::new(Snapshot {
             status: status.clone(),
-            inventory: inventory.clone(),
+            inventory: inventory.snapshot(),
         }));
     }
 }

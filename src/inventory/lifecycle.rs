@@ -11,6 +11,8 @@
 
 use std::sync::Arc;
 
+use rustc_hash::FxHashMap;
+
 use crate::podman::wire::Event;
 
 const SECOND: i64 = 1_000_000_000;
@@ -107,10 +109,23 @@ pub struct Lifecycle {
     /// `podman_label_container_run_duration_seconds{label, value}`: keys and values as
     /// `LabelPolicy::admit` named them (`__other__` past the caps).
     pub label_run_durations: imbl::HashMap<(Arc<str>, Arc<str>), Arc<Histogram>>,
-    runs: super::FxMap<Arc<str>, Run>,
+    /// The runs in progress, by container ID: only the inventory's owner reads them, so they
+    /// are a plain hash map, left out of the snapshots readers get (`for_readers`). In a
+    /// persistent map shared with the last snapshot, each start and death copied map nodes.
+    runs: FxHashMap<Arc<str>, Run>,
 }
 
 impl Lifecycle {
+    /// The histograms, without the runs in progress (what a published snapshot needs: O(1)).
+    pub fn for_readers(&self) -> Self {
+        Self {
+            run_durations: self.run_durations.clone(),
+            startup_to_healthy: self.startup_to_healthy.clone(),
+            label_run_durations: self.label_run_durations.clone(),
+            runs: FxHashMap::default(),
+        }
+    }
+
     /// Observes a container event counted for `pod`: a `start` begins a run, a `died` ends it
     /// (one run duration), the first `healthy` of a run is one startup time, and a `remove`
     /// forgets the container. A run whose `start` sealwatch never saw (it began before
@@ -140,19 +155,14 @@ impl Lifecycle {
                     },
                 );
             }
-            // A write to a map a published snapshot shares copies the nodes on the key's path,
-            // even when the key is absent: look before writing.
-            "died" if self.runs.contains_key(id) => {
+            "died" => {
                 if let Some(run) = self.runs.remove(id).filter(|r| r.started <= t) {
                     Arc::make_mut(self.run_durations.entry(pod.cloned()).or_default())
                         .observe(RUN_BUCKETS, t - run.started);
                     return Some(t - run.started);
                 }
             }
-            "health_status"
-                if ev.health_status() == Some("healthy")
-                    && self.runs.get(id).is_some_and(|r| !r.healthy) =>
-            {
+            "health_status" if ev.health_status() == Some("healthy") => {
                 if let Some(run) = self.runs.get_mut(id).filter(|r| !r.healthy) {
                     run.healthy = true;
                     if run.started <= t {
@@ -162,7 +172,7 @@ impl Lifecycle {
                     }
                 }
             }
-            "remove" if self.runs.contains_key(id) => {
+            "remove" => {
                 self.runs.remove(id);
             }
             _ => {}
@@ -187,9 +197,7 @@ impl Lifecycle {
     /// Forgets the runs of containers that `exists` no longer knows (gone while sealwatch was
     /// away, without a `remove` event).
     pub fn retain_runs(&mut self, exists: impl Fn(&str) -> bool) {
-        if self.runs.keys().any(|id| !exists(id)) {
-            self.runs.retain(|id, _| exists(id));
-        }
+        self.runs.retain(|id, _| exists(id));
     }
 
     /// Drops the histograms of pods that `keep` says are gone (the retention sweep).

@@ -91,6 +91,24 @@ impl Inventory {
         }
     }
 
+    /// What readers get (a published snapshot): everything but the owner's own bookkeeping
+    /// (the runs in progress), in O(1) whatever the number of containers.
+    pub fn snapshot(&self) -> Inventory {
+        Inventory {
+            containers: self.containers.clone(),
+            pods: self.pods.clone(),
+            pod_names: self.pod_names.clone(),
+            counters: self.counters.clone(),
+            lifecycle: self.lifecycle.for_readers(),
+            labels: self.labels.clone(),
+            listed_at: self.listed_at,
+            podman_counts_restarts: self.podman_counts_restarts,
+            objects: self.objects.clone(),
+            removed_retention: self.removed_retention,
+            gone: self.gone.clone(),
+        }
+    }
+
     pub fn containers(&self) -> impl Iterator<Item = &Arc<Container>> {
         self.containers.values()
     }
@@ -219,6 +237,7 @@ impl Inventory {
             // the list already reflects (replayed after a resync), and must not lose the pid.
             "init" => self.upsert(
                 ev,
+                known,
                 labels,
                 "initialized",
                 |c| !matches!(c.state.as_str(), "running" | "paused" | "initialized"),
@@ -226,6 +245,7 @@ impl Inventory {
             ),
             "start" => self.upsert(
                 ev,
+                known,
                 labels,
                 "running",
                 |_| true,
@@ -249,6 +269,7 @@ impl Inventory {
             ),
             "pause" => self.upsert(
                 ev,
+                known,
                 labels,
                 "paused",
                 |c| c.state != "paused",
@@ -256,6 +277,7 @@ impl Inventory {
             ),
             "unpause" => self.upsert(
                 ev,
+                known,
                 labels,
                 "running",
                 |c| c.state != "running",
@@ -266,32 +288,48 @@ impl Inventory {
                     ExitCodeAttr::Code(c) => Some(i64::from(c)),
                     ExitCodeAttr::Absent | ExitCodeAttr::Unparsable => None,
                 };
-                self.update(id, |c| {
-                    c.state = word("exited");
-                    c.pid = None;
-                    c.exited_at = Some(t);
-                    c.exit_code = code;
-                    c.awaiting_restart = true;
-                });
+                self.update_if(
+                    id,
+                    known,
+                    |_| true,
+                    |c| {
+                        c.state = word("exited");
+                        c.pid = None;
+                        c.exited_at = Some(t);
+                        c.exit_code = code;
+                        c.awaiting_restart = true;
+                    },
+                );
             }
             // Podman 5 and 6 show a container that died as `stopped` until its cleanup, then
             // `exited`; a list taken in between must not leave it `stopped`.
-            "cleanup" => self.update_if(id, |c| c.state == "stopped", |c| c.state = word("exited")),
+            "cleanup" => self.update_if(
+                id,
+                known,
+                |c| c.state == "stopped",
+                |c| c.state = word("exited"),
+            ),
             "rename" => {
                 if let Some(name) = ev.attr("name") {
-                    self.update_if(id, |c| c.name != name, |c| c.name = SharedStr::from(name));
+                    self.update_if(
+                        id,
+                        known,
+                        |c| c.name != name,
+                        |c| c.name = SharedStr::from(name),
+                    );
                 }
             }
             "health_status" => {
                 if let Some(h) = ev.health_status().filter(|h| !h.is_empty()) {
                     self.update_if(
                         id,
+                        known,
                         |c| c.health.as_deref() != Some(h),
                         |c| c.health = Some(word(h)),
                     );
                 }
             }
-            "remove" if self.containers.contains_key(id) => {
+            "remove" if known.is_some() => {
                 self.containers.remove(id);
             }
             _ => {}
@@ -382,22 +420,20 @@ impl Inventory {
         self.containers.insert(c.id.as_arc().clone(), Arc::new(c));
     }
 
-    /// Changes a known container; unknown IDs are left alone (a `died` for a container the list
-    /// did not show is one already removed).
-    fn update(&mut self, id: &str, change: impl FnOnce(&mut Container)) {
-        self.update_if(id, |_| true, change);
-    }
-
-    /// `update`, only if `needed` says the change would move something. Looks first: a write to
-    /// a map a published snapshot shares copies the nodes on the key's path (even when the key
-    /// is absent), and `make_mut` copies the record.
+    /// Changes `known` (the container `id` as the map holds it), only if `needed` says the
+    /// change would move something; unknown containers are left alone (a `died` for a container
+    /// the list did not show is one already removed). Looks first: a write to a map a published
+    /// snapshot shares copies the nodes on the key's path, and `make_mut` copies the record.
+    /// `known` is let go before the write: held, it would make `make_mut` copy the record even
+    /// when no snapshot shares it.
     fn update_if(
         &mut self,
         id: &str,
+        known: Option<Arc<Container>>,
         needed: impl FnOnce(&Container) -> bool,
         change: impl FnOnce(&mut Container),
     ) {
-        if !self.containers.get(id).is_some_and(|c| needed(c)) {
+        if !known.is_some_and(|c| needed(&c)) {
             return;
         }
         if let Some(c) = self.containers.get_mut(id) {
@@ -405,28 +441,25 @@ impl Inventory {
         }
     }
 
-    /// Changes a container, first inserting it from the event's attributes if it is unknown (a
-    /// live `start` of a container created while we were not looking). A known container is
-    /// changed only if `needed` says the change would move something: a write to a record a
-    /// published snapshot shares copies it and the map nodes above it.
+    /// Changes a container (see `update_if`), first inserting it from the event's attributes if
+    /// it is unknown (a live `start` of a container created while we were not looking).
     fn upsert(
         &mut self,
         ev: &Event,
+        known: Option<Arc<Container>>,
         labels: Labels,
         state: &str,
         needed: impl FnOnce(&Container) -> bool,
         change: impl FnOnce(&mut Container),
     ) {
-        let id = ev.id();
-        match self.containers.get(id) {
-            Some(c) if !needed(c) => return,
-            Some(_) => {}
+        match known {
+            Some(c) => self.update_if(ev.id(), Some(c), needed, change),
             None => {
-                let c = self.container_from_event(ev, labels, state);
+                let mut c = self.container_from_event(ev, labels, state);
+                change(&mut c);
                 self.insert_container(c);
             }
         }
-        self.update(id, change);
     }
 
     fn apply_pod(&mut self, ev: &Event) {

@@ -7,7 +7,9 @@
 //! "seen": a counter may miss an event Podman wrote very late, but never counts one twice.
 
 use std::collections::BTreeSet;
-use std::hash::BuildHasher;
+use std::hash::{BuildHasher, Hash, Hasher};
+
+use rustc_hash::FxHasher;
 
 use crate::podman::wire::Event;
 
@@ -24,11 +26,14 @@ pub const DEFAULT_WINDOW_NANOS: i64 = 60_000_000_000;
 pub const DEFAULT_MAX_KEYS: usize = 100_000;
 
 /// Keys are `(timeNano, hash of (Actor.ID, Action))`: 16 bytes instead of two strings. Two
-/// different events would have to share the nanosecond and a 64-bit hash to be confused.
+/// different events would have to share the nanosecond and a 64-bit hash to be confused. The
+/// hash is FxHash with a seed drawn per process (a fraction of SipHash's cost per event): no one
+/// picks Podman's event times to the nanosecond, so flood resistance buys nothing here, and
+/// the seed keeps a collision from repeating across runs.
 #[derive(Debug, Clone)]
 pub struct Dedup {
     keys: BTreeSet<(i64, u64)>,
-    hasher: std::collections::hash_map::RandomState,
+    seed: usize,
     /// Podman's time of the newest event seen, but never later than this machine's clock was
     /// then: an event stamped years ahead must not make every later event look too old, nor the
     /// next `since` ask for the future (Podman then sends nothing until that time). `i64::MIN`
@@ -38,6 +43,11 @@ pub struct Dedup {
     horizon: i64,
     window: i64,
     max_keys: usize,
+}
+
+/// A seed that differs per process (std's random hash keys, drawn from the OS once).
+fn random_seed() -> usize {
+    std::collections::hash_map::RandomState::new().hash_one(0u8) as usize
 }
 
 impl Default for Dedup {
@@ -50,7 +60,7 @@ impl Dedup {
     pub fn new(window_nanos: i64, max_keys: usize) -> Self {
         Self {
             keys: BTreeSet::new(),
-            hasher: std::collections::hash_map::RandomState::new(),
+            seed: random_seed(),
             newest: i64::MIN,
             horizon: i64::MIN,
             window: window_nanos,
@@ -84,9 +94,9 @@ impl Dedup {
         if t < self.horizon {
             return false;
         }
-        let fresh = self
-            .keys
-            .insert((t, self.hasher.hash_one((ev.id(), ev.action()))));
+        let mut hasher = FxHasher::with_seed(self.seed);
+        (ev.id(), ev.action()).hash(&mut hasher);
+        let fresh = self.keys.insert((t, hasher.finish()));
         if !fresh {
             return false;
         }
