@@ -176,6 +176,10 @@ pub(crate) fn decode_event_into(line: &[u8], ev: &mut Event) -> bool {
     let Ok(text) = std::str::from_utf8(line) else {
         return false;
     };
+    // Podman's plain lines (no escapes) need no JSON library.
+    if ev.scan_from(text) {
+        return !ev.kind().is_empty() && !ev.action().is_empty();
+    }
     if has_escaped_surrogate(line) {
         return false;
     }

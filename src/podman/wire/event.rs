@@ -75,6 +75,12 @@ impl Event {
         self
     }
 
+    /// The same event at `secs` (unix seconds, Podman's `time`, read when `timeNano` is 0).
+    pub fn with_time_secs(mut self, secs: i64) -> Self {
+        self.time = secs;
+        self
+    }
+
     /// The same event with attribute `key` set to `value` (replacing one already there).
     pub fn with_attr(mut self, key: &str, value: &str) -> Self {
         let pair = (self.push(key), self.push(value));
@@ -142,6 +148,21 @@ impl Event {
             None => ExitCodeAttr::Absent,
             Some(v) => parse_exit_code(v).map_or(ExitCodeAttr::Unparsable, ExitCodeAttr::Code),
         }
+    }
+
+    /// Reads `text` into this event, reusing its buffers, when it is in the plain shape Podman
+    /// writes: objects, strings without escapes or control characters, integers. False for
+    /// anything else (the caller then decodes it with serde_json, `decode_from`, which
+    /// decides); when true, the event is exactly what `decode_from` gives. Half the cost of
+    /// serde_json's walk on Podman's lines, most of whose bytes are fields no one reads.
+    pub(crate) fn scan_from(&mut self, text: &str) -> bool {
+        self.clear();
+        let mut scan = Scanner { text, at: 0 };
+        if scan.event(self).is_none() || !scan.at_end() {
+            return false;
+        }
+        self.settle_attributes();
+        true
     }
 
     /// Decodes `text` (one JSON object) into this event, reusing its buffers. On an error the
@@ -445,6 +466,212 @@ impl<'de> Visitor<'de> for OptionalText<'_> {
     }
 }
 
+/// A reader of the plain JSON subset Podman writes (see `Event::scan_from`). Every method
+/// answers `None` at the first byte outside that subset, whether or not it is valid JSON.
+struct Scanner<'t> {
+    text: &'t str,
+    at: usize,
+}
+
+/// Objects nested deeper than this in a field no one reads are left to serde_json.
+const SCAN_DEPTH: usize = 8;
+
+impl<'t> Scanner<'t> {
+    /// The next byte after JSON whitespace.
+    fn peek(&mut self) -> Option<u8> {
+        let bytes = self.text.as_bytes();
+        while let Some(b' ' | b'\t' | b'\n' | b'\r') = bytes.get(self.at) {
+            self.at += 1;
+        }
+        bytes.get(self.at).copied()
+    }
+
+    fn eat(&mut self, byte: u8) -> Option<()> {
+        (self.peek()? == byte).then(|| self.at += 1)
+    }
+
+    fn at_end(&mut self) -> bool {
+        self.peek().is_none()
+    }
+
+    /// After an object's member: true if another follows, false at the object's end.
+    fn more(&mut self) -> Option<bool> {
+        match self.peek()? {
+            b',' => {
+                self.at += 1;
+                Some(true)
+            }
+            b'}' => {
+                self.at += 1;
+                Some(false)
+            }
+            _ => None,
+        }
+    }
+
+    /// Opens an object: true if it has members, false if it is `{}` (and now closed).
+    fn open(&mut self) -> Option<bool> {
+        self.eat(b'{')?;
+        if self.peek()? == b'}' {
+            self.at += 1;
+            return Some(false);
+        }
+        Some(true)
+    }
+
+    /// A string without escapes or control characters, as its contents.
+    fn string(&mut self) -> Option<&'t str> {
+        self.eat(b'"')?;
+        let start = self.at;
+        let end = start + string_end(self.text.as_bytes().get(start..)?)?;
+        if self.text.as_bytes().get(end) != Some(&b'"') {
+            return None;
+        }
+        self.at = end + 1;
+        // Cut at ASCII quotes of a `str`: always a character boundary.
+        self.text.get(start..end)
+    }
+
+    /// An integer in JSON's form (no fraction, no exponent, no leading zero) that fits `i64`.
+    fn integer(&mut self) -> Option<i64> {
+        self.peek()?;
+        let bytes = self.text.as_bytes();
+        let start = self.at;
+        if bytes.get(self.at) == Some(&b'-') {
+            self.at += 1;
+        }
+        let digits = self.at;
+        while bytes.get(self.at).is_some_and(u8::is_ascii_digit) {
+            self.at += 1;
+        }
+        let n = self.at - digits;
+        if n == 0 || (n > 1 && bytes.get(digits) == Some(&b'0')) {
+            return None;
+        }
+        if matches!(bytes.get(self.at), Some(b'.' | b'e' | b'E')) {
+            return None;
+        }
+        let magnitude = bytes.get(digits..self.at)?.iter().try_fold(0u64, |n, d| {
+            n.checked_mul(10)?.checked_add(u64::from(d - b'0'))
+        })?;
+        if digits > start {
+            0i64.checked_sub_unsigned(magnitude)
+        } else {
+            i64::try_from(magnitude).ok()
+        }
+    }
+
+    /// Skips a value no one reads: a string, an integer or an object of those.
+    fn skip(&mut self, depth: usize) -> Option<()> {
+        match self.peek()? {
+            b'"' => self.string().map(drop),
+            b'-' | b'0'..=b'9' => self.integer().map(drop),
+            b'{' if depth < SCAN_DEPTH => {
+                if self.open()? {
+                    loop {
+                        self.string()?;
+                        self.eat(b':')?;
+                        self.skip(depth + 1)?;
+                        if !self.more()? {
+                            break;
+                        }
+                    }
+                }
+                Some(())
+            }
+            _ => None,
+        }
+    }
+
+    fn event(&mut self, ev: &mut Event) -> Option<()> {
+        if !self.open()? {
+            return Some(());
+        }
+        loop {
+            let key = self.string()?;
+            self.eat(b':')?;
+            match key {
+                "Type" => ev.kind = ev.push(self.string()?),
+                "Action" => ev.action = ev.push(self.string()?),
+                "Actor" => {
+                    // A second `Actor` replaces the first, as in `decode_from`.
+                    ev.id = Span::default();
+                    ev.attributes.clear();
+                    self.actor(ev)?;
+                }
+                "time" => ev.time = self.integer()?,
+                "timeNano" => ev.time_nano = self.integer()?,
+                "HealthStatus" => ev.health = Some(ev.push(self.string()?)),
+                _ => self.skip(0)?,
+            }
+            if !self.more()? {
+                return Some(());
+            }
+        }
+    }
+
+    fn actor(&mut self, ev: &mut Event) -> Option<()> {
+        if !self.open()? {
+            return Some(());
+        }
+        loop {
+            let key = self.string()?;
+            self.eat(b':')?;
+            match key {
+                "ID" => ev.id = ev.push(self.string()?),
+                "Attributes" => {
+                    ev.attributes.clear();
+                    if self.open()? {
+                        loop {
+                            let k = ev.push(self.string()?);
+                            self.eat(b':')?;
+                            let v = ev.push(self.string()?);
+                            ev.attributes.push((k, v));
+                            if !self.more()? {
+                                break;
+                            }
+                        }
+                    }
+                }
+                _ => self.skip(0)?,
+            }
+            if !self.more()? {
+                return Some(());
+            }
+        }
+    }
+}
+
+/// Where a JSON string's contents end: the first `"`, `\\` or control character in `bytes`.
+/// Eight bytes at a time (most strings are tens of bytes); `None` if there is none.
+fn string_end(bytes: &[u8]) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    // Bytes equal to zero, or below 0x20, set their high bit here. Borrows can also flag bytes
+    // after a true match, never before one, so the lowest flag is exact.
+    let zero = |w: u64| w.wrapping_sub(ONES) & !w & HIGH;
+    let below_space = |w: u64| w.wrapping_sub(ONES * 0x20) & !w & HIGH;
+    let mut words = bytes.chunks_exact(8);
+    let mut at = 0;
+    for word in &mut words {
+        let Ok(word) = <[u8; 8]>::try_from(word) else {
+            break;
+        };
+        let w = u64::from_le_bytes(word);
+        let found = zero(w ^ (ONES * u64::from(b'"')))
+            | zero(w ^ (ONES * u64::from(b'\\')))
+            | below_space(w);
+        if found != 0 {
+            return Some(at + found.trailing_zeros() as usize / 8);
+        }
+        at += 8;
+    }
+    let rest = words.remainder();
+    rest.iter()
+        .position(|&b| b == b'"' || b == b'\\' || b < 0x20)
+        .map(|i| at + i)
+}
+
 /// What an event's `containerExitCode` holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ExitCodeAttr {
@@ -469,4 +696,193 @@ fn parse_exit_code(v: &str) -> Option<u8> {
         return Some(0);
     }
     digits.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn real_lines() -> Vec<&'static str> {
+        [
+            include_str!("../../../tests/fixtures/events.ndjson"),
+            include_str!("../../../tests/fixtures/5.4.2/events.ndjson"),
+            include_str!("../../../tests/fixtures/5.4.2/events-rotation-live-20k.ndjson"),
+        ]
+        .iter()
+        .flat_map(|f| f.lines())
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect()
+    }
+
+    /// The scanner answers every real line without escapes, with what serde_json decodes from
+    /// it, and leaves the lines with escapes to serde_json.
+    #[test]
+    fn the_scanner_reads_every_real_line_as_serde_json_does() {
+        let (mut scanned, mut decoded) = (Event::default(), Event::default());
+        let lines = real_lines();
+        let mut escaped = 0;
+        for line in &lines {
+            if line.contains('\\') {
+                escaped += 1;
+                assert!(!scanned.scan_from(line), "{line}");
+                continue;
+            }
+            assert!(scanned.scan_from(line), "{line}");
+            decoded.decode_from(line).unwrap();
+            assert_eq!(scanned, decoded, "{line}");
+        }
+        assert!(
+            lines.len() > 600 && escaped < 20,
+            "{} {escaped}",
+            lines.len()
+        );
+    }
+
+    /// Whenever the scanner answers on a mangled line (a byte deleted, or one of JSON's
+    /// structural bytes, escapes, literals or number parts put in, at every position of real
+    /// lines), serde_json decodes the same event from it: the scanner never accepts what
+    /// serde_json rejects, nor reads a field differently.
+    #[test]
+    fn on_mangled_lines_the_scanner_agrees_with_serde_json_or_steps_aside() {
+        let inserts = [
+            "\"",
+            "\\",
+            "{",
+            "}",
+            "[",
+            ",",
+            ":",
+            " ",
+            "\t",
+            "0",
+            "-",
+            ".",
+            "e",
+            "null",
+            "1.5",
+            "\u{1}",
+            "é",
+            "\\n",
+            "{}",
+            "\"x\":1,",
+            "\"Type\":\"pod\",",
+            "\"Actor\":{\"ID\":\"b\"},",
+            "\"Attributes\":{\"k\":\"v\"},",
+        ];
+        let (mut scanned, mut decoded) = (Event::default(), Event::default());
+        let (mut answered, mut stepped_aside) = (0, 0);
+        for line in real_lines().iter().step_by(37) {
+            let mut variants: Vec<String> = Vec::new();
+            for (at, _) in line.char_indices() {
+                let mut cut = line.to_string();
+                cut.remove(at);
+                variants.push(cut);
+                for ins in inserts {
+                    let mut v = line.to_string();
+                    v.insert_str(at, ins);
+                    variants.push(v);
+                }
+            }
+            for v in &variants {
+                if scanned.scan_from(v) {
+                    answered += 1;
+                    assert!(decoded.decode_from(v).is_ok(), "serde_json rejects {v}");
+                    assert_eq!(scanned, decoded, "{v}");
+                } else {
+                    stepped_aside += 1;
+                }
+            }
+        }
+        assert!(
+            answered > 1_000 && stepped_aside > 1_000,
+            "{answered} {stepped_aside}"
+        );
+    }
+
+    /// `string_end` finds the first quote, backslash or control character at every offset
+    /// and word position, as a plain byte search does.
+    #[test]
+    fn string_end_finds_the_first_special_byte() {
+        let plain = |b: &[u8]| b.iter().position(|&c| c == b'"' || c == b'\\' || c < 0x20);
+        for len in 0..40 {
+            for at in 0..=len {
+                for special in [b'"', b'\\', 0x00, 0x1f, b'\n'] {
+                    let mut bytes: Vec<u8> =
+                        (0..len).map(|i| b"a ~!\x7f\xc3\xa9#"[i % 8]).collect();
+                    if at < len {
+                        bytes[at] = special;
+                    }
+                    // Bytes that come close: one above the control range, and after the match.
+                    bytes.push(b' ');
+                    bytes.push(0x21);
+                    bytes.push(b'"');
+                    assert_eq!(string_end(&bytes), plain(&bytes), "{bytes:?}");
+                }
+            }
+        }
+        assert_eq!(string_end(b""), None);
+        assert_eq!(string_end(b"abcdefghij"), None);
+    }
+
+    /// A key given twice counts with its last value, in attributes too, and attributes come
+    /// out sorted by key whatever their order on the line: as a map reads them.
+    #[test]
+    fn repeated_keys_keep_the_last_value_and_attributes_are_sorted() {
+        let line = r#"{"Type":"container","Action":"start","Action":"died","Actor":{"ID":"a","Attributes":{"z":"1","b":"2","z":"3"}},"Actor":{"ID":"b","Attributes":{"k":"v","a":""}}}"#;
+        for scan in [true, false] {
+            let mut ev = Event::default();
+            if scan {
+                assert!(ev.scan_from(line));
+            } else {
+                ev.decode_from(line).unwrap();
+            }
+            assert_eq!((ev.action(), ev.id()), ("died", "b"));
+            assert_eq!(ev.attributes().collect::<Vec<_>>(), [("a", ""), ("k", "v")]);
+            assert_eq!(ev.attr("a"), None, "an empty value reads as absent");
+        }
+        let mut ev = Event::default();
+        ev.decode_from(r#"{"Actor":{"Attributes":{"z":"1","b":"2","z":"3"}}}"#)
+            .unwrap();
+        assert_eq!(
+            ev.attributes().collect::<Vec<_>>(),
+            [("b", "2"), ("z", "3")]
+        );
+    }
+
+    /// A reused event keeps nothing of the line before: fields the new line lacks are empty.
+    #[test]
+    fn a_reused_event_forgets_the_previous_line() {
+        let mut ev = Event::default();
+        assert!(ev.scan_from(r#"{"Type":"container","Action":"health_status","HealthStatus":"healthy","Actor":{"ID":"a","Attributes":{"k":"v"}},"timeNano":5}"#));
+        assert!(ev.scan_from(r#"{"Type":"pod","Action":"create","time":7}"#));
+        assert_eq!(ev, Event::new("pod", "create", "").at(0).with_time_secs(7));
+        ev.decode_from(
+            r#"{"Type":"container","Action":"start","Actor":{"ID":"c","Attributes":{"x":"y"}}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            ev,
+            Event::new("container", "start", "c").with_attr("x", "y")
+        );
+        assert_eq!((ev.health_status(), ev.nanos()), (None, 0));
+    }
+
+    /// The builders make what decoding the same JSON makes, and `with_attr` replaces a key.
+    #[test]
+    fn builders_match_decoded_events() {
+        let built = Event::new("container", "died", "abc")
+            .at(42)
+            .with_attr("name", "x")
+            .with_attr("containerExitCode", "1")
+            .with_attr("name", "y")
+            .with_health("healthy");
+        let decoded: Event = serde_json::from_value(serde_json::json!({
+            "Type": "container", "Action": "died", "timeNano": 42, "HealthStatus": "healthy",
+            "Actor": {"ID": "abc", "Attributes": {"name": "y", "containerExitCode": "1"}}
+        }))
+        .unwrap();
+        assert_eq!(built, decoded);
+        assert_eq!(built.exit_code(), ExitCodeAttr::Code(1));
+    }
 }
