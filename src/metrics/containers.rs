@@ -626,34 +626,47 @@ struct Counts {
     by_state: States,
     /// Per pod ID.
     pods: FxMap<SharedStr, PodCounts>,
-    /// Allowlisted label key -> value as the container has it -> containers per state.
-    labels: LabelCounts,
-    /// `labels` folded into `__other__` as `folded_with` admits them, kept in step by `add`
-    /// while the engine's admissions stay the same (a scrape after a few changes then folds
-    /// nothing); folded again from `labels` when they changed.
-    folded: LabelCounts,
+    /// Containers per allowlisted label, folded into `__other__` as `folded_with` admits them.
+    /// Kept in step by `add` while the engine's admissions stay the same (a scrape after a few
+    /// changes then folds only those); counted again from the snapshot, in one pass, when they
+    /// changed (and on a cold scrape).
+    folded: Folded,
     folded_with: Option<LabelPolicy>,
 }
 
-/// Label key -> value -> containers per state.
-type LabelCounts = FxMap<String, FxMap<String, States>>;
+/// Label counts keyed by the addresses of the key and value strings the policy holds (the same
+/// allocation for the same text while its admissions stay the same): no text hashed or copied.
+type Folded = FxMap<(usize, usize), FoldedCount>;
 
-/// Adds `delta` containers in `state` with label `key=value`, dropping entries that reach 0.
-fn count_label(counts: &mut LabelCounts, key: &str, value: &str, state: &SharedStr, delta: i64) {
-    let values = match counts.get_mut(key) {
-        Some(values) => values,
-        None => counts.entry(key.to_owned()).or_default(),
-    };
-    let states = match values.get_mut(value) {
-        Some(states) => states,
-        None => values.entry(value.to_owned()).or_default(),
-    };
-    bump(states, state, delta);
-    if states.is_empty() {
-        values.remove(value);
-        if values.is_empty() {
-            counts.remove(key);
-        }
+#[derive(Debug)]
+struct FoldedCount {
+    /// Held here so that the addresses stay theirs.
+    key: Arc<str>,
+    value: Arc<str>,
+    states: States,
+}
+
+/// Adds `delta` containers in `state` with the held label `key=value`, dropping an entry that
+/// reaches 0.
+fn count_folded(
+    folded: &mut Folded,
+    key: &Arc<str>,
+    value: &Arc<str>,
+    state: &SharedStr,
+    delta: i64,
+) {
+    let at = (
+        Arc::as_ptr(key) as *const u8 as usize,
+        Arc::as_ptr(value) as *const u8 as usize,
+    );
+    let entry = folded.entry(at).or_insert_with(|| FoldedCount {
+        key: key.clone(),
+        value: value.clone(),
+        states: States::new(),
+    });
+    bump(&mut entry.states, state, delta);
+    if entry.states.is_empty() {
+        folded.remove(&at);
     }
 }
 
@@ -681,6 +694,13 @@ fn bump(states: &mut States, state: &SharedStr, delta: i64) {
 }
 
 impl Counts {
+    /// Whether `folded` follows `policy`'s admissions (else it is counted again by `render`).
+    fn folds_as(&self, policy: &LabelPolicy) -> bool {
+        self.folded_with
+            .as_ref()
+            .is_some_and(|p| p.same_admissions(policy))
+    }
+
     /// Adds (`delta` 1) or subtracts (-1) one container's record; `policy` is its engine's.
     fn add(&mut self, c: &Container, policy: &LabelPolicy, delta: i64) {
         if let Some(pod) = &c.pod_id {
@@ -700,42 +720,56 @@ impl Counts {
             return;
         }
         bump(&mut self.by_state, &c.state, delta);
-        let fold = self
-            .folded_with
-            .as_ref()
-            .is_some_and(|p| p.same_admissions(policy));
+        if !self.folds_as(policy) {
+            return;
+        }
         for (k, v) in c.labels.iter() {
-            if !policy.allowlist().allows(k) {
-                continue;
-            }
-            count_label(&mut self.labels, k, v, &c.state, delta);
-            if !fold {
-                continue;
-            }
-            if let Some((k, v)) = policy.folded(k, v) {
-                count_label(&mut self.folded, k, v, &c.state, delta);
+            if let Some((k, v)) = policy.folded_held(k, v) {
+                count_folded(&mut self.folded, k, v, &c.state, delta);
             }
         }
     }
 
-    /// `folded` made to follow `policy`'s admissions, from the raw counts if they changed.
-    fn fold(&mut self, policy: &LabelPolicy) {
-        if self
-            .folded_with
-            .as_ref()
-            .is_some_and(|p| p.same_admissions(policy))
-        {
+    /// `folded` made to follow `inv`'s admissions: counted again from its containers when they
+    /// changed. One pass groups the labels by their text as the records hold it (no copies),
+    /// then each distinct key and value is folded once.
+    fn fold(&mut self, inv: &Inventory) {
+        let policy = inv.label_policy();
+        if self.folds_as(policy) {
             return;
         }
         self.folded.clear();
-        for (k, values) in &self.labels {
-            for (v, states) in values {
-                let Some((k, v)) = policy.folded(k, v) else {
-                    continue;
+        // Per label key met: the key, and whether it is allowlisted. Records list their labels
+        // in key order, and containers mostly carry the same keys, so the key at the same
+        // position as in the last record is tried first.
+        let mut keys: Vec<(&str, bool)> = Vec::new();
+        let mut key_index: FxMap<&str, usize> = FxMap::default();
+        // (key, value, state) -> containers; the state by address (a handful of shared words).
+        let mut raw: FxMap<(usize, &str, usize), (&SharedStr, i64)> =
+            FxMap::with_capacity_and_hasher(inv.container_count(), Default::default());
+        for c in inv.containers() {
+            if c.infra {
+                continue;
+            }
+            let state = Arc::as_ptr(c.state.as_arc()) as *const u8 as usize;
+            for (j, (k, v)) in c.labels.iter().enumerate() {
+                let at = match keys.get(j) {
+                    Some((key, _)) if *key == k.as_str() => j,
+                    _ => *key_index.entry(k.as_str()).or_insert_with(|| {
+                        keys.push((k.as_str(), policy.allowlist().allows(k)));
+                        keys.len() - 1
+                    }),
                 };
-                for (state, n) in states {
-                    count_label(&mut self.folded, k, v, state, *n);
+                if keys[at].1 {
+                    raw.entry((at, v.as_str(), state))
+                        .or_insert((&c.state, 0))
+                        .1 += 1;
                 }
+            }
+        }
+        for ((k, v, _), (state, n)) in raw {
+            if let Some((k, v)) = policy.folded_held(keys[k].0, v) {
+                count_folded(&mut self.folded, k, v, state, n);
             }
         }
         self.folded_with = Some(policy.clone());
@@ -745,7 +779,7 @@ impl Counts {
     /// `AGGREGATES`: label values folded as the engine's policy now says, pods named as its
     /// inventory now names them, pod states derived from the members' counts.
     fn render(&mut self, inv: &Inventory, engine_name: &str) -> Vec<Arc<Segment>> {
-        self.fold(inv.label_policy());
+        self.fold(inv);
         let by_state: FxMap<&str, i64> = self
             .by_state
             .iter()
@@ -760,16 +794,22 @@ impl Counts {
             }
         }
         let mut by_label: Vec<((&str, &str, &str), i64)> = Vec::new();
-        for (k, values) in &self.folded {
-            for (v, states) in values {
-                by_label.extend(
-                    states
-                        .iter()
-                        .map(|(s, n)| ((k.as_str(), v.as_str(), s.as_str()), *n)),
-                );
-            }
+        for f in self.folded.values() {
+            by_label.extend(
+                f.states
+                    .iter()
+                    .map(|(s, n)| ((&*f.key, &*f.value, s.as_str()), *n)),
+            );
         }
         by_label.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        // An admitted value spelled `__other__` and the values folded into it are one series.
+        by_label.dedup_by(|b, a| {
+            let same = a.0 == b.0;
+            if same {
+                a.1 += b.1;
+            }
+            same
+        });
         let mut pods_by_state: FxMap<&'static str, i64> = FxMap::default();
         let mut pod_states = Vec::new();
         for p in inv.pods() {
