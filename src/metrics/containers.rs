@@ -313,12 +313,17 @@ impl EngineCache {
         let policy = inv.label_policy();
         let containers = inv.containers();
         let mut containers = containers.peekable();
-        let cold = old.is_empty();
+        // A cold walk reads records ahead of the render (see `touch`).
+        let ahead: Vec<&Arc<Container>> = if old.is_empty() {
+            inv.containers().collect()
+        } else {
+            Vec::new()
+        };
+        let mut n = 0;
         while let Some(c) = containers.next() {
-            if cold {
-                if let Some(next) = containers.peek() {
-                    std::hint::black_box(touch(next));
-                }
+            if !ahead.is_empty() {
+                std::hint::black_box(touch(&ahead, n));
+                n += 1;
             }
             let at = found.locate(c);
             if at.is_none() {
@@ -539,18 +544,28 @@ impl EngineCache {
     }
 }
 
-/// Reads the first byte of every string a container's render reads. A cold scrape meets each
-/// record and its strings for the first time, each a cache miss; touched together, one
-/// container ahead, those misses overlap each other and the render of the container before,
-/// instead of stalling the render one after another.
-fn touch(c: &Container) -> u8 {
-    let first = |s: &str| s.as_bytes().first().copied().unwrap_or(0);
-    let mut t = first(&c.id) ^ first(&c.name) ^ first(&c.image);
-    if let Some(pod) = &c.pod_id {
-        t ^= first(pod);
+/// Reads what the renders of the next containers read, before the render of container `n`:
+/// the record three ahead, the strings and the labels map two ahead, the labels' text one
+/// ahead. A cold scrape meets each record and its strings for the first time, each a cache miss,
+/// and each level's address is read from the one before; touched a stage at a time, the misses
+/// of one stage overlap each other and the render at hand instead of stalling it one after
+/// another.
+fn touch(ahead: &[&Arc<Container>], n: usize) -> u64 {
+    let first = |s: &str| u64::from(s.as_bytes().first().copied().unwrap_or(0));
+    let mut t = 0;
+    if let Some(c) = ahead.get(n + 3) {
+        t ^= u64::from(c.infra) ^ c.restarts;
     }
-    for (k, v) in c.labels.iter() {
-        t ^= first(k) ^ first(v);
+    if let Some(c) = ahead.get(n + 2) {
+        t ^= first(&c.id) ^ first(&c.name) ^ first(&c.image) ^ c.labels.len() as u64;
+        if let Some(pod) = &c.pod_id {
+            t ^= first(pod);
+        }
+    }
+    if let Some(c) = ahead.get(n + 1) {
+        for (k, v) in c.labels.iter() {
+            t ^= first(k) ^ first(v);
+        }
     }
     t
 }
