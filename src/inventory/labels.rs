@@ -14,8 +14,13 @@ pub const OTHER_VALUE: &str = "__other__";
 
 /// `OTHER_VALUE`, shared: folding a value allocates nothing.
 fn other_value() -> Arc<str> {
+    other_held().clone()
+}
+
+/// The one `OTHER_VALUE` allocation of the process.
+fn other_held() -> &'static Arc<str> {
     static OTHER: std::sync::OnceLock<Arc<str>> = std::sync::OnceLock::new();
-    OTHER.get_or_init(|| Arc::from(OTHER_VALUE)).clone()
+    OTHER.get_or_init(|| Arc::from(OTHER_VALUE))
 }
 
 /// The default of `--labels.max-keys`: far above what compose and systemd labelling use, low
@@ -167,6 +172,22 @@ impl LabelPolicy {
             Some(values) if values.contains_key(value) => (key, value),
             Some(_) => (key, OTHER_VALUE),
             None => (OTHER_VALUE, OTHER_VALUE),
+        })
+    }
+
+    /// `folded`, answered with the strings the policy holds: while the admissions stay the same
+    /// (`same_admissions`), one key or value is always the same allocation, so a scrape-time
+    /// counter can key by address instead of hashing and copying the text.
+    pub fn folded_held(&self, key: &str, value: &str) -> Option<(&Arc<str>, &Arc<str>)> {
+        if !self.allowlist.allows(key) {
+            return None;
+        }
+        Some(match self.admitted.get_key_value(key) {
+            Some((held, values)) => match values.get_key_value(value) {
+                Some((held_value, ())) => (held, held_value),
+                None => (held, other_held()),
+            },
+            None => (other_held(), other_held()),
         })
     }
 

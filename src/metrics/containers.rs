@@ -28,7 +28,7 @@
 use std::sync::{Arc, Mutex};
 
 use super::body::{Body, Segment};
-use super::exposition::{self, push_int, push_seconds, push_value, Exposition, Kind};
+use super::exposition::{self, push_escaped, push_int, push_seconds, push_value, Exposition, Kind};
 use super::{sorted, tally, FxMap};
 use crate::inventory::{Container, Inventory, LabelPolicy, PodState, SharedStr, PROJECT_LABELS};
 use crate::resources::{Sample, Usage};
@@ -128,6 +128,11 @@ struct EngineCache {
     per_entry: [usize; FAMILIES.len()],
     /// `label_<key>` names, by raw key.
     names: SanitizedKeys,
+    /// Per family of `FAMILIES`, the opening of a container's line up to its ID:
+    /// `name{engine="…",id="` (empty until the first container is rendered).
+    opens: Vec<String>,
+    /// Length of the `engine="…",id="` those end with.
+    open_len: usize,
 }
 
 impl Default for EngineCache {
@@ -141,6 +146,8 @@ impl Default for EngineCache {
             counts: Counts::default(),
             per_entry: [200; FAMILIES.len()],
             names: SanitizedKeys::default(),
+            opens: Vec::new(),
+            open_len: 0,
         }
     }
 }
@@ -257,15 +264,21 @@ impl EngineCache {
         let same_containers = prev.as_ref().is_some_and(|i| i.same_containers(inv));
         let same_names = prev.as_ref().is_some_and(|i| i.same_pod_names(inv));
         let mut turnover = 0;
+        let mut labels = None;
         if !(same_containers && same_names) {
-            let (pieces, gone) = self.rebuild_pieces(inv, prev.as_ref());
+            // With nothing kept every record is rendered: the labels to fold are counted on the
+            // way, while the record is at hand (a second walk of 10,000 records misses the cache
+            // on every label).
+            let count = self.pieces.is_empty() && !self.counts.folds_as(inv.label_policy());
+            let (pieces, gone, counted) = self.rebuild_pieces(inv, prev.as_ref(), count);
             self.pieces = pieces;
             turnover = gone;
+            labels = counted;
         }
         let same_aggregates =
             same_containers && prev.as_ref().is_some_and(|i| i.same_pods_and_labels(inv));
         if !same_aggregates || self.aggregates.is_empty() {
-            self.aggregates = self.counts.render(inv, &self.name);
+            self.aggregates = self.counts.render(inv, &self.name, labels, &self.names);
         }
         self.inv = Some(inv.clone());
         drop(prev);
@@ -278,22 +291,40 @@ impl EngineCache {
 
     /// The pieces of `inv`'s containers: the kept ones where their records are unchanged. Keeps
     /// `counts` in step: a record not kept before is counted, a kept record now gone is not.
-    /// Returns the pieces and how many kept records left them.
-    fn rebuild_pieces(
+    /// Returns the pieces, how many kept records left them, and when `count_labels` (every
+    /// record is rendered), the labels of every container.
+    fn rebuild_pieces<'a>(
         &mut self,
-        inv: &Inventory,
+        inv: &'a Inventory,
         prev: Option<&Inventory>,
-    ) -> (Vec<Arc<Piece>>, usize) {
+        count_labels: bool,
+    ) -> (Vec<Arc<Piece>>, usize, Option<RawLabels<'a>>) {
         let old = std::mem::take(&mut self.pieces);
         let renamed = prev.filter(|i| !i.same_pod_names(inv));
         let mut found = Finder::new(&old);
         let mut pieces = Vec::with_capacity(old.len().max(inv.container_count() / 50));
         let mut members: Vec<Member> = Vec::with_capacity(2 * PIECE as usize);
-        let mut scratch = Scratch::default();
+        let mut scratch = Scratch {
+            raw: count_labels.then(|| {
+                FxMap::with_capacity_and_hasher(inv.container_count(), Default::default())
+            }),
+            ..Scratch::default()
+        };
         let policy = inv.label_policy();
         let containers = inv.containers();
         let mut containers = containers.peekable();
+        // A cold walk reads records ahead of the render (see `touch`).
+        let ahead: Vec<&Arc<Container>> = if old.is_empty() {
+            inv.containers().collect()
+        } else {
+            Vec::new()
+        };
+        let mut n = 0;
         while let Some(c) = containers.next() {
+            if !ahead.is_empty() {
+                std::hint::black_box(touch(&ahead, n));
+                n += 1;
+            }
             let at = found.locate(c);
             if at.is_none() {
                 self.counts.add(c, policy, 1);
@@ -323,17 +354,17 @@ impl EngineCache {
             self.counts.add(record, policy, -1);
             gone += 1;
         }
-        (pieces, gone)
+        (pieces, gone, scratch.raw)
     }
 
     /// The piece of `members` (each with its place in `old` if its record is unchanged): the
     /// old piece itself when they are exactly its entries.
-    fn piece(
+    fn piece<'a>(
         &mut self,
         old: &[Arc<Piece>],
-        members: &[Member],
+        members: &[Member<'a>],
         inv: &Inventory,
-        scratch: &mut Scratch,
+        scratch: &mut Scratch<'a>,
     ) -> Arc<Piece> {
         if let Some((p, 0)) = members[0].1 {
             let same = old[p].entries.len() == members.len()
@@ -362,7 +393,10 @@ impl EngineCache {
                     }
                     (piece.entries[i].head_len, piece.entries[i].ends_piece)
                 }
-                None => (self.render(c, inv, &mut texts, scratch), ends_piece(&c.id)),
+                None => {
+                    let c: &'a Arc<Container> = c;
+                    (self.render(c, inv, &mut texts, scratch), ends_piece(&c.id))
+                }
             };
             let mut ends = [0u32; FAMILIES.len()];
             for (end, text) in ends.iter_mut().zip(&texts) {
@@ -389,18 +423,38 @@ impl EngineCache {
 
     /// Appends one container's line to each family it has a series in; returns the length of
     /// its `engine, id, name[, pod]` label text.
-    fn render(
+    fn render<'a>(
         &mut self,
-        c: &Container,
+        c: &'a Container,
         inv: &Inventory,
         texts: &mut [String],
-        scratch: &mut Scratch,
+        scratch: &mut Scratch<'a>,
     ) -> u32 {
-        let Scratch { head, labels, used } = scratch;
+        let Scratch {
+            head,
+            labels,
+            used,
+            raw,
+        } = scratch;
+        let mut raw = raw.as_mut().filter(|_| !c.infra);
+        let state = Arc::as_ptr(c.state.as_arc()) as *const u8 as usize;
+        if self.opens.is_empty() {
+            let mut engine = String::new();
+            push_value(&mut engine, "engine=\"", &self.name);
+            engine.push_str(",id=\"");
+            self.open_len = engine.len();
+            self.opens = FAMILIES
+                .iter()
+                .map(|(name, _, counter)| {
+                    let total = if *counter { "_total" } else { "" };
+                    format!("{name}{total}{{{engine}")
+                })
+                .collect();
+        }
+        // The label text after `engine="…",id="`, which each line's opening ends with.
         head.clear();
-        push_value(head, "engine=\"", &self.name);
-        push_value(head, ",id=\"", c.short_id());
-        push_value(head, ",name=\"", &c.name);
+        push_escaped(head, c.short_id());
+        push_value(head, "\",name=\"", &c.name);
         let bare = head.len();
         if let Some(id) = c.pod_id.as_deref() {
             push_value(head, ",pod=\"", inv.pod_name(id));
@@ -411,75 +465,109 @@ impl EngineCache {
         let policy = inv.label_policy();
         // Container::project, found on the way (cheaper than two more map lookups).
         let mut project = [None, None];
-        for (k, v) in c.labels.iter() {
-            if let Some(i) = PROJECT_LABELS.iter().position(|p| *p == k) {
+        for (at, (k, v)) in c.labels.iter().enumerate() {
+            let (index, key) = self.names.lookup(at, k, policy);
+            if let Some(raw) = raw.as_mut().filter(|_| key.counted) {
+                raw.entry((index, v.as_str(), state))
+                    .or_insert((&c.state, 0))
+                    .1 += 1;
+            }
+            if let Some(i) = key.project {
                 project[i] = Some(v.as_str());
             }
-            if !policy.shows_key(k) {
+            let Some(slot) = key.slot else {
                 continue;
-            }
+            };
             // Of keys that sanitize alike (`a.b`, `a-b`), the container keeps the first.
-            let slot = self.names.slot(k);
             if !used.contains(&slot) {
                 used.push(slot);
                 push_value(labels, &self.names.openings[slot], v);
             }
         }
 
-        let line = |out: &mut String, f: usize, tail: &dyn Fn(&mut String)| {
-            out.push_str(FAMILIES[f].0);
-            if FAMILIES[f].2 {
-                out.push_str("_total");
-            }
-            out.push('{');
+        let opens = &self.opens;
+        let head = &**head;
+        let line = |out: &mut String, f: usize| {
+            out.push_str(&opens[f]);
             out.push_str(head);
-            tail(out);
         };
-        line(&mut texts[0], 0, &|out| {
+        {
+            let out = &mut texts[0];
+            line(out, 0);
             push_value(out, ",image=\"", &c.image);
             if let Some(p) = project[0].or(project[1]) {
                 push_value(out, ",project=\"", p);
             }
             out.push_str("} 1\n");
-        });
-        line(&mut texts[1], 1, &|out| {
+        }
+        {
+            let out = &mut texts[1];
+            line(out, 1);
             push_value(out, ",state=\"", &c.state);
             out.push_str("} 1\n");
-        });
+        }
         {
             let out = &mut texts[2];
-            out.push_str("podman_container_labels{");
+            out.push_str(&opens[2]);
             out.push_str(&head[..bare]);
             out.push_str(labels);
             out.push_str("} 1\n");
         }
         if let Some(t) = c.started_at {
-            line(&mut texts[3], 3, &|out| {
-                out.push_str("} ");
-                push_seconds(out, t);
-                out.push('\n');
-            });
+            let out = &mut texts[3];
+            line(out, 3);
+            out.push_str("} ");
+            push_seconds(out, t);
+            out.push('\n');
         }
         if let Some(code) = c.exit_code {
-            line(&mut texts[4], 4, &|out| {
-                out.push_str("} ");
-                push_int(out, code);
-                out.push('\n');
-            });
+            let out = &mut texts[4];
+            line(out, 4);
+            out.push_str("} ");
+            push_int(out, code);
+            out.push('\n');
         }
         if let Some(h) = c.health.as_deref() {
-            line(&mut texts[5], 5, &|out| {
-                push_value(out, ",status=\"", h);
-                out.push_str("} 1\n");
-            });
+            let out = &mut texts[5];
+            line(out, 5);
+            push_value(out, ",status=\"", h);
+            out.push_str("} 1\n");
         }
-        line(&mut texts[6], 6, &|out| {
+        {
+            let out = &mut texts[6];
+            line(out, 6);
             out.push_str("} ");
             push_int(out, c.restarts);
             out.push('\n');
-        });
-        u32::try_from(head.len()).unwrap_or(u32::MAX)
+        }
+        u32::try_from(self.open_len + head.len()).unwrap_or(u32::MAX)
     }
+}
+
+/// Reads what the renders of the next containers read, before the render of container `n`:
+/// the record three ahead, the strings and the labels map two ahead, the labels' text one
+/// ahead. A cold scrape meets each record and its strings for the first time, each a cache miss,
+/// and each level's address is read from the one before; touched a stage at a time, the misses
+/// of one stage overlap each other and the render at hand instead of stalling it one after
+/// another.
+fn touch(ahead: &[&Arc<Container>], n: usize) -> u64 {
+    let first = |s: &str| u64::from(s.as_bytes().first().copied().unwrap_or(0));
+    let mut t = 0;
+    if let Some(c) = ahead.get(n + 3) {
+        t ^= u64::from(c.infra) ^ c.restarts;
+    }
+    if let Some(c) = ahead.get(n + 2) {
+        t ^= first(&c.id) ^ first(&c.name) ^ first(&c.image) ^ c.labels.len() as u64;
+        if let Some(pod) = &c.pod_id {
+            t ^= first(pod);
+        }
+    }
+    if let Some(c) = ahead.get(n + 1) {
+        for (k, v) in c.labels.iter() {
+            t ^= first(k) ^ first(v);
+        }
+    }
+    t
 }
 
 /// A container of the piece being built, with its place among the old pieces if its record is
@@ -488,11 +576,17 @@ type Member<'a> = (&'a Arc<Container>, Option<(usize, usize)>);
 
 /// Buffers reused across the containers rendered in one scrape.
 #[derive(Default)]
-struct Scratch {
+struct Scratch<'a> {
     head: String,
     labels: String,
     used: Vec<usize>,
+    /// The allowlisted labels of the rendered containers, when they are to be counted.
+    raw: Option<RawLabels<'a>>,
 }
+
+/// (key's index in `SanitizedKeys::known`, value, state's address) -> (state, containers): the
+/// labels as the records hold them, before folding.
+type RawLabels<'a> = FxMap<(usize, &'a str, usize), (&'a SharedStr, i64)>;
 
 /// Whether a piece ends after the container with this ID: the same cuts every scrape. The bytes
 /// are mixed eight at a time and finished with splitmix64's finalizer, so the cut is independent
@@ -576,32 +670,77 @@ impl<'a> Finder<'a> {
     }
 }
 
-/// Interned `label_<key>` names: each distinct raw key is sanitized once, and keys that sanitize
-/// alike (`a.b`, `a-b`) share one slot.
+/// What each raw label key means for a container's lines, decided once per key for the cache's
+/// life (which ends when the engine's admitted keys change): its `label_<key>` slot if the labels
+/// line shows it (keys that sanitize alike, `a.b` and `a-b`, share one slot), and whether it
+/// names the compose project.
 #[derive(Debug, Default)]
 struct SanitizedKeys {
+    /// Raw key -> index in `known`.
     by_raw: FxMap<String, usize>,
+    known: Vec<(String, KeyUse)>,
+    /// Per position in the last container's labels, its key's index in `known`: containers
+    /// mostly carry the same keys, in the same (sorted) order, so that key is tried first.
+    last: Vec<usize>,
     by_name: FxMap<String, usize>,
     /// `,label_<key>="` per slot.
     openings: Vec<String>,
 }
 
+#[derive(Debug, Clone, Copy)]
+struct KeyUse {
+    /// Slot of `openings`, if `podman_container_labels` shows the key.
+    slot: Option<usize>,
+    /// Index in `PROJECT_LABELS`, if it is one.
+    project: Option<usize>,
+    /// Whether the key is allowlisted (counted in `podman_label_containers`).
+    counted: bool,
+}
+
 impl SanitizedKeys {
-    fn slot(&mut self, raw: &str) -> usize {
-        if let Some(&slot) = self.by_raw.get(raw) {
-            return slot;
+    /// What the key at position `at` of a container's labels means; `policy` decides which keys
+    /// are shown (the same answer for the cache's life).
+    /// Returns its index in `known` too.
+    fn lookup(&mut self, at: usize, raw: &str, policy: &LabelPolicy) -> (usize, KeyUse) {
+        if let Some(&i) = self.last.get(at) {
+            if self.known[i].0 == raw {
+                return (i, self.known[i].1);
+            }
         }
+        let i = match self.by_raw.get(raw) {
+            Some(&i) => i,
+            None => {
+                let slot = policy.shows_key(raw).then(|| self.slot(raw));
+                let project = PROJECT_LABELS.iter().position(|p| *p == raw);
+                let counted = policy.allowlist().allows(raw);
+                let key = KeyUse {
+                    slot,
+                    project,
+                    counted,
+                };
+                self.known.push((raw.to_owned(), key));
+                self.by_raw.insert(raw.to_owned(), self.known.len() - 1);
+                self.known.len() - 1
+            }
+        };
+        if at < self.last.len() {
+            self.last[at] = i;
+        } else {
+            self.last.push(i);
+        }
+        (i, self.known[i].1)
+    }
+
+    fn slot(&mut self, raw: &str) -> usize {
         let name = sanitize_label_key(raw);
-        let slot = match self.by_name.get(&name) {
+        match self.by_name.get(&name) {
             Some(&slot) => slot,
             None => {
                 self.openings.push(format!(",{name}=\""));
                 self.by_name.insert(name, self.openings.len() - 1);
                 self.openings.len() - 1
             }
-        };
-        self.by_raw.insert(raw.to_owned(), slot);
-        slot
+        }
     }
 }
 
@@ -626,34 +765,47 @@ struct Counts {
     by_state: States,
     /// Per pod ID.
     pods: FxMap<SharedStr, PodCounts>,
-    /// Allowlisted label key -> value as the container has it -> containers per state.
-    labels: LabelCounts,
-    /// `labels` folded into `__other__` as `folded_with` admits them, kept in step by `add`
-    /// while the engine's admissions stay the same (a scrape after a few changes then folds
-    /// nothing); folded again from `labels` when they changed.
-    folded: LabelCounts,
+    /// Containers per allowlisted label, folded into `__other__` as `folded_with` admits them.
+    /// Kept in step by `add` while the engine's admissions stay the same (a scrape after a few
+    /// changes then folds only those); counted again from the snapshot, in one pass, when they
+    /// changed (and on a cold scrape).
+    folded: Folded,
     folded_with: Option<LabelPolicy>,
 }
 
-/// Label key -> value -> containers per state.
-type LabelCounts = FxMap<String, FxMap<String, States>>;
+/// Label counts keyed by the addresses of the key and value strings the policy holds (the same
+/// allocation for the same text while its admissions stay the same): no text hashed or copied.
+type Folded = FxMap<(usize, usize), FoldedCount>;
 
-/// Adds `delta` containers in `state` with label `key=value`, dropping entries that reach 0.
-fn count_label(counts: &mut LabelCounts, key: &str, value: &str, state: &SharedStr, delta: i64) {
-    let values = match counts.get_mut(key) {
-        Some(values) => values,
-        None => counts.entry(key.to_owned()).or_default(),
-    };
-    let states = match values.get_mut(value) {
-        Some(states) => states,
-        None => values.entry(value.to_owned()).or_default(),
-    };
-    bump(states, state, delta);
-    if states.is_empty() {
-        values.remove(value);
-        if values.is_empty() {
-            counts.remove(key);
-        }
+#[derive(Debug)]
+struct FoldedCount {
+    /// Held here so that the addresses stay theirs.
+    key: Arc<str>,
+    value: Arc<str>,
+    states: States,
+}
+
+/// Adds `delta` containers in `state` with the held label `key=value`, dropping an entry that
+/// reaches 0.
+fn count_folded(
+    folded: &mut Folded,
+    key: &Arc<str>,
+    value: &Arc<str>,
+    state: &SharedStr,
+    delta: i64,
+) {
+    let at = (
+        Arc::as_ptr(key) as *const u8 as usize,
+        Arc::as_ptr(value) as *const u8 as usize,
+    );
+    let entry = folded.entry(at).or_insert_with(|| FoldedCount {
+        key: key.clone(),
+        value: value.clone(),
+        states: States::new(),
+    });
+    bump(&mut entry.states, state, delta);
+    if entry.states.is_empty() {
+        folded.remove(&at);
     }
 }
 
@@ -669,7 +821,12 @@ struct PodCounts {
 type States = Vec<(SharedStr, i64)>;
 
 fn bump(states: &mut States, state: &SharedStr, delta: i64) {
-    match states.iter().position(|(s, _)| s == state) {
+    // States are mostly the shared words of `inventory::word`: the address finds them.
+    let at = states
+        .iter()
+        .position(|(s, _)| Arc::ptr_eq(s.as_arc(), state.as_arc()))
+        .or_else(|| states.iter().position(|(s, _)| s == state));
+    match at {
         Some(i) => {
             states[i].1 += delta;
             if states[i].1 == 0 {
@@ -681,6 +838,13 @@ fn bump(states: &mut States, state: &SharedStr, delta: i64) {
 }
 
 impl Counts {
+    /// Whether `folded` follows `policy`'s admissions (else it is counted again by `render`).
+    fn folds_as(&self, policy: &LabelPolicy) -> bool {
+        self.folded_with
+            .as_ref()
+            .is_some_and(|p| p.same_admissions(policy))
+    }
+
     /// Adds (`delta` 1) or subtracts (-1) one container's record; `policy` is its engine's.
     fn add(&mut self, c: &Container, policy: &LabelPolicy, delta: i64) {
         if let Some(pod) = &c.pod_id {
@@ -700,43 +864,67 @@ impl Counts {
             return;
         }
         bump(&mut self.by_state, &c.state, delta);
-        let fold = self
-            .folded_with
-            .as_ref()
-            .is_some_and(|p| p.same_admissions(policy));
+        if !self.folds_as(policy) {
+            return;
+        }
         for (k, v) in c.labels.iter() {
-            if !policy.allowlist().allows(k) {
-                continue;
-            }
-            count_label(&mut self.labels, k, v, &c.state, delta);
-            if !fold {
-                continue;
-            }
-            if let Some((k, v)) = policy.folded(k, v) {
-                count_label(&mut self.folded, k, v, &c.state, delta);
+            if let Some((k, v)) = policy.folded_held(k, v) {
+                count_folded(&mut self.folded, k, v, &c.state, delta);
             }
         }
     }
 
-    /// `folded` made to follow `policy`'s admissions, from the raw counts if they changed.
-    fn fold(&mut self, policy: &LabelPolicy) {
-        if self
-            .folded_with
-            .as_ref()
-            .is_some_and(|p| p.same_admissions(policy))
-        {
+    /// `folded` made to follow `inv`'s admissions: counted again when they changed, from
+    /// `labels` if the render counted them (the keys named by their index in `names`), else
+    /// from `inv`'s containers in one pass that groups the labels by their text as the records
+    /// hold it (no copies); then each distinct key and value is folded once.
+    fn fold(&mut self, inv: &Inventory, labels: Option<RawLabels>, names: &SanitizedKeys) {
+        let policy = inv.label_policy();
+        if self.folds_as(policy) {
             return;
         }
         self.folded.clear();
-        for (k, values) in &self.labels {
-            for (v, states) in values {
-                let Some((k, v)) = policy.folded(k, v) else {
-                    continue;
+        let mut fold = |key: &str, value: &str, state: &SharedStr, n: i64| {
+            if let Some((k, v)) = policy.folded_held(key, value) {
+                count_folded(&mut self.folded, k, v, state, n);
+            }
+        };
+        if let Some(labels) = labels {
+            for ((k, v, _), (state, n)) in labels {
+                fold(&names.known[k].0, v, state, n);
+            }
+            self.folded_with = Some(policy.clone());
+            return;
+        }
+        // Per label key met: the key, and whether it is allowlisted. Records list their labels
+        // in key order, and containers mostly carry the same keys, so the key at the same
+        // position as in the last record is tried first.
+        let mut keys: Vec<(&str, bool)> = Vec::new();
+        let mut key_index: FxMap<&str, usize> = FxMap::default();
+        let mut raw: RawLabels =
+            FxMap::with_capacity_and_hasher(inv.container_count(), Default::default());
+        for c in inv.containers() {
+            if c.infra {
+                continue;
+            }
+            let state = Arc::as_ptr(c.state.as_arc()) as *const u8 as usize;
+            for (j, (k, v)) in c.labels.iter().enumerate() {
+                let at = match keys.get(j) {
+                    Some((key, _)) if *key == k.as_str() => j,
+                    _ => *key_index.entry(k.as_str()).or_insert_with(|| {
+                        keys.push((k.as_str(), policy.allowlist().allows(k)));
+                        keys.len() - 1
+                    }),
                 };
-                for (state, n) in states {
-                    count_label(&mut self.folded, k, v, state, *n);
+                if keys[at].1 {
+                    raw.entry((at, v.as_str(), state))
+                        .or_insert((&c.state, 0))
+                        .1 += 1;
                 }
             }
+        }
+        for ((k, v, _), (state, n)) in raw {
+            fold(keys[k].0, v, state, n);
         }
         self.folded_with = Some(policy.clone());
     }
@@ -744,8 +932,15 @@ impl Counts {
     /// The aggregate families' lines (without descriptors), one segment per family of
     /// `AGGREGATES`: label values folded as the engine's policy now says, pods named as its
     /// inventory now names them, pod states derived from the members' counts.
-    fn render(&mut self, inv: &Inventory, engine_name: &str) -> Vec<Arc<Segment>> {
-        self.fold(inv.label_policy());
+    /// `labels`: every container's labels, if the pieces were all rendered just now.
+    fn render(
+        &mut self,
+        inv: &Inventory,
+        engine_name: &str,
+        labels: Option<RawLabels>,
+        names: &SanitizedKeys,
+    ) -> Vec<Arc<Segment>> {
+        self.fold(inv, labels, names);
         let by_state: FxMap<&str, i64> = self
             .by_state
             .iter()
@@ -760,16 +955,22 @@ impl Counts {
             }
         }
         let mut by_label: Vec<((&str, &str, &str), i64)> = Vec::new();
-        for (k, values) in &self.folded {
-            for (v, states) in values {
-                by_label.extend(
-                    states
-                        .iter()
-                        .map(|(s, n)| ((k.as_str(), v.as_str(), s.as_str()), *n)),
-                );
-            }
+        for f in self.folded.values() {
+            by_label.extend(
+                f.states
+                    .iter()
+                    .map(|(s, n)| ((&*f.key, &*f.value, s.as_str()), *n)),
+            );
         }
         by_label.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        // An admitted value spelled `__other__` and the values folded into it are one series.
+        by_label.dedup_by(|b, a| {
+            let same = a.0 == b.0;
+            if same {
+                a.1 += b.1;
+            }
+            same
+        });
         let mut pods_by_state: FxMap<&'static str, i64> = FxMap::default();
         let mut pod_states = Vec::new();
         for p in inv.pods() {

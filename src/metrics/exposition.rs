@@ -203,20 +203,67 @@ fn push_help(out: &mut String, help: &str, openmetrics: bool) {
     }
 }
 
-/// Whether `bytes` hold a `\\`, `"` or newline (memchr's vectorised search: label values are
-/// most of a large scrape's bytes, and almost never need escaping).
+/// Whether `bytes` hold a `\\`, `"` or newline. Label values are most of a large scrape's
+/// bytes and almost never need escaping, and most are short (IDs, names, label values): those
+/// are scanned eight bytes at a time in plain registers (a call into memchr's vector search cost
+/// more than the scan itself below a few dozen bytes); longer ones go to memchr.
 #[inline]
 fn needs_escaping(bytes: &[u8]) -> bool {
-    memchr::memchr3(b'\\', b'"', b'\n', bytes).is_some()
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    // Nonzero exactly when some byte of `w` is one of the three (the classic "has a zero
+    // byte" test applied to `w` xor each byte repeated).
+    fn special(w: u64) -> u64 {
+        let zero = |v: u64| v.wrapping_sub(ONES) & !v;
+        (zero(w ^ (ONES * u64::from(b'\\')))
+            | zero(w ^ (ONES * u64::from(b'"')))
+            | zero(w ^ (ONES * u64::from(b'\n'))))
+            & HIGHS
+    }
+    fn word(b: &[u8]) -> u64 {
+        u64::from_le_bytes(<[u8; 8]>::try_from(b).unwrap_or_default())
+    }
+    fn half(b: &[u8]) -> u64 {
+        u64::from(u32::from_le_bytes(
+            <[u8; 4]>::try_from(b).unwrap_or_default(),
+        ))
+    }
+    let n = bytes.len();
+    match n {
+        0..4 => bytes.iter().any(|b| matches!(b, b'\\' | b'"' | b'\n')),
+        // The first and the last four bytes (overlapping when fewer than eight): a yes/no
+        // answer needs no exact cover.
+        4..8 => special(half(&bytes[..4]) | (half(&bytes[n - 4..]) << 32)) != 0,
+        8..=64 => {
+            let mut found = 0;
+            let mut chunks = bytes.chunks_exact(8);
+            for chunk in &mut chunks {
+                found |= special(word(chunk));
+            }
+            if !chunks.remainder().is_empty() {
+                // The last eight bytes, overlapping the chunks before.
+                found |= special(word(&bytes[n - 8..]));
+            }
+            found != 0
+        }
+        _ => memchr::memchr3(b'\\', b'"', b'\n', bytes).is_some(),
+    }
 }
 
 /// Appends a label value, escaped as both text formats require (`\\`, `\"`, `\n`).
-#[inline]
+#[inline(always)]
 pub fn push_escaped(out: &mut String, v: &str) {
-    if !needs_escaping(v.as_bytes()) {
+    if needs_escaping(v.as_bytes()) {
+        push_escaped_slowly(out, v);
+    } else {
         out.push_str(v);
-        return;
     }
+}
+
+/// The rare value that needs escaping, kept out of line so that the common path stays small.
+#[cold]
+#[inline(never)]
+fn push_escaped_slowly(out: &mut String, v: &str) {
     for ch in v.chars() {
         match ch {
             '\\' => out.push_str("\\\\"),
@@ -235,30 +282,67 @@ pub fn push_value(out: &mut String, opening: &str, value: &str) {
     out.push('"');
 }
 
+/// Two decimal digits per entry, for writing numbers a pair of digits per division.
+const PAIRS: &[u8; 200] = b"\
+    0001020304050607080910111213141516171819\
+    2021222324252627282930313233343536373839\
+    4041424344454647484950515253545556575859\
+    6061626364656667686970717273747576777879\
+    8081828384858687888990919293949596979899";
+
+/// Writes `n` in decimal so that it ends just before `buf[end]`; returns where it starts.
+#[inline]
+fn write_decimal(buf: &mut [u8], end: usize, mut n: u64) -> usize {
+    let mut i = end;
+    while n >= 100 {
+        let d = (n % 100) as usize * 2;
+        n /= 100;
+        i -= 2;
+        buf[i..i + 2].copy_from_slice(&PAIRS[d..d + 2]);
+    }
+    if n >= 10 {
+        let d = n as usize * 2;
+        i -= 2;
+        buf[i..i + 2].copy_from_slice(&PAIRS[d..d + 2]);
+    } else {
+        i -= 1;
+        buf[i] = b'0' + n as u8;
+    }
+    i
+}
+
+/// Appends ASCII bytes written by this module.
+#[inline]
+fn push_ascii(out: &mut String, bytes: &[u8]) {
+    // Only ASCII digits, signs and points are ever written into these buffers.
+    out.push_str(std::str::from_utf8(bytes).unwrap_or("0"));
+}
+
 /// Appends unix nanoseconds as seconds: the exact decimal, `.0` on whole seconds (the float
 /// text prometheus-client writes, without going through a float formatter).
 #[inline]
 pub fn push_seconds(out: &mut String, nanos: i64) {
-    if nanos < 0 {
-        out.push('-');
-    }
+    // Sign and up to 10 digits of seconds before the point, at most 9 digits after it.
+    const POINT: usize = 11;
+    let mut buf = [b'0'; POINT + 10];
     let n = nanos.unsigned_abs();
-    push_int(out, n / 1_000_000_000);
+    let mut start = write_decimal(&mut buf, POINT, n / 1_000_000_000);
+    if nanos < 0 {
+        start -= 1;
+        buf[start] = b'-';
+    }
+    buf[POINT] = b'.';
     let frac = n % 1_000_000_000;
-    if frac == 0 {
-        out.push_str(".0");
-        return;
+    let mut end = POINT + 2;
+    if frac != 0 {
+        // Nine digits, zero-padded (`buf` holds zeros), then the trailing zeros cut.
+        write_decimal(&mut buf, POINT + 10, frac);
+        end = POINT + 10;
+        while buf[end - 1] == b'0' {
+            end -= 1;
+        }
     }
-    let mut digits = [b'0'; 9];
-    let mut f = frac;
-    for d in digits.iter_mut().rev() {
-        *d = b'0' + (f % 10) as u8;
-        f /= 10;
-    }
-    let len = 9 - digits.iter().rev().take_while(|d| **d == b'0').count();
-    out.push('.');
-    // Only ASCII digits were written.
-    out.push_str(std::str::from_utf8(&digits[..len]).unwrap_or("0"));
+    push_ascii(out, &buf[start..end]);
 }
 
 /// Appends an integer without the formatting machinery (this runs tens of thousands of times
@@ -266,23 +350,15 @@ pub fn push_seconds(out: &mut String, nanos: i64) {
 #[inline]
 pub fn push_int(out: &mut String, v: impl Into<i128>) {
     let v: i128 = v.into();
-    if v < 0 {
-        out.push('-');
-    }
     // Every value written here (exit codes, counts, seconds) fits in a u64.
-    let mut n = u64::try_from(v.unsigned_abs()).unwrap_or(u64::MAX);
-    let mut buf = [0u8; 20];
-    let mut i = buf.len();
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
+    let n = u64::try_from(v.unsigned_abs()).unwrap_or(u64::MAX);
+    let mut buf = [0u8; 21];
+    let mut start = write_decimal(&mut buf, 21, n);
+    if v < 0 {
+        start -= 1;
+        buf[start] = b'-';
     }
-    // Only ASCII digits were written.
-    out.push_str(std::str::from_utf8(&buf[i..]).unwrap_or("0"));
+    push_ascii(out, &buf[start..]);
 }
 
 #[cfg(test)]
@@ -339,7 +415,7 @@ mod tests {
     /// The escape scan finds every special byte at every position, and never mistakes UTF-8.
     #[test]
     fn escaping_finds_every_special_byte_at_every_position() {
-        for len in 0..20 {
+        for len in 0..100 {
             let plain = "a".repeat(len);
             assert!(!needs_escaping(plain.as_bytes()));
             for pos in 0..len {
@@ -381,5 +457,36 @@ mod tests {
             "1795979959.5"
         );
         assert_eq!(text(&|s| push_seconds(s, -1_500_000_000)), "-1.5");
+        assert_eq!(text(&|s| push_seconds(s, 0)), "0.0");
+        assert_eq!(text(&|s| push_seconds(s, 1)), "0.000000001");
+        assert_eq!(text(&|s| push_seconds(s, -10)), "-0.00000001");
+        assert_eq!(
+            text(&|s| push_seconds(s, i64::MIN)),
+            "-9223372036.854775808"
+        );
+        assert_eq!(text(&|s| push_seconds(s, i64::MAX)), "9223372036.854775807");
+        assert_eq!(text(&|s| push_int(s, i64::MIN)), "-9223372036854775808");
+        for v in [
+            1u64,
+            9,
+            10,
+            99,
+            100,
+            101,
+            12_345,
+            999_999_999,
+            1_000_000_000,
+        ] {
+            assert_eq!(text(&|s| push_int(s, v)), v.to_string());
+            for frac in [0, 1, 10, 123_456_789, 500_000_000, 999_999_999] {
+                let nanos = (v * 1_000_000_000 + frac) as i64;
+                let want = if frac == 0 {
+                    format!("{v}.0")
+                } else {
+                    format!("{v}.{}", format!("{frac:09}").trim_end_matches('0'))
+                };
+                assert_eq!(text(&|s| push_seconds(s, nanos)), want);
+            }
+        }
     }
 }
