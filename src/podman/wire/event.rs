@@ -151,10 +151,11 @@ impl Event {
     }
 
     /// Reads `text` into this event, reusing its buffers, when it is in the plain shape Podman
-    /// writes: objects, strings without escapes or control characters, integers. False for
-    /// anything else (the caller then decodes it with serde_json, `decode_from`, which
-    /// decides); when true, the event is exactly what `decode_from` gives. Half the cost of
-    /// serde_json's walk on Podman's lines, most of whose bytes are fields no one reads.
+    /// writes: objects, strings without escapes or control characters, integers that fit
+    /// `i64`. False for anything else (the caller then decodes the line the general way,
+    /// through `serde_json::Value`, which decides); when true, the line is one `Value` accepts
+    /// and the event is exactly what decoding it gives. Cheaper than serde_json's walk on
+    /// Podman's lines, most of whose bytes are fields no one reads.
     pub(crate) fn scan_from(&mut self, text: &str) -> bool {
         self.clear();
         let mut scan = Scanner { text, at: 0 };
@@ -165,8 +166,10 @@ impl Event {
         true
     }
 
-    /// Decodes `text` (one JSON object) into this event, reusing its buffers. On an error the
-    /// event holds nothing meaningful.
+    /// Decodes `text` (one JSON object) into this event with serde_json's streaming decode,
+    /// reusing its buffers (the scanner's tests compare with it). On an error the event holds
+    /// nothing meaningful.
+    #[cfg(test)]
     pub(crate) fn decode_from(&mut self, text: &str) -> Result<(), serde_json::Error> {
         let mut de = serde_json::Deserializer::from_str(text);
         Fill(self).deserialize(&mut de)?;
