@@ -34,8 +34,9 @@ struct FeedConn {
     reader: BufReader<TcpStream>,
     status: u16,
     headers: Vec<(String, String)>,
-    /// Decoded body bytes not yet handed out.
+    /// Decoded body bytes; those from `start` on are not yet handed out.
     pending: Vec<u8>,
+    start: usize,
     eof: bool,
     /// When the last object (not a keep-alive) arrived: keep-alives defeat the read timeout,
     /// so `next_json` gives up on its own after `QUIET_LIMIT` of nothing but keep-alives.
@@ -105,6 +106,7 @@ impl FeedConn {
             status,
             headers,
             pending: Vec::new(),
+            start: 0,
             eof: false,
             last_object: Instant::now(),
         }
@@ -152,10 +154,16 @@ impl FeedConn {
     /// The next piece of the body ending with `sep`, without it; `None` at the end of the body.
     fn next_until(&mut self, sep: &[u8]) -> Option<String> {
         loop {
-            if let Some(at) = self.pending.windows(sep.len()).position(|w| w == sep) {
-                let piece: Vec<u8> = self.pending.drain(..at + sep.len()).collect();
-                return Some(String::from_utf8(piece[..at].to_vec()).unwrap());
+            let unread = &self.pending[self.start..];
+            if let Some(at) = memchr::memmem::find(unread, sep) {
+                let piece = String::from_utf8(unread[..at].to_vec()).unwrap();
+                self.start += at + sep.len();
+                return Some(piece);
             }
+            // Drop what was read before reading more, so a line costs its own length, not the
+            // whole buffer's (a chunk holds hundreds of lines).
+            self.pending.drain(..self.start);
+            self.start = 0;
             if !self.read_chunk() {
                 return None;
             }

@@ -40,18 +40,21 @@ struct Built {
 }
 
 /// Runs scripts/package.sh once for the whole module; it prints the .deb's and the .rpm's paths.
+/// It packages the static binary scripts/test.sh built (checked fresh by `static_binary`) rather
+/// than running cargo itself: the environment `cargo test` gives a test (`CARGO_MANIFEST_DIR`,
+/// the build script's `SEALWATCH_REVISION`) differs from a shell's, and cargo would rebuild the
+/// release binary for it, which cost two and a half minutes of every run.
 fn packages() -> &'static Built {
     static BUILT: OnceLock<Built> = OnceLock::new();
     BUILT.get_or_init(|| {
         let dir = tempfile::tempdir().unwrap();
         let script = repo().join("scripts/package.sh");
-        let out = run_tool(
-            script.to_str().unwrap(),
-            "dpkg rpm",
-            &[dir.path().to_str().unwrap()],
-            repo(),
-            "",
-        );
+        let out = Command::new(&script)
+            .arg(dir.path())
+            .env("SEALWATCH_BINARY", crate::image::static_binary())
+            .current_dir(repo())
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
         let stdout = assert_success("scripts/package.sh", &out);
         let paths: Vec<PathBuf> = stdout.lines().map(PathBuf::from).collect();
         assert_eq!(paths.len(), 2, "package.sh prints two paths: {stdout}");
