@@ -7,8 +7,9 @@
 # sets up the Podman 5.4.2 and 6.1.1 roots (scripts/podman-chroot.sh) and the QEMU systemd host
 # (scripts/podman-vm.sh) in the background while it checks formatting and lints, runs each fuzz
 # target briefly (scripts/fuzz.sh) and builds the static binary the container-image test
-# packages, then runs every test. Tests that need Podman, Prometheus or the guest
-# fail, never skip, when those are missing.
+# packages, then runs every test (the guest's vm:: beside the others, at a lower priority). Tests
+# that need Podman, Prometheus or the guest fail, never skip, when those are missing. It says how
+# long each step took.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -35,23 +36,32 @@ fi
 # about 90 s each the first time on a machine, < 1 s when cached), then a real systemd host for the
 # vm:: test: Podman 5.4.2 in a QEMU guest (TCG), cached image (about 5-12 min to build the first
 # time, < 1 s after). Mostly downloads and unpacking, so they run in one background job (one at a
-# time: they share the host's apt) while the compiler runs below. The roots are all the tests
-# but vm:: need: the job says when they are ready (a marker file), and those tests start while
-# it goes on building the guest's image; vm:: waits for the whole job. The tests call `setup`
-# too, but doing it here keeps its log out of a test's time budget.
+# time: they share the host's apt) while the compiler runs below. The job leaves a mark in
+# $marks when the roots are ready (all the tests but vm:: need), another when the guest's image
+# is, and one when it ends: the tests start at the first, vm:: at the second. The tests call `setup` too, but
+# doing it here keeps its log out of a test's time budget.
 setup_log=$(mktemp)
-roots_ready=$(mktemp -u)
+vm_log=$(mktemp)
+marks=$(mktemp -d)
 setsid bash -c 'scripts/podman-chroot.sh setup 5 && scripts/podman-chroot.sh setup 6 &&
-    touch "$0" && scripts/podman-vm.sh build' "$roots_ready" >"$setup_log" 2>&1 &
+    touch "$0/roots" && scripts/podman-vm.sh build && touch "$0/guest"; status=$?
+    touch "$0/ended"; exit $status' "$marks" >"$setup_log" 2>&1 &
 setup_pid=$!
-# If a step below fails, the job stops with it.
-trap 'kill -TERM -- "-$setup_pid" 2>/dev/null || kill -TERM "$setup_pid" 2>/dev/null || true' EXIT
+vm_pid=
+# If a step below fails, the background jobs stop with it.
+cleanup() {
+    kill -TERM -- "-$setup_pid" 2>/dev/null || true
+    [ -z "$vm_pid" ] || kill -TERM -- "-$vm_pid" 2>/dev/null || true
+    rm -rf "$setup_log" "$vm_log" "$marks"
+}
+trap cleanup EXIT
 
 # step CMD...: runs CMD and says how long it took, so a slow CI run shows where its time went.
 step() {
-    local t0=$SECONDS
-    "$@"
-    echo "test.sh: \`$*\` took $((SECONDS - t0)) s" >&2
+    local t0=$SECONDS status=0
+    "$@" || status=$?
+    echo "test.sh: \`$*\` took $((SECONDS - t0)) s$([ "$status" -eq 0 ] || echo ", FAILED (exit $status)")" >&2
+    return "$status"
 }
 
 step cargo fmt --all -- --check
@@ -61,31 +71,53 @@ step cargo clippy --all-targets --locked -- -D warnings
 step scripts/fuzz.sh 15
 step scripts/build-static.sh
 
-# setup_done WHAT: waits for the setup job to end; on failure prints its log and exits.
-setup_done() {
-    local status=0 t0=$SECONDS
-    wait "$setup_pid" || status=$?
-    trap - EXIT
-    echo "test.sh: waited $((SECONDS - t0)) s for $1" >&2
-    cat "$setup_log"
-    rm -f "$setup_log" "$roots_ready"
-    if [ "$status" -ne 0 ]; then
-        echo "test.sh: setting up the Podman roots or the guest image failed (exit $status, log above)" >&2
+t0=$SECONDS
+while [ ! -e "$marks/roots" ]; do
+    if [ -e "$marks/ended" ] && [ ! -e "$marks/roots" ]; then
+        cat "$setup_log"
+        echo "test.sh: setting up the Podman 5.4 and 6.1 roots failed (log above)" >&2
         exit 1
     fi
-}
-
-t0=$SECONDS
-while [ ! -e "$roots_ready" ] && kill -0 "$setup_pid" 2>/dev/null; do
     sleep 1
 done
-if [ ! -e "$roots_ready" ]; then
-    setup_done "the Podman roots" # the job ended without them: says why and exits
-fi
 echo "test.sh: waited $((SECONDS - t0)) s for the Podman 5.4 and 6.1 roots" >&2
-# Everything but the guest (while the guest's image is built, if it is not cached yet), then
-# the guest on its own: the emulated host needs both cores.
-step cargo test --locked -- --skip vm::
-setup_done "the guest's image"
-step cargo test --locked --test it -- vm::
+step cargo test --locked --no-run
+
+# vm:: beside the other tests, at a lower priority: they mostly wait for Podman and leave about
+# a core idle, which the emulated host takes; when they need the CPU they get it first. The
+# guest then boots more slowly than alone, so its boot may take up to 15 min. Its output is
+# printed after theirs.
+setsid bash -c '
+    t0=$SECONDS
+    while [ ! -e "$0/guest" ]; do
+        if [ -e "$0/ended" ] && [ ! -e "$0/guest" ]; then
+            echo "test.sh: building the guest image failed (its log is printed below)"
+            exit 1
+        fi
+        sleep 1
+    done
+    echo "test.sh: vm:: waited $((SECONDS - t0)) s for the guest image"
+    t0=$SECONDS
+    status=0
+    SEALWATCH_VM_BOOT_TIMEOUT=${SEALWATCH_VM_BOOT_TIMEOUT:-900} \
+        nice -n 10 cargo test --locked --test it -- vm:: || status=$?
+    echo "test.sh: \`cargo test --locked --test it -- vm::\` took $((SECONDS - t0)) s (exit $status)"
+    exit "$status"
+' "$marks" >"$vm_log" 2>&1 &
+vm_pid=$!
+
+tests_status=0
+step cargo test --locked -- --skip vm:: || tests_status=$?
+vm_status=0
+t0=$SECONDS
+wait "$vm_pid" || vm_status=$?
+vm_pid=
+echo "test.sh: waited $((SECONDS - t0)) s for vm:: after the other tests; its output:" >&2
+cat "$vm_log"
+echo "test.sh: the setup job's log:" >&2
+cat "$setup_log"
+if [ "$tests_status" -ne 0 ] || [ "$vm_status" -ne 0 ]; then
+    echo "test.sh: FAILED: the tests but vm:: exited $tests_status, vm:: exited $vm_status (output above)" >&2
+    exit 1
+fi
 echo "test.sh: everything passed in $SECONDS s" >&2
