@@ -256,7 +256,9 @@ mod tests {
         let mut x: u64 = 12345;
         for i in 0..20_000i64 {
             // A small deterministic generator: mostly in order, some late, some repeats.
-            x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             let late = match (x >> 33) % 10 {
                 0..=5 => 0,
                 6 | 7 => ((x >> 40) % 50) as i64,

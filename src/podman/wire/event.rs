@@ -504,10 +504,9 @@ const SCAN_DEPTH: usize = 8;
 /// of bytes at a time.
 fn plain_bytes(bytes: &[u8]) -> bool {
     bytes.chunks(64).all(|block| {
-        block
-            .iter()
-            .fold(0u8, |bad, &b| bad | u8::from(b < 0x20) | u8::from(b == b'\\'))
-            == 0
+        block.iter().fold(0u8, |bad, &b| {
+            bad | u8::from(b < 0x20) | u8::from(b == b'\\')
+        }) == 0
     })
 }
 
