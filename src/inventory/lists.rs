@@ -21,7 +21,7 @@ impl Inventory {
         self.listed_at = listed_at;
         // An empty list says nothing about the Podman; `set_podman_version` decides too.
         self.podman_counts_restarts |= containers.iter().any(|c| c.restarts.is_some());
-        let mut fresh = super::FxMap::default();
+        let mut fresh = super::ContainerMap::default();
         for lc in containers {
             let old = self.containers.get(lc.id.as_str());
             let (restarts, awaiting_restart) =
@@ -34,7 +34,7 @@ impl Inventory {
             for (k, v) in c.labels.iter() {
                 self.labels.admit(k, v);
             }
-            fresh.insert(c.id.as_arc().clone(), Arc::new(c));
+            fresh.insert(Arc::new(c));
         }
         self.containers = fresh;
 

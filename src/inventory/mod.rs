@@ -9,6 +9,7 @@
 //! Maps are persistent (`imbl`), so cloning an `Inventory` to publish a snapshot shares all
 //! structure and costs O(1), whatever the number of containers.
 
+mod container_map;
 mod counters;
 mod labels;
 mod lifecycle;
@@ -21,6 +22,7 @@ mod retention;
 use std::sync::Arc;
 
 use crate::podman::wire::{Event, ExitCodeAttr, RESERVED_ATTRIBUTES};
+use container_map::ContainerMap;
 pub use counters::CounterMap;
 pub use counters::Counters;
 use counters::{action_label, type_label};
@@ -45,9 +47,8 @@ pub(crate) type FxMap<K, V> =
 
 #[derive(Debug, Clone)]
 pub struct Inventory {
-    /// Keys are `Arc<str>`: a change after a snapshot copies the touched tree nodes, and with
-    /// shared keys that copy is pointer bumps instead of string allocations.
-    containers: FxMap<Arc<str>, Arc<Container>>,
+    /// By ID, in a map whose entries copy with one reference count each (`container_map`).
+    containers: ContainerMap,
     pods: FxMap<Arc<str>, Arc<Pod>>,
     /// Pod ID to name, kept after the pod is gone: counters are keyed by pod ID and still need
     /// their `pod` label (until the retention sweep drops them).
@@ -76,7 +77,7 @@ pub struct Inventory {
 impl Inventory {
     pub fn new(labels: LabelPolicy) -> Self {
         Self {
-            containers: FxMap::default(),
+            containers: ContainerMap::default(),
             pods: FxMap::default(),
             pod_names: FxMap::default(),
             counters: Counters::default(),
@@ -206,12 +207,13 @@ impl Inventory {
             return;
         }
         let known = self.containers.get(id).cloned();
-        let labels = self.count_container_event(ev, action, known.as_deref());
-        // Timed like counted: also for events older than the last list.
+        // The pod's ID as the inventory already holds it, if it does: no allocation per event.
         let pod: Option<Arc<str>> = match known.as_ref().and_then(|c| c.pod_id.as_ref()) {
             Some(p) => Some(p.as_arc().clone()),
             None => ev.attr("podId").map(|p| self.held_pod_id(p)),
         };
+        let labels = self.count_container_event(ev, action, known.as_deref(), pod.as_ref());
+        // Timed like counted: also for events older than the last list.
         let held_id = known.as_ref().map(|c| c.id.as_arc());
         if let Some(nanos) = self.lifecycle.observe_held(ev, held_id, pod.as_ref()) {
             // Admitted already by the count above: this only reads the policy.
@@ -336,24 +338,20 @@ impl Inventory {
         }
     }
 
-    /// Counts a container event by pod, label and exit code, before any transition: `remove`
-    /// deletes the record, and `died` carries an empty podId, so pod and labels come from what
-    /// is known of the container. Returns the labels it used.
+    /// Counts a container event by pod (`pod_id`), label and exit code, before any transition:
+    /// `remove` deletes the record, and `died` carries an empty podId, so pod and labels come
+    /// from what is known of the container. Returns the labels it used.
     fn count_container_event(
         &mut self,
         ev: &Event,
         action: &'static str,
         known: Option<&Container>,
+        pod_id: Option<&Arc<str>>,
     ) -> Labels {
-        // The pod's ID as the inventory already holds it, if it does: no allocation per event.
-        let pod_id: Option<Arc<str>> = match known.and_then(|c| c.pod_id.as_ref()) {
-            Some(p) => Some(p.as_arc().clone()),
-            None => ev.attr("podId").map(|p| self.held_pod_id(p)),
-        };
         let labels = known
             .map(|c| c.labels.clone())
             .unwrap_or_else(|| labels_from_attributes(ev));
-        if let Some(pod) = &pod_id {
+        if let Some(pod) = pod_id {
             self.gone.pod_seen(pod);
             self.counters
                 .pod_container_events
@@ -371,7 +369,7 @@ impl Inventory {
             // An unparsable code is counted as `unknown` here and by the watcher's
             // `sealwatch_event_unparsable_exit_codes`; it never becomes a label value.
             let code = exit_code_label(ev.exit_code());
-            self.counters.container_exits.bump((pod_id, code));
+            self.counters.container_exits.bump((pod_id.cloned(), code));
         }
         labels
     }
@@ -417,7 +415,7 @@ impl Inventory {
         for (k, v) in c.labels.iter() {
             self.labels.admit(k, v);
         }
-        self.containers.insert(c.id.as_arc().clone(), Arc::new(c));
+        self.containers.insert(Arc::new(c));
     }
 
     /// Changes `known` (the container `id` as the map holds it), only if `needed` says the

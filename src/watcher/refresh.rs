@@ -29,6 +29,8 @@ pub const MAX_IDS: usize = 200;
 #[derive(Debug, Default)]
 pub struct Stale {
     /// Podman's IDs (not chosen by whoever creates a container): FxHash, checked per event.
+    /// Only the first `MAX_IDS` + 1: past that the request lists every container anyway, so a
+    /// burst over thousands of containers stops hashing, looking up and copying IDs.
     containers: FxHashSet<String>,
     pods: FxHashSet<String>,
     /// Image, volume and network families to list again (whole: they are small).
@@ -61,7 +63,15 @@ impl Stale {
                 "container",
                 "create" | "init" | "start" | "restart" | "died" | "cleanup" | "health_status"
                 | "unpause",
-            ) => &mut self.containers,
+            ) => {
+                // Past `MAX_IDS` containers the next request lists them all: no need to know
+                // which.
+                if self.containers.len() > MAX_IDS {
+                    self.since.get_or_insert(now);
+                    return;
+                }
+                &mut self.containers
+            }
             ("pod", "create") => &mut self.pods,
             _ => return,
         };
@@ -195,14 +205,19 @@ mod tests {
         assert_eq!(s.take(t0 + MIN_INTERVAL).objects, ObjectKinds::default());
     }
 
-    /// Past `MAX_IDS` containers the request lists every container instead.
+    /// Past `MAX_IDS` containers the request lists every container instead (and stops
+    /// collecting IDs); the next request starts from none again.
     #[test]
     fn many_changes_list_everything() {
         let t0 = Instant::now();
         let mut s = Stale::default();
-        for i in 0..=MAX_IDS {
+        for i in 0..=MAX_IDS * 3 {
             s.note(&ev("container", "start", &format!("c{i}")), t0);
         }
+        assert_eq!(s.containers.len(), MAX_IDS + 1);
+        assert_eq!(s.due(), Some(t0 + COALESCE));
         assert_eq!(s.take(t0).containers, None);
+        s.note(&ev("container", "died", "c7"), t0);
+        assert_eq!(s.take(t0).containers, Some(vec!["c7".to_owned()]));
     }
 }

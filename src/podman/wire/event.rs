@@ -128,8 +128,10 @@ impl Event {
     pub fn attr(&self, key: &str) -> Option<&str> {
         // A dozen attributes at most on a real event: comparing lengths first rules out
         // nearly all of them without reading a byte of text.
+        let text = self.text.as_bytes();
         let (_, v) = self.attributes.iter().find(|(k, _)| {
-            k.end.saturating_sub(k.start) as usize == key.len() && self.str(*k) == key
+            k.end.saturating_sub(k.start) as usize == key.len()
+                && text.get(k.start as usize..k.end as usize) == Some(key.as_bytes())
         })?;
         Some(self.str(*v)).filter(|v| !v.is_empty())
     }
@@ -158,11 +160,24 @@ impl Event {
     /// Podman's lines, most of whose bytes are fields no one reads.
     pub(crate) fn scan_from(&mut self, text: &str) -> bool {
         self.clear();
-        let mut scan = Scanner { text, at: 0 };
+        // One look at the whole line first: with no backslash and no control character
+        // anywhere, every `"` delimits a string without escapes, and the line itself is the
+        // event's buffer (the fields are spans of it, nothing is copied field by field).
+        if u32::try_from(text.len()).is_err() || !plain_bytes(text.as_bytes()) {
+            return false;
+        }
+        self.text.push_str(text);
+        let mut scan = Scanner {
+            text,
+            at: 0,
+            sorted: true,
+        };
         if scan.event(self).is_none() || !scan.at_end() {
             return false;
         }
-        self.settle_attributes();
+        if !scan.sorted {
+            self.settle_attributes();
+        }
         true
     }
 
@@ -469,21 +484,65 @@ impl<'de> Visitor<'de> for OptionalText<'_> {
     }
 }
 
-/// A reader of the plain JSON subset Podman writes (see `Event::scan_from`). Every method
-/// answers `None` at the first byte outside that subset, whether or not it is valid JSON.
+/// A reader of the plain JSON subset Podman writes (see `Event::scan_from`), over a line that
+/// `plain_bytes` passed. Every method answers `None` at the first byte outside that subset,
+/// whether or not it is valid JSON. Strings are answered as spans of the line, which is also the
+/// event's buffer.
 struct Scanner<'t> {
     text: &'t str,
     at: usize,
+    /// The attributes read so far came sorted by key, each key once (as Go writes a map).
+    sorted: bool,
 }
 
 /// Objects nested deeper than this in a field no one reads are left to serde_json.
 const SCAN_DEPTH: usize = 8;
 
+/// Whether a line has no backslash and no control character (bytes below 0x20, JSON's
+/// whitespace included): then the scanner may read it. Podman writes its lines without either
+/// unless a string holds an escape. No early exit in a block, so that it runs a vector's width
+/// of bytes at a time.
+fn plain_bytes(bytes: &[u8]) -> bool {
+    bytes.chunks(64).all(|block| {
+        block.iter().fold(0u8, |bad, &b| {
+            bad | u8::from(b < 0x20) | u8::from(b == b'\\')
+        }) == 0
+    })
+}
+
+/// Where the first `"` in `bytes` is. The first eight bytes inline (most keys of an event are
+/// shorter: a call to a vectorised search costs more than the search), the rest vectorised.
+fn quote_at(bytes: &[u8]) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let Some(first) = bytes.first_chunk::<8>() else {
+        return bytes.iter().position(|&b| b == b'"');
+    };
+    let w = u64::from_le_bytes(*first) ^ (ONES * u64::from(b'"'));
+    // Bytes equal to zero set their high bit here; borrows can also flag bytes after a true
+    // match, never before one, so the lowest flag is exact.
+    let found = w.wrapping_sub(ONES) & !w & HIGH;
+    if found != 0 {
+        return Some(found.trailing_zeros() as usize / 8);
+    }
+    memchr::memchr(b'"', bytes.get(8..)?).map(|i| i + 8)
+}
+
+/// `a < b` for attribute keys, deciding on the first byte when it differs (it nearly always
+/// does) without a call to compare memory.
+fn key_less(a: &str, b: &str) -> bool {
+    match (a.as_bytes().first(), b.as_bytes().first()) {
+        (Some(x), Some(y)) if x != y => x < y,
+        _ => a < b,
+    }
+}
+
 impl<'t> Scanner<'t> {
-    /// The next byte after JSON whitespace.
+    /// The next byte after JSON whitespace (only spaces get this far: `plain_bytes`).
+    #[inline(always)]
     fn peek(&mut self) -> Option<u8> {
         let bytes = self.text.as_bytes();
-        while let Some(b' ' | b'\t' | b'\n' | b'\r') = bytes.get(self.at) {
+        while let Some(b' ') = bytes.get(self.at) {
             self.at += 1;
         }
         bytes.get(self.at).copied()
@@ -522,29 +581,40 @@ impl<'t> Scanner<'t> {
         Some(true)
     }
 
-    /// A string without escapes or control characters, as its contents.
-    fn string(&mut self) -> Option<&'t str> {
+    /// A string, as the span of its contents: the line has no backslash (`plain_bytes`), so
+    /// the next quote ends it and there is nothing to decode. Inlined: two dozen a line.
+    #[inline(always)]
+    fn string(&mut self) -> Option<Span> {
         self.eat(b'"')?;
         let start = self.at;
-        let end = start + string_end(self.text.as_bytes().get(start..)?)?;
-        if self.text.as_bytes().get(end) != Some(&b'"') {
-            return None;
-        }
-        self.at = end + 1;
-        // Cut at ASCII quotes of a `str`: always a character boundary.
-        self.text.get(start..end)
+        let len = quote_at(self.text.as_bytes().get(start..)?)?;
+        self.at = start + len + 1;
+        // Lines are shorter than `u32::MAX` (`scan_from`).
+        Some(Span {
+            start: u32::try_from(start).ok()?,
+            end: u32::try_from(start + len).ok()?,
+        })
+    }
+
+    /// The text of a span of the line (cut at ASCII quotes of a `str`: always a character
+    /// boundary).
+    fn str(&self, s: Span) -> Option<&'t str> {
+        self.text.get(s.start as usize..s.end as usize)
     }
 
     /// An integer in JSON's form (no fraction, no exponent, no leading zero) that fits `i64`.
     fn integer(&mut self) -> Option<i64> {
         self.peek()?;
         let bytes = self.text.as_bytes();
-        let start = self.at;
-        if bytes.get(self.at) == Some(&b'-') {
+        let negative = bytes.get(self.at) == Some(&b'-');
+        if negative {
             self.at += 1;
         }
         let digits = self.at;
-        while bytes.get(self.at).is_some_and(u8::is_ascii_digit) {
+        // Up to 19 digits cannot overflow a u64 (10^19 < 2^64); 20 or more never fit an i64.
+        let mut magnitude = 0u64;
+        while let Some(&d) = bytes.get(self.at).filter(|d| d.is_ascii_digit()) {
+            magnitude = magnitude.wrapping_mul(10).wrapping_add(u64::from(d - b'0'));
             self.at += 1;
         }
         let n = self.at - digits;
@@ -554,10 +624,10 @@ impl<'t> Scanner<'t> {
         if matches!(bytes.get(self.at), Some(b'.' | b'e' | b'E')) {
             return None;
         }
-        let magnitude = bytes.get(digits..self.at)?.iter().try_fold(0u64, |n, d| {
-            n.checked_mul(10)?.checked_add(u64::from(d - b'0'))
-        })?;
-        if digits > start {
+        if n > 19 {
+            return None;
+        }
+        if negative {
             0i64.checked_sub_unsigned(magnitude)
         } else {
             i64::try_from(magnitude).ok()
@@ -593,18 +663,19 @@ impl<'t> Scanner<'t> {
         loop {
             let key = self.string()?;
             self.eat(b':')?;
-            match key {
-                "Type" => ev.kind = ev.push(self.string()?),
-                "Action" => ev.action = ev.push(self.string()?),
+            match self.str(key)? {
+                "Type" => ev.kind = self.string()?,
+                "Action" => ev.action = self.string()?,
                 "Actor" => {
                     // A second `Actor` replaces the first, as in `decode_from`.
                     ev.id = Span::default();
                     ev.attributes.clear();
+                    self.sorted = true;
                     self.actor(ev)?;
                 }
                 "time" => ev.time = self.integer()?,
                 "timeNano" => ev.time_nano = self.integer()?,
-                "HealthStatus" => ev.health = Some(ev.push(self.string()?)),
+                "HealthStatus" => ev.health = Some(self.string()?),
                 _ => self.skip(0)?,
             }
             if !self.more()? {
@@ -620,15 +691,22 @@ impl<'t> Scanner<'t> {
         loop {
             let key = self.string()?;
             self.eat(b':')?;
-            match key {
-                "ID" => ev.id = ev.push(self.string()?),
+            match self.str(key)? {
+                "ID" => ev.id = self.string()?,
                 "Attributes" => {
                     ev.attributes.clear();
+                    self.sorted = true;
                     if self.open()? {
+                        let mut last: Option<&str> = None;
                         loop {
-                            let k = ev.push(self.string()?);
+                            let k = self.string()?;
                             self.eat(b':')?;
-                            let v = ev.push(self.string()?);
+                            let v = self.string()?;
+                            let key = self.str(k)?;
+                            if let Some(last) = last {
+                                self.sorted &= key_less(last, key);
+                            }
+                            last = Some(key);
                             ev.attributes.push((k, v));
                             if !self.more()? {
                                 break;
@@ -643,36 +721,6 @@ impl<'t> Scanner<'t> {
             }
         }
     }
-}
-
-/// Where a JSON string's contents end: the first `"`, `\\` or control character in `bytes`.
-/// Eight bytes at a time (most strings are tens of bytes); `None` if there is none.
-fn string_end(bytes: &[u8]) -> Option<usize> {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGH: u64 = 0x8080_8080_8080_8080;
-    // Bytes equal to zero, or below 0x20, set their high bit here. Borrows can also flag bytes
-    // after a true match, never before one, so the lowest flag is exact.
-    let zero = |w: u64| w.wrapping_sub(ONES) & !w & HIGH;
-    let below_space = |w: u64| w.wrapping_sub(ONES * 0x20) & !w & HIGH;
-    let mut words = bytes.chunks_exact(8);
-    let mut at = 0;
-    for word in &mut words {
-        let Ok(word) = <[u8; 8]>::try_from(word) else {
-            break;
-        };
-        let w = u64::from_le_bytes(word);
-        let found = zero(w ^ (ONES * u64::from(b'"')))
-            | zero(w ^ (ONES * u64::from(b'\\')))
-            | below_space(w);
-        if found != 0 {
-            return Some(at + found.trailing_zeros() as usize / 8);
-        }
-        at += 8;
-    }
-    let rest = words.remainder();
-    rest.iter()
-        .position(|&b| b == b'"' || b == b'\\' || b < 0x20)
-        .map(|i| at + i)
 }
 
 /// What an event's `containerExitCode` holds.
@@ -803,29 +851,32 @@ mod tests {
         );
     }
 
-    /// `string_end` finds the first quote, backslash or control character at every offset
-    /// and word position, as a plain byte search does.
+    /// `plain_bytes` refuses a backslash or a control character at every offset and block
+    /// position, as a plain byte search does; `quote_at` finds the first quote at every
+    /// offset and word position; `key_less` orders as `str` does.
     #[test]
-    fn string_end_finds_the_first_special_byte() {
-        let plain = |b: &[u8]| b.iter().position(|&c| c == b'"' || c == b'\\' || c < 0x20);
-        for len in 0..40 {
+    fn plain_bytes_finds_every_special_byte_and_keys_order_as_str() {
+        let plain = |b: &[u8]| !b.iter().any(|&c| c == b'\\' || c < 0x20);
+        for len in 0..140 {
             for at in 0..=len {
-                for special in [b'"', b'\\', 0x00, 0x1f, b'\n'] {
+                for special in [b'"', b'\\', 0x00, 0x1f, b'\n', b' ', 0x7f, 0xc3] {
                     let mut bytes: Vec<u8> =
                         (0..len).map(|i| b"a ~!\x7f\xc3\xa9#"[i % 8]).collect();
                     if at < len {
                         bytes[at] = special;
                     }
-                    // Bytes that come close: one above the control range, and after the match.
-                    bytes.push(b' ');
-                    bytes.push(0x21);
-                    bytes.push(b'"');
-                    assert_eq!(string_end(&bytes), plain(&bytes), "{bytes:?}");
+                    assert_eq!(plain_bytes(&bytes), plain(&bytes), "{bytes:?}");
+                    let quote = bytes.iter().position(|&c| c == b'"');
+                    assert_eq!(quote_at(&bytes), quote, "{bytes:?}");
                 }
             }
         }
-        assert_eq!(string_end(b""), None);
-        assert_eq!(string_end(b"abcdefghij"), None);
+        let keys = ["", "a", "ab", "b", "B", "podId", "name", "n", "\u{e9}", "z"];
+        for a in keys {
+            for b in keys {
+                assert_eq!(key_less(a, b), a < b, "{a:?} {b:?}");
+            }
+        }
     }
 
     /// A key given twice counts with its last value, in attributes too, and attributes come
