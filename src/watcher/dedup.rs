@@ -6,7 +6,7 @@
 //! "seen before?". When it cannot tell (an event older than what it still remembers), it answers
 //! "seen": a counter may miss an event Podman wrote very late, but never counts one twice.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeSet, VecDeque};
 use std::hash::{BuildHasher, Hash, Hasher};
 
 use rustc_hash::FxHasher;
@@ -35,10 +35,15 @@ pub const DEFAULT_MAX_KEYS: usize = 100_000;
 /// The keys are kept sorted in a ring: Podman writes events in time order (give or take a few
 /// out of order), so a new key nearly always goes at the back, found by one comparison, and
 /// the oldest leave at the front; an earlier key is found by a binary search. A tree of 100,000
-/// keys cost several times as much per event.
+/// keys cost several times as much per event. A key that belongs further than `NEAR_BACK`
+/// places from the back goes into a tree beside the ring instead: inserting it into the ring
+/// would move up to half of it (800 KB at the cap), which a Podman sending times out of order on
+/// purpose could make every event pay.
 #[derive(Debug, Clone)]
 pub struct Dedup {
     keys: VecDeque<(i64, u64)>,
+    /// Keys that came far out of time order (see above); each is older than the ring's newest.
+    late: BTreeSet<(i64, u64)>,
     seed: usize,
     /// Podman's time of the newest event seen, but never later than this machine's clock was
     /// then: an event stamped years ahead must not make every later event look too old, nor the
@@ -56,6 +61,10 @@ fn random_seed() -> usize {
     std::collections::hash_map::RandomState::new().hash_one(0u8) as usize
 }
 
+/// How far from the ring's back a late key is still inserted into the ring (moving at most this
+/// many keys); later ones go into the tree.
+const NEAR_BACK: usize = 64;
+
 impl Default for Dedup {
     fn default() -> Self {
         Self::new(DEFAULT_WINDOW_NANOS, DEFAULT_MAX_KEYS)
@@ -66,6 +75,7 @@ impl Dedup {
     pub fn new(window_nanos: i64, max_keys: usize) -> Self {
         Self {
             keys: VecDeque::new(),
+            late: BTreeSet::new(),
             seed: random_seed(),
             newest: i64::MIN,
             horizon: i64::MIN,
@@ -103,11 +113,17 @@ impl Dedup {
         let mut hasher = FxHasher::with_seed(self.seed);
         (ev.id(), ev.action()).hash(&mut hasher);
         let key = (t, hasher.finish());
+        // Every key in `late` is older than the ring's newest, so a key past the back is new.
         match self.keys.back() {
             Some(last) if *last >= key => match self.keys.binary_search(&key) {
                 Ok(_) => return false,
                 // Out of time order: a few places from the back, as Podman writes late events.
-                Err(at) => self.keys.insert(at, key),
+                Err(at) if self.keys.len() - at <= NEAR_BACK => self.keys.insert(at, key),
+                Err(_) => {
+                    if !self.late.insert(key) {
+                        return false;
+                    }
+                }
             },
             _ => self.keys.push_back(key),
         }
@@ -116,20 +132,28 @@ impl Dedup {
             self.newest = t;
             self.horizon = self.horizon.max(t.saturating_sub(self.window));
         }
-        // Keys are ordered by time first: drop the expired prefix, then the oldest past the cap.
-        while let Some(&(first, _)) = self.keys.front() {
-            if first >= self.horizon && self.keys.len() <= self.max_keys {
+        // Keys are ordered by time first: drop the expired oldest, then the oldest past the cap,
+        // whether in the ring or the tree.
+        loop {
+            let (front, first_late) = (self.keys.front().copied(), self.late.first().copied());
+            let Some(oldest) = front.into_iter().chain(first_late).min() else {
+                break;
+            };
+            if oldest.0 >= self.horizon && self.len() <= self.max_keys {
                 break;
             }
-            self.keys.pop_front();
-            self.horizon = self.horizon.max(first);
+            if first_late == Some(oldest) {
+                self.late.pop_first();
+            } else {
+                self.keys.pop_front();
+            }
+            self.horizon = self.horizon.max(oldest.0);
         }
         true
     }
 
-    #[cfg(test)]
-    pub fn len(&self) -> usize {
-        self.keys.len()
+    fn len(&self) -> usize {
+        self.keys.len() + self.late.len()
     }
 }
 
@@ -270,6 +294,74 @@ mod tests {
             assert_eq!(fresh, seen.insert((t, id)), "{t} {id}");
         }
         assert_eq!(d.len(), seen.len());
+        assert!(
+            !d.late.is_empty() && d.keys.len() > d.late.len(),
+            "both the ring and the tree were used: {} and {}",
+            d.keys.len(),
+            d.late.len()
+        );
+    }
+
+    /// With a small cap and window and events far out of order (a Podman sending times back and
+    /// forth), every answer and what is remembered equal one sorted set that drops its oldest
+    /// keys (the tree the ring replaced), and the ring stays sorted.
+    #[test]
+    fn a_ring_with_a_tree_beside_answers_as_one_sorted_set() {
+        struct Model {
+            keys: BTreeSet<(i64, u64)>,
+            newest: i64,
+            horizon: i64,
+        }
+        const WINDOW: i64 = 3_000;
+        const CAP: usize = 500;
+        let mut d = Dedup::new(WINDOW, CAP);
+        let mut m = Model {
+            keys: BTreeSet::new(),
+            newest: i64::MIN,
+            horizon: i64::MIN,
+        };
+        let mut x: u64 = 99;
+        for i in 0..30_000i64 {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            // Zig-zag: every other event up to 2,000 ns back, some repeats of recent ones.
+            let t = NOW + i
+                - if i % 2 == 0 {
+                    ((x >> 33) % 2_000) as i64
+                } else {
+                    0
+                };
+            let id = ["a", "b", "c", "d"][((x >> 20) % 4) as usize];
+            let e = ev(t, id, "start");
+            let got = d.first_time(&e, NOW + 1_000_000);
+            let mut h = FxHasher::with_seed(d.seed);
+            (e.id(), e.action()).hash(&mut h);
+            let key = (t, h.finish());
+            let want = if t < m.horizon || !m.keys.insert(key) {
+                false
+            } else {
+                if t > m.newest {
+                    m.newest = t;
+                    m.horizon = m.horizon.max(t - WINDOW);
+                }
+                while let Some(&first) = m.keys.first() {
+                    if first.0 >= m.horizon && m.keys.len() <= CAP {
+                        break;
+                    }
+                    m.keys.pop_first();
+                    m.horizon = m.horizon.max(first.0);
+                }
+                true
+            };
+            assert_eq!(got, want, "event {i} at {t} {id}");
+            assert_eq!(d.len(), m.keys.len(), "event {i}");
+        }
+        let mut all: Vec<_> = d.keys.iter().chain(&d.late).copied().collect();
+        assert!(d.keys.iter().zip(d.keys.iter().skip(1)).all(|(a, b)| a < b));
+        all.sort_unstable();
+        assert_eq!(all, m.keys.into_iter().collect::<Vec<_>>());
+        assert!(!d.late.is_empty(), "the tree was used");
     }
 
     /// Events without `time`/`timeNano` never collapse into one key.

@@ -32,6 +32,13 @@ pub struct Stale {
     /// Only the first `MAX_IDS` + 1: past that the request lists every container anyway, so a
     /// burst over thousands of containers stops hashing, looking up and copying IDs.
     containers: FxHashSet<String>,
+    /// Containers with a `health_status` since the last refresh: listed once more a
+    /// `MIN_INTERVAL` after it. Before Podman 4.7 the event's `HealthStatus` is the status
+    /// before the check, and the check's result is written to the container's health log just
+    /// after the event; a refresh that lists the container in between (100 ms after the event,
+    /// on a loaded machine) still reads the old status, and nothing else would correct it until
+    /// the next check. Its size is bounded like `containers`.
+    health_checked: FxHashSet<String>,
     pods: FxHashSet<String>,
     /// Image, volume and network families to list again (whole: they are small).
     objects: ObjectKinds,
@@ -70,6 +77,12 @@ impl Stale {
                     self.since.get_or_insert(now);
                     return;
                 }
+                if ev.action() == "health_status"
+                    && self.health_checked.len() <= MAX_IDS
+                    && !self.health_checked.contains(id)
+                {
+                    self.health_checked.insert(id.to_owned());
+                }
                 &mut self.containers
             }
             ("pod", "create") => &mut self.pods,
@@ -107,11 +120,17 @@ impl Stale {
         Some((since + COALESCE).max(paced))
     }
 
-    /// Takes what is stale as one request, and starts the pacing from `now`.
+    /// Takes what is stale as one request, and starts the pacing from `now`. Containers whose
+    /// health was checked since the last request are stale again at once (so listed again a
+    /// `MIN_INTERVAL` later, see `health_checked`).
     pub fn take(&mut self, now: Instant) -> Request {
         self.since = None;
         self.last_sent = Some(now);
         let containers: Vec<String> = self.containers.drain().collect();
+        if !self.health_checked.is_empty() {
+            self.containers.extend(self.health_checked.drain());
+            self.since = Some(now);
+        }
         Request {
             containers: (containers.len() <= MAX_IDS).then_some(containers),
             pods: self.pods.drain().collect(),
@@ -203,6 +222,25 @@ mod tests {
         s.note(&ev("network", "create", "n1"), t0);
         assert!(s.take(t0 + MIN_INTERVAL).objects.networks);
         assert_eq!(s.take(t0 + MIN_INTERVAL).objects, ObjectKinds::default());
+    }
+
+    /// A container whose health was checked is listed in the next request and once more a
+    /// `MIN_INTERVAL` later (Podman before 4.7 writes the check's result just after its event);
+    /// then nothing more is due.
+    #[test]
+    fn a_health_check_is_listed_twice() {
+        let t0 = Instant::now();
+        let mut s = Stale::default();
+        s.note(&ev("container", "health_status", "h"), t0);
+        s.note(&ev("container", "start", "s"), t0);
+        assert_eq!(s.due(), Some(t0 + COALESCE));
+        let mut first = s.take(t0 + COALESCE).containers.unwrap();
+        first.sort();
+        assert_eq!(first, vec!["h".to_owned(), "s".to_owned()]);
+        assert_eq!(s.due(), Some(t0 + COALESCE + MIN_INTERVAL));
+        let again = s.take(t0 + COALESCE + MIN_INTERVAL);
+        assert_eq!(again.containers, Some(vec!["h".to_owned()]));
+        assert_eq!(s.due(), None);
     }
 
     /// Past `MAX_IDS` containers the request lists every container instead (and stops
