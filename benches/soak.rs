@@ -204,6 +204,17 @@ fn main() {
         status_kib(pid, "RssAnon:"),
         status_kib(pid, "RssFile:"),
     );
+    // SIGTERM first, so a profiler run through SEALWATCH_SOAK_BIN (valgrind's massif, heaptrack)
+    // writes its report; SIGKILL if it has not exited within 30 s.
+    // SAFETY: kill only sends a signal to the child we started.
+    unsafe { libc::kill(pid as libc::pid_t, libc::SIGTERM) };
+    let stop = Instant::now();
+    while stop.elapsed() < Duration::from_secs(30) {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
     let _ = child.kill();
     let _ = child.wait();
 }

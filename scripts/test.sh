@@ -26,6 +26,7 @@ if [ "${#missing[@]}" -gt 0 ]; then
     echo "test.sh: installing ${missing[*]} (apt-get)"
     apt-get update -q
     DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
+    apt-get clean
 fi
 # Debian starts prometheus as a service on install; the tests run their own on free ports.
 if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
@@ -56,11 +57,24 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# The whole run writes about 5 GB (the test and fuzz builds, the static binary, the Podman roots
+# and the guest image in /var/cache/sealwatch); say how much there is, so that a run that fails
+# for want of disk says why up front.
+disk() {
+    df -h --output=target,avail,size . "${SEALWATCH_PODMAN_CACHE:-/var/cache}" 2>/dev/null | awk '!seen[$0]++' >&2 || true
+}
+disk
+free_kb=$(df -Pk . | awk 'NR==2 {print $4}')
+if [ "${free_kb:-0}" -lt $((6 * 1024 * 1024)) ]; then
+    echo "test.sh: WARNING: only $((free_kb / 1024)) MB free here; the run needs about 5 GB" >&2
+fi
+
 # step CMD...: runs CMD and says how long it took, so a slow CI run shows where its time went.
 step() {
     local t0=$SECONDS status=0
     "$@" || status=$?
     echo "test.sh: \`$*\` took $((SECONDS - t0)) s$([ "$status" -eq 0 ] || echo ", FAILED (exit $status)")" >&2
+    [ "$status" -eq 0 ] || disk
     return "$status"
 }
 
