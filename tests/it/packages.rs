@@ -10,8 +10,9 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Mutex, OnceLock};
+use std::time::Duration;
 
-use crate::support::process::{assert_success, run_tool};
+use crate::support::process::{assert_success, run_bounded, run_tool};
 use crate::support::unit_file::assert_systemd_verifies;
 
 fn repo() -> &'static Path {
@@ -49,12 +50,13 @@ fn packages() -> &'static Built {
     BUILT.get_or_init(|| {
         let dir = tempfile::tempdir().unwrap();
         let script = repo().join("scripts/package.sh");
-        let out = Command::new(&script)
-            .arg(dir.path())
+        let mut cmd = Command::new(&script);
+        cmd.arg(dir.path())
             .env("SEALWATCH_BINARY", crate::image::static_binary())
-            .current_dir(repo())
-            .output()
-            .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
+            .current_dir(repo());
+        // Bounded, so that a hung packaging tool fails the test rather than the whole run.
+        let out = run_bounded(cmd, Duration::from_secs(300))
+            .unwrap_or_else(|e| panic!("scripts/package.sh: {e}"));
         let stdout = assert_success("scripts/package.sh", &out);
         let paths: Vec<PathBuf> = stdout.lines().map(PathBuf::from).collect();
         assert_eq!(paths.len(), 2, "package.sh prints two paths: {stdout}");
@@ -109,11 +111,10 @@ fn assert_env_file_values_accepted(bin: &str, text: &str) {
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
         .collect();
     assert!(vars.len() >= 4, "too few example variables: {vars:?}");
-    let out = Command::new(bin)
-        .arg("healthcheck")
-        .envs(vars.iter().map(|(k, v)| (k, v)))
-        .output()
-        .unwrap();
+    let mut cmd = Command::new(bin);
+    cmd.arg("healthcheck")
+        .envs(vars.iter().map(|(k, v)| (k, v)));
+    let out = run_bounded(cmd, Duration::from_secs(60)).unwrap_or_else(|e| panic!("{e}"));
     assert!(
         matches!(out.status.code(), Some(0) | Some(1)),
         "sealwatch rejects the environment file's examples {vars:?}: {}",
@@ -167,11 +168,11 @@ fn deb_installs_verifies_runs_and_purges() {
     );
 
     let deb = built.deb.to_str().unwrap();
-    let out = Command::new("apt-get")
-        .args(["install", "-y", "--no-install-recommends", deb])
-        .env("DEBIAN_FRONTEND", "noninteractive")
-        .output()
-        .expect("run apt-get (Debian's apt package)");
+    let mut cmd = Command::new("apt-get");
+    cmd.args(["install", "-y", "--no-install-recommends", deb])
+        .env("DEBIAN_FRONTEND", "noninteractive");
+    let out = run_bounded(cmd, Duration::from_secs(300))
+        .unwrap_or_else(|e| panic!("apt-get (Debian's apt package): {e}"));
     assert_success(&format!("apt-get install -y {deb}"), &out);
     let cleanup = Purge;
 
@@ -213,13 +214,17 @@ struct Purge;
 
 impl Drop for Purge {
     fn drop(&mut self) {
-        let out = Command::new("apt-get")
-            .args(["remove", "--purge", "-y", "sealwatch"])
-            .env("DEBIAN_FRONTEND", "noninteractive")
-            .output()
-            .expect("run apt-get");
-        if !std::thread::panicking() {
-            assert_success("apt-get remove --purge -y sealwatch", &out);
+        let mut cmd = Command::new("apt-get");
+        cmd.args(["remove", "--purge", "-y", "sealwatch"])
+            .env("DEBIAN_FRONTEND", "noninteractive");
+        // A second panic while one unwinds would abort the test binary: then only say so.
+        match run_bounded(cmd, Duration::from_secs(300)) {
+            Ok(out) if !std::thread::panicking() => {
+                assert_success("apt-get remove --purge -y sealwatch", &out);
+            }
+            Err(e) if !std::thread::panicking() => panic!("apt-get remove: {e}"),
+            Err(e) => eprintln!("apt-get remove: {e}"),
+            Ok(_) => {}
         }
     }
 }
