@@ -244,6 +244,10 @@ struct Row {
     /// Nothing kept: the first scrape, or the first after a resync.
     cold: Stats,
     cold_gz: Stats,
+    /// After a resync that listed every container as the inventory had it (a reconnect to an
+    /// engine where nothing changed meanwhile).
+    resynced: Stats,
+    resynced_gz: Stats,
     series: usize,
     text_bytes: usize,
     gz_bytes: usize,
@@ -294,6 +298,23 @@ fn run_size(containers: usize, pods: usize) -> Row {
             },
         )
     };
+    let churn_text = measure_after(&mut churn, || {
+        black_box(scrape(&metrics, false, false));
+    });
+    let churn_gz = measure_after(&mut churn, || {
+        black_box(scrape(&metrics, true, true));
+    });
+    let mut resync = || {
+        let (cs, ps) = lists(containers, pods);
+        inv.resync(cs, ps, i64::MIN);
+        publisher.publish(&status, &inv);
+    };
+    let resynced = measure_after(&mut resync, || {
+        black_box(scrape(&metrics, false, false));
+    });
+    let resynced_gz = measure_after(&mut resync, || {
+        black_box(scrape(&metrics, true, true));
+    });
     Row {
         containers,
         pods,
@@ -309,14 +330,12 @@ fn run_size(containers: usize, pods: usize) -> Row {
         om_gz: measure(|| {
             black_box(scrape(&metrics, true, true));
         }),
-        churn: measure_after(&mut churn, || {
-            black_box(scrape(&metrics, false, false));
-        }),
-        churn_gz: measure_after(&mut churn, || {
-            black_box(scrape(&metrics, true, true));
-        }),
+        churn: churn_text,
+        churn_gz,
         cold: cold(false, false),
         cold_gz: cold(true, true),
+        resynced,
+        resynced_gz,
         series: text.lines().filter(|l| !l.starts_with('#')).count(),
         text_bytes: text.len(),
         gz_bytes: gz.len(),
@@ -373,11 +392,12 @@ fn main() {
     );
     println!(
         "(unchanged: the same snapshot as the last scrape; 1% changed: events for 1% of the \
-         containers since the last scrape; cold: nothing kept, as the first scrape)"
+         containers since the last scrape; cold: nothing kept, as the first scrape; resync: \
+         after a reconnect whose lists showed every container as the inventory had it)"
     );
     println!();
     println!(
-        "{:>10} {:>6} {:>8} | {:>8} {:>8} {:>8} | {:>8} {:>8} | {:>8} {:>8} | {:>8} {:>8} | {:>8} {:>8} | {:>8} {:>8} | {:>8} {:>8}",
+        "{:>10} {:>6} {:>8} | {:>8} {:>8} {:>8} | {:>8} {:>8} | {:>8} {:>8} | {:>8} {:>8} | {:>8} {:>8} | {:>8} {:>8} | {:>8} {:>8} | {:>8} {:>8}",
         "containers",
         "pods",
         "series",
@@ -394,6 +414,8 @@ fn main() {
         "OM+gz",
         "cold",
         "OM+gz",
+        "resync",
+        "OM+gz",
         "text KiB",
         "gz KiB"
     );
@@ -401,7 +423,7 @@ fn main() {
     for (c, p) in [(100, 10), (1_000, 100), (10_000, 1_000), (100, 1_000)] {
         let r = run_size(c, p);
         println!(
-            "{:>10} {:>6} {:>8} | {} {} {} | {} {} | {} {} | {} {} | {} {} | {} {} | {} {}",
+            "{:>10} {:>6} {:>8} | {} {} {} | {} {} | {} {} | {} {} | {} {} | {} {} | {} {} | {} {}",
             r.containers,
             r.pods,
             r.series,
@@ -418,6 +440,8 @@ fn main() {
             ms(r.churn_gz.cpu_median),
             ms(r.cold.cpu_median),
             ms(r.cold_gz.cpu_median),
+            ms(r.resynced.cpu_median),
+            ms(r.resynced_gz.cpu_median),
             kib(r.text_bytes),
             kib(r.gz_bytes),
         );

@@ -19,10 +19,10 @@ printf '%-62s %12s %9s %9s\n' "ingest" "events/CPU s" "us/event" "vs owned"
 grep -E '^(reference|sealwatch:|ingest,)' "$out/bench-ingest.txt"
 echo
 echo "render (ms CPU per scrape, median; see $out/bench-render.txt for p90 and wall):"
-printf '%10s %6s %8s | %8s %8s %8s %8s | %8s %8s | %8s %8s\n' containers pods series \
-    text OM text+gz OM+gz "1%: text" OM+gz cold OM+gz
+printf '%10s %6s %8s | %8s %8s %8s %8s | %8s %8s | %8s %8s | %8s %8s\n' containers pods series \
+    text OM text+gz OM+gz "1%: text" OM+gz cold OM+gz resync OM+gz
 awk '/^ +[0-9]+ +[0-9]+ +[0-9]+ \|/ {
-    printf "%10s %6s %8s | %8s %8s %8s %8s | %8s %8s | %8s %8s\n",
-        $1, $2, $3, $5, $9, $12, $15, $18, $19, $21, $22 }' \
+    printf "%10s %6s %8s | %8s %8s %8s %8s | %8s %8s | %8s %8s | %8s %8s\n",
+        $1, $2, $3, $5, $9, $12, $15, $18, $19, $21, $22, $24, $25 }' \
     "$out/bench-render.txt"
 grep -E '^(Inventory|apply)' "$out/bench-render.txt" || true

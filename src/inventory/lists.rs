@@ -22,30 +22,52 @@ impl Inventory {
         // An empty list says nothing about the Podman; `set_podman_version` decides too.
         self.podman_counts_restarts |= containers.iter().any(|c| c.restarts.is_some());
         let mut fresh = super::ContainerMap::default();
+        let mut kept = 0;
         for lc in containers {
             let old = self.containers.get(lc.id.as_str());
             let (restarts, awaiting_restart) =
                 old.map_or((0, false), |o| (o.restarts, o.awaiting_restart));
             if !lc.pod.is_empty() && !lc.pod_name.is_empty() {
-                self.pod_names
-                    .insert(Arc::from(lc.pod.as_str()), Arc::from(lc.pod_name.as_str()));
+                name_pod(&mut self.pod_names, &lc.pod, &lc.pod_name);
             }
             let c = container_from_list(lc, restarts, awaiting_restart);
             for (k, v) in c.labels.iter() {
                 self.labels.admit(k, v);
             }
-            fresh.insert(Arc::new(c));
+            // A container listed as the inventory already has it keeps its record, the same
+            // allocation: the scrape's kept text of it stays valid (metrics::containers compares
+            // records by pointer), and the old record is not freed for a copy.
+            match old {
+                Some(o) if **o == c => {
+                    kept += 1;
+                    fresh.insert(o.clone());
+                }
+                _ => fresh.insert(Arc::new(c)),
+            }
         }
-        self.containers = fresh;
+        // Every record kept and none gone: the map itself stays, so the first scrape after a
+        // reconnect to an engine where nothing changed costs what an unchanged scrape does.
+        if !(kept == fresh.len() && kept == self.containers.len()) {
+            self.containers = fresh;
+        }
 
         let mut fresh_pods = super::FxMap::default();
+        let mut kept = 0;
         for lp in pods {
-            self.pod_names
-                .insert(Arc::from(lp.id.as_str()), Arc::from(lp.name.as_str()));
+            name_pod(&mut self.pod_names, &lp.id, &lp.name);
             let pod = pod_from_list(lp);
-            fresh_pods.insert(Arc::from(pod.id.as_str()), Arc::new(pod));
+            let pod = match self.pods.get(pod.id.as_str()) {
+                Some(o) if **o == pod => {
+                    kept += 1;
+                    o.clone()
+                }
+                _ => Arc::new(pod),
+            };
+            fresh_pods.insert(Arc::from(pod.id.as_str()), pod);
         }
-        self.pods = fresh_pods;
+        if !(kept == fresh_pods.len() && kept == self.pods.len()) {
+            self.pods = fresh_pods;
+        }
     }
 
     /// Fills in, from lists filtered to recently changed objects, the fields that events do
@@ -97,6 +119,14 @@ fn parse_created(v: &serde_json::Value) -> Option<i64> {
             .filter(|t| *t > 0),
         serde_json::Value::Number(n) => n.as_i64().and_then(list_time),
         _ => None,
+    }
+}
+
+/// Records a pod's name; a name already held is not written again, so the map stays the same
+/// allocation (`Inventory::same_pod_names`) through a resync that changed nothing.
+fn name_pod(names: &mut super::FxMap<Arc<str>, Arc<str>>, id: &str, name: &str) {
+    if names.get(id).map(|n| &**n) != Some(name) {
+        names.insert(Arc::from(id), Arc::from(name));
     }
 }
 
@@ -250,6 +280,77 @@ mod tests {
         old.apply(&container_event(5, "died", "c1"));
         old.apply(&container_event(6, "start", "c1"));
         assert_eq!(old.container("c1").unwrap().restarts, 1);
+    }
+
+    /// A resync that lists a container or pod exactly as the inventory has it keeps its record
+    /// (the same allocation, which the scrape's kept text is keyed by); one that differs gets a
+    /// new record.
+    #[test]
+    fn a_resync_keeps_the_records_it_lists_unchanged() {
+        let mut inv = inventory();
+        let t = 1_795_000_200_000_000_000;
+        let pod = || -> ListPod {
+            serde_json::from_value(serde_json::json!({
+                "Id": "p1", "Name": "shop", "Labels": {"team": "a"}, "InfraId": "i1", "Created": "2026-11-29T18:00:00Z"
+            }))
+            .unwrap()
+        };
+        let lists = || {
+            vec![
+                listed("c1", "running", 42, serde_json::json!({})),
+                listed("c2", "running", 43, serde_json::json!({})),
+            ]
+        };
+        inv.resync(lists(), vec![pod()], t);
+        let (c1, c2, p1) = (
+            inv.container("c1").unwrap().clone(),
+            inv.container("c2").unwrap().clone(),
+            inv.pod("p1").unwrap().clone(),
+        );
+        let same = inv.clone();
+        inv.resync(lists(), vec![pod()], t + 1);
+        assert!(
+            inv.same_containers(&same) && inv.same_pods_and_labels(&same),
+            "nothing changed: the very maps are kept"
+        );
+        let mut relisted = lists();
+        relisted[1].pid = 44;
+        inv.resync(relisted, vec![pod()], t + 1);
+        assert!(!inv.same_containers(&same), "one changed: a new map");
+        assert!(
+            inv.same_pods_and_labels(&same),
+            "pods and their names unchanged"
+        );
+        assert!(
+            Arc::ptr_eq(inv.container("c1").unwrap(), &c1),
+            "unchanged: kept"
+        );
+        assert!(
+            Arc::ptr_eq(inv.pod("p1").unwrap(), &p1),
+            "unchanged pod: kept"
+        );
+        let c2_new = inv.container("c2").unwrap().clone();
+        assert!(!Arc::ptr_eq(&c2_new, &c2), "changed: a new record");
+        assert_eq!(c2_new.pid, Some(44));
+
+        // A record events moved (a restart: its start time and count) is replaced by the listed
+        // one, which keeps the count.
+        inv.apply(&container_event(t + 2, "died", "c1"));
+        inv.apply(&container_event(t + 3, "start", "c1"));
+        let moved = inv.container("c1").unwrap().clone();
+        assert_eq!(moved.restarts, 1);
+        inv.resync(lists(), vec![pod()], t + 4);
+        let c1_now = inv.container("c1").unwrap();
+        assert!(!Arc::ptr_eq(c1_now, &moved));
+        assert_eq!(c1_now.restarts, 1, "the count survives the new record");
+
+        // Every listed record kept, but one container no longer listed: it is gone.
+        inv.resync(
+            vec![listed("c1", "running", 42, serde_json::json!({}))],
+            vec![pod()],
+            t + 5,
+        );
+        assert!(inv.container("c1").is_some() && inv.container("c2").is_none());
     }
 
     /// A pod created while sealwatch runs gets its labels from the refresh.

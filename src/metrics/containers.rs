@@ -282,8 +282,9 @@ impl EngineCache {
         }
         self.inv = Some(inv.clone());
         drop(prev);
-        // After a resync every record is new: the old ones and their text, freed just now, lie
-        // between live blocks, and glibc would keep them resident.
+        // After a resync that replaced many records (those it listed as they were it keeps), the
+        // old ones and their text, freed just now, lie between live blocks, and glibc would keep
+        // them resident.
         if turnover >= TRIM_AFTER_GONE {
             crate::allocator::trim();
         }

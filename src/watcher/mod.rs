@@ -278,7 +278,7 @@ impl Watcher {
         self.status.reason = None;
         self.publish();
         if self.ingest.inventory.container_count() >= TRIM_AFTER_RESYNC_OF {
-            // The replaced records and the list bodies are free now, scattered through the heap:
+            // The list bodies and the replaced records are free now, scattered through the heap:
             // give their pages back, off the async workers (see `allocator::trim`).
             tokio::task::spawn_blocking(crate::allocator::trim);
         }
