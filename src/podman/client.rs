@@ -411,6 +411,9 @@ impl Client {
     }
 }
 
+/// The most hyper reads from Podman at once (see `handshake`).
+const READ_BUFFER: usize = 64 * 1024;
+
 async fn handshake<T>(
     io: TokioIo<T>,
     path: &str,
@@ -418,7 +421,13 @@ async fn handshake<T>(
 where
     T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
 {
-    let (sender, conn) = hyper::client::conn::http1::handshake(io)
+    // hyper's read buffer grows to about 400 KiB while a burst fills it (the replay after a
+    // reconnect, a large list) and keeps that size for the connection's life, which for the
+    // event stream is the process's: 64 KiB reads cost no measurable ingest CPU (the ingest
+    // bench's 64 KiB chunks are its cheapest way in) and keep a few hundred KiB less resident.
+    let (sender, conn) = hyper::client::conn::http1::Builder::new()
+        .max_buf_size(READ_BUFFER)
+        .handshake(io)
         .await
         .map_err(|source| ClientError::Http {
             path: path.to_owned(),
