@@ -139,6 +139,17 @@ impl<K: std::hash::Hash + Eq + Clone> CounterMap<K> {
         }
     }
 
+    /// The same index and the very same chunks of counts (see `Counters::ptr_eq`).
+    pub fn ptr_eq(&self, other: &Self) -> bool {
+        self.slots.ptr_eq(&other.slots)
+            && self.chunks.len() == other.chunks.len()
+            && self
+                .chunks
+                .iter()
+                .zip(&other.chunks)
+                .all(|(a, b)| Arc::ptr_eq(a, b))
+    }
+
     fn count(&self, slot: usize) -> Option<&u64> {
         self.chunks.get(slot / CHUNK)?.get(slot % CHUNK)
     }
@@ -190,6 +201,22 @@ impl<K: std::hash::Hash + Eq + Clone> CounterMap<K> {
             }
         }
         *self = kept;
+    }
+}
+
+impl Counters {
+    /// Whether `other` holds these very counts (pointer comparisons only; `false` says nothing
+    /// about equality): a count that moved since was copied first, as long as one of the two
+    /// is held by someone else (a snapshot, or a scrape's cache).
+    pub fn ptr_eq(&self, other: &Counters) -> bool {
+        self.events.ptr_eq(&other.events)
+            && self
+                .pod_container_events
+                .ptr_eq(&other.pod_container_events)
+            && self
+                .label_container_events
+                .ptr_eq(&other.label_container_events)
+            && self.container_exits.ptr_eq(&other.container_exits)
     }
 }
 

@@ -116,6 +116,14 @@ pub struct Lifecycle {
 }
 
 impl Lifecycle {
+    /// Whether `other` holds these very histograms (pointer comparisons only, as
+    /// `Counters::ptr_eq`).
+    pub fn ptr_eq(&self, other: &Lifecycle) -> bool {
+        self.run_durations.ptr_eq(&other.run_durations)
+            && self.startup_to_healthy.ptr_eq(&other.startup_to_healthy)
+            && self.label_run_durations.ptr_eq(&other.label_run_durations)
+    }
+
     /// The histograms, without the runs in progress (what a published snapshot needs: O(1)).
     pub fn for_readers(&self) -> Self {
         Self {

@@ -74,6 +74,14 @@ pub struct Inventory {
     gone: GoneSince,
 }
 
+/// See `Inventory::counts_held`.
+#[derive(Debug, Clone)]
+pub struct CountsHeld {
+    counters: Counters,
+    lifecycle: Lifecycle,
+    pod_names: FxMap<Arc<str>, Arc<str>>,
+}
+
 impl Inventory {
     pub fn new(labels: LabelPolicy) -> Self {
         Self {
@@ -166,6 +174,25 @@ impl Inventory {
     /// The name of a pod by ID, also for pods that are gone, if it was ever seen.
     pub fn known_pod_name(&self, pod_id: &str) -> Option<&str> {
         self.pod_names.get(pod_id).map(|n| &**n)
+    }
+
+    /// What the event counter and lifecycle families are written from (the counts, the
+    /// histograms and the pod names), held by a scrape's cache to tell with `same_counts`
+    /// whether a later snapshot has the very same.
+    pub fn counts_held(&self) -> CountsHeld {
+        CountsHeld {
+            counters: self.counters.clone(),
+            lifecycle: self.lifecycle.for_readers(),
+            pod_names: self.pod_names.clone(),
+        }
+    }
+
+    /// Whether this snapshot has the very counts, histograms and pod names `held` holds
+    /// (pointer comparisons only; holding them makes every later change a copy).
+    pub fn same_counts(&self, held: &CountsHeld) -> bool {
+        self.counters.ptr_eq(&held.counters)
+            && self.lifecycle.ptr_eq(&held.lifecycle)
+            && self.pod_names.ptr_eq(&held.pod_names)
     }
 
     pub fn counters(&self) -> &Counters {

@@ -118,6 +118,12 @@ impl Body {
         }
     }
 
+    /// The kept segments' addresses, in order (tests tell reuse by them).
+    #[cfg(test)]
+    pub fn kept_segments(&self) -> Vec<*const Segment> {
+        self.kept.iter().map(|(_, s)| Arc::as_ptr(s)).collect()
+    }
+
     /// Length of the whole text in bytes.
     pub fn len(&self) -> usize {
         self.text.len() + self.kept.iter().map(|(_, s)| s.text.len()).sum::<usize>()

@@ -1,7 +1,8 @@
 //! `/metrics`: every family of the contract, rendered at scrape time from the published snapshots.
 //!
 //! Owns one render: one scrape's snapshots -> engine families -> event counters -> lifecycle
-//! histograms -> the exporter's own registry -> container families (resource families included)
+//! histograms (kept between scrapes while nothing was counted: `counts`) -> the exporter's own
+//! registry -> container families (resource families included)
 //! -> pod resource families -> image, volume, network and component families -> `# EOF`.
 //! Resource samples are reused, or taken here on the scrape's blocking thread when none is fresh; each scrape also schedules the
 //! next sample just before the next scrape is expected (`resources::prefetch`). The families
@@ -13,6 +14,7 @@
 
 mod body;
 mod containers;
+mod counts;
 mod engines;
 mod events;
 mod exposition;
@@ -52,6 +54,8 @@ pub struct Metrics {
     prefetch: Option<(Mutex<Cadence>, Duration, Prefetcher)>,
     /// The container families' text kept from the last scrape.
     kept: containers::Cache,
+    /// The event counter and lifecycle families' text kept from the last scrape.
+    kept_counts: counts::Cache,
 }
 
 impl Metrics {
@@ -78,6 +82,7 @@ impl Metrics {
             last_len: AtomicUsize::new(0),
             prefetch,
             kept: containers::Cache::default(),
+            kept_counts: counts::Cache::default(),
         }
     }
 
@@ -109,8 +114,8 @@ impl Metrics {
         let mut body = Body::new(String::with_capacity((last + last / 8).max(64 * 1024)));
         let out = body.text_mut();
         engines::write(&mut exposition::Exposition::new(out, openmetrics), &views);
-        events::write(&mut exposition::Exposition::new(out, openmetrics), &views);
-        lifecycle::write(&mut exposition::Exposition::new(out, openmetrics), &views);
+        counts::write(&mut body, openmetrics, &self.kept_counts, &views);
+        let out = body.text_mut();
         if openmetrics {
             prometheus_client::encoding::text::encode_registry(out, &self.own)?;
         } else {

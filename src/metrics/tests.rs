@@ -224,8 +224,8 @@ impl Driver {
 
 /// The text kept between scrapes never differs from a fresh render of the same snapshot: after
 /// no change, changed and new and removed containers, a pod whose name became known after its
-/// containers, newly admitted label keys and values, and health changes; and the scrape body's
-/// chunks and its stitched gzip carry exactly that text.
+/// containers, newly admitted label keys and values, health changes, an event only counted and a
+/// retention sweep; and the scrape body's chunks and its stitched gzip carry exactly that text.
 #[test]
 fn kept_text_equals_a_fresh_render_after_every_kind_of_change() {
     use serde_json::json;
@@ -311,6 +311,13 @@ fn kept_text_equals_a_fresh_render_after_every_kind_of_change() {
                 d.ev("container", "health_status", &Driver::id(i), attrs);
             }
         }),
+        ("an exec: only counted", |d| {
+            d.ev("container", "exec", &Driver::id(20), json!({"name": "c20"}));
+        }),
+        ("a retention sweep long after the removals", |d| {
+            d.t += 2 * 24 * 3_600 * 1_000_000_000;
+            d.inv.sweep(d.t);
+        }),
         ("nothing again", |_| {}),
     ];
     for (what, step) in steps {
@@ -331,4 +338,51 @@ fn kept_text_equals_a_fresh_render_after_every_kind_of_change() {
             assert!(gunzipped == fresh, "gzip after {what}");
         }
     }
+}
+
+/// The event counter and lifecycle text is reused as it is (the same segment) while nothing was
+/// counted, and written anew once something was.
+#[test]
+fn counts_text_is_kept_while_nothing_is_counted() {
+    use serde_json::json;
+
+    let mut d = Driver {
+        inv: crate::inventory::Inventory::new(crate::inventory::LabelPolicy::new(
+            crate::inventory::Allowlist::parse("app"),
+            3,
+        )),
+        t: 1_795_976_300_000_000_000,
+    };
+    for i in 0..20 {
+        d.create(i, "");
+    }
+    let (engines, publishers) = Engines::new(vec![(
+        "podman".into(),
+        "unix:///run/podman/podman.sock".into(),
+        d.inv.clone(),
+    )]);
+    let status = EngineStatus {
+        connected: true,
+        synced: true,
+        reason: None,
+        version: Some("4.3.1".into()),
+        api_version: Some("4.3.1".into()),
+    };
+    let metrics = Metrics::new(engines, Registry::default());
+    publishers[0].publish(&status, &d.inv);
+    let first = metrics.render_body(false).unwrap().kept_segments();
+    publishers[0].publish(&status, &d.inv);
+    let again = metrics.render_body(false).unwrap().kept_segments();
+    assert_eq!(first[0], again[0], "nothing counted: the same segment");
+    d.ev("container", "exec", &Driver::id(3), json!({"name": "c3"}));
+    publishers[0].publish(&status, &d.inv);
+    let body = metrics.render_body(false).unwrap();
+    assert_ne!(body.kept_segments()[0], first[0], "an exec was counted");
+    let text = body.into_string();
+    assert!(
+        text.contains(
+            "podman_events_total{engine=\"podman\",type=\"container\",action=\"exec\"} 1"
+        ),
+        "{text}"
+    );
 }
