@@ -7,7 +7,8 @@
 //!
 //! Environment: `SEALWATCH_SOAK_CONTAINERS` (default 10,000; pods a tenth of that),
 //! `SEALWATCH_SOAK_EVENTS` (default 1,000,000), `SEALWATCH_SOAK_RECONNECTS` (default 20),
-//! `SEALWATCH_SOAK_SCRAPES` (default 200), `SEALWATCH_SOAK_BIN` (another sealwatch binary, to
+//! `SEALWATCH_SOAK_SCRAPES` (default 200), `SEALWATCH_SOAK_FORMATS=prometheus` (every scrape
+//! gzipped OpenMetrics, instead of that and text in turn), `SEALWATCH_SOAK_BIN` (another sealwatch binary, to
 //! compare builds side by side, e.g. allocators); `MALLOC_*` and other `SEALWATCH_*` variables
 //! (`SEALWATCH_EVENTS_BUFFER`) are passed on to sealwatch.
 
@@ -61,6 +62,9 @@ fn main() {
     let events = env("SEALWATCH_SOAK_EVENTS", 1_000_000);
     let reconnects = env("SEALWATCH_SOAK_RECONNECTS", 20);
     let scrapes = env("SEALWATCH_SOAK_SCRAPES", 200);
+    // `prometheus`: every scrape as Prometheus asks (gzipped OpenMetrics); else text and
+    // gzipped OpenMetrics in turn.
+    let as_prometheus = std::env::var("SEALWATCH_SOAK_FORMATS").as_deref() == Ok("prometheus");
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos() as i64)
@@ -126,9 +130,14 @@ fn main() {
     let mut resynced = resyncs(&text);
     // A reconnect sends no events again: the stream just stays open.
     fake.set_events(Vec::new());
+    let formats = if as_prometheus {
+        "gzipped OpenMetrics, as Prometheus asks"
+    } else {
+        "text and gzipped OpenMetrics in turn"
+    };
     println!(
         "sealwatch soak: {containers} containers, {pods} pods, {events} events ingested in {ingest_secs:.1} s \
-         (wall, scrapes polling), {scrapes} scrapes (text and gzipped OpenMetrics in turn), \
+         (wall, scrapes polling), {scrapes} scrapes ({formats}), \
          a reconnect with a full resync every {} scrapes",
         scrapes / reconnects.max(1)
     );
@@ -164,7 +173,7 @@ fn main() {
         };
         let (cpu0, mut max) = (process_seconds(pid), 0);
         for i in 0..n {
-            let body = if i % 2 == 0 {
+            let body = if i % 2 == 0 && !as_prometheus {
                 http_get(port, "/metrics", "")
             } else {
                 http_get(

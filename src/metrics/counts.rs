@@ -17,23 +17,26 @@ use super::exposition::Exposition;
 use crate::inventory::CountsHeld;
 use crate::snapshot::EngineView;
 
-/// One kept text per format (0.0.4 text, OpenMetrics): Prometheus asks for one, but a second
-/// scraper may ask for the other.
+/// The text of the last scrape only, in its format: Prometheus asks for one format, and at
+/// 10,000 containers after a long run the text is megabytes (a scraper asking for the other
+/// format has it written anew, as before this cache).
 #[derive(Debug, Default)]
 pub struct Cache {
-    kept: Mutex<[Option<Kept>; 2]>,
+    kept: Mutex<Option<Kept>>,
 }
 
 #[derive(Debug)]
 struct Kept {
+    openmetrics: bool,
     /// Each engine's name and what its text was written from, in the order of the views.
     engines: Vec<(Arc<str>, CountsHeld)>,
     segment: Arc<Segment>,
 }
 
 impl Kept {
-    fn holds(&self, views: &[EngineView]) -> bool {
-        self.engines.len() == views.len()
+    fn holds(&self, openmetrics: bool, views: &[EngineView]) -> bool {
+        self.openmetrics == openmetrics
+            && self.engines.len() == views.len()
             && self
                 .engines
                 .iter()
@@ -43,11 +46,10 @@ impl Kept {
 }
 
 /// Writes the event counter and lifecycle families of `views` into `body`, as kept when nothing
-/// they are written from changed since the last scrape of the same format.
+/// they are written from changed since the last scrape, which asked for the same format.
 pub fn write(body: &mut Body, openmetrics: bool, cache: &Cache, views: &[EngineView]) {
-    let mut kept = cache.kept.lock().unwrap_or_else(|p| p.into_inner());
-    let slot = &mut kept[usize::from(openmetrics)];
-    if let Some(k) = slot.as_ref().filter(|k| k.holds(views)) {
+    let mut slot = cache.kept.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(k) = slot.as_ref().filter(|k| k.holds(openmetrics, views)) {
         body.keep(&k.segment);
         return;
     }
@@ -57,6 +59,7 @@ pub fn write(body: &mut Body, openmetrics: bool, cache: &Cache, views: &[EngineV
     let segment = Arc::new(Segment::new(text));
     body.keep(&segment);
     *slot = Some(Kept {
+        openmetrics,
         engines: views
             .iter()
             .map(|v| (v.name.clone(), v.inventory.counts_held()))
