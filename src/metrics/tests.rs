@@ -198,6 +198,34 @@ struct Driver {
 }
 
 impl Driver {
+    /// An empty inventory allowing `allowlist`, at a fixed time.
+    fn new(allowlist: &str) -> Self {
+        Driver {
+            inv: crate::inventory::Inventory::new(crate::inventory::LabelPolicy::new(
+                crate::inventory::Allowlist::parse(allowlist),
+                3,
+            )),
+            t: 1_795_976_300_000_000_000,
+        }
+    }
+
+    /// One engine, `podman`, holding this inventory; its publisher; and a connected status.
+    fn engine(&self) -> (Engines, crate::snapshot::Publisher, EngineStatus) {
+        let (engines, mut publishers) = Engines::new(vec![(
+            "podman".into(),
+            "unix:///run/podman/podman.sock".into(),
+            self.inv.clone(),
+        )]);
+        let status = EngineStatus {
+            connected: true,
+            synced: true,
+            reason: None,
+            version: Some("4.3.1".into()),
+            api_version: Some("4.3.1".into()),
+        };
+        (engines, publishers.remove(0), status)
+    }
+
     fn id(i: usize) -> String {
         format!("{:064x}", 0xc0_0000 + i)
     }
@@ -230,25 +258,8 @@ impl Driver {
 fn kept_text_equals_a_fresh_render_after_every_kind_of_change() {
     use serde_json::json;
 
-    let mut d = Driver {
-        inv: crate::inventory::Inventory::new(crate::inventory::LabelPolicy::new(
-            crate::inventory::Allowlist::parse("app,role,a.b,a-b"),
-            3,
-        )),
-        t: 1_795_976_300_000_000_000,
-    };
-    let (engines, publishers) = Engines::new(vec![(
-        "podman".into(),
-        "unix:///run/podman/podman.sock".into(),
-        d.inv.clone(),
-    )]);
-    let status = EngineStatus {
-        connected: true,
-        synced: true,
-        reason: None,
-        version: Some("4.3.1".into()),
-        api_version: Some("4.3.1".into()),
-    };
+    let mut d = Driver::new("app,role,a.b,a-b");
+    let (engines, publisher, status) = d.engine();
     let kept = Metrics::new(engines.clone(), Registry::default());
     d.ev("pod", "create", &Driver::pod(0), json!({"name": "first"}));
 
@@ -322,7 +333,7 @@ fn kept_text_equals_a_fresh_render_after_every_kind_of_change() {
     ];
     for (what, step) in steps {
         step(&mut d);
-        publishers[0].publish(&status, &d.inv);
+        publisher.publish(&status, &d.inv);
         for openmetrics in [false, true] {
             let fresh = Metrics::new(engines.clone(), Registry::default())
                 .render(openmetrics)
@@ -346,36 +357,19 @@ fn kept_text_equals_a_fresh_render_after_every_kind_of_change() {
 fn counts_text_is_kept_while_nothing_is_counted() {
     use serde_json::json;
 
-    let mut d = Driver {
-        inv: crate::inventory::Inventory::new(crate::inventory::LabelPolicy::new(
-            crate::inventory::Allowlist::parse("app"),
-            3,
-        )),
-        t: 1_795_976_300_000_000_000,
-    };
+    let mut d = Driver::new("app");
     for i in 0..20 {
         d.create(i, "");
     }
-    let (engines, publishers) = Engines::new(vec![(
-        "podman".into(),
-        "unix:///run/podman/podman.sock".into(),
-        d.inv.clone(),
-    )]);
-    let status = EngineStatus {
-        connected: true,
-        synced: true,
-        reason: None,
-        version: Some("4.3.1".into()),
-        api_version: Some("4.3.1".into()),
-    };
+    let (engines, publisher, status) = d.engine();
     let metrics = Metrics::new(engines, Registry::default());
-    publishers[0].publish(&status, &d.inv);
+    publisher.publish(&status, &d.inv);
     let first = metrics.render_body(false).unwrap().kept_segments();
-    publishers[0].publish(&status, &d.inv);
+    publisher.publish(&status, &d.inv);
     let again = metrics.render_body(false).unwrap().kept_segments();
     assert_eq!(first[0], again[0], "nothing counted: the same segment");
     d.ev("container", "exec", &Driver::id(3), json!({"name": "c3"}));
-    publishers[0].publish(&status, &d.inv);
+    publisher.publish(&status, &d.inv);
     let body = metrics.render_body(false).unwrap();
     assert_ne!(body.kept_segments()[0], first[0], "an exec was counted");
     let text = body.into_string();
