@@ -372,17 +372,7 @@ ssh_base() { # SSH_PORT -> SSH array
         -o ServerAliveInterval=5 -o ServerAliveCountMax=6 -o LogLevel=ERROR -- root@127.0.0.1)
 }
 
-cmd_start() {
-    parse_run_args "$@"
-    check_port --api-port "$API_PORT"
-    check_port --ssh-port "$SSH_PORT"
-    [ -n "$RUNDIR" ] || die "start: --dir RUNDIR is required"
-    [ "${#REST[@]}" -eq 0 ] || die "start: unexpected arguments: ${REST[*]}"
-    require_image
-    qemu_paths
-    mkdir -p "$RUNDIR"
-    RUNDIR=$(cd "$RUNDIR" && pwd -P)
-    qemu_alive "$RUNDIR" && die "a VM already runs for $RUNDIR (pid $(cat "$RUNDIR/qemu.pid"))"
+launch_qemu() { # a fresh overlay on the image and QEMU booting it, daemonised ($RUNDIR)
     rm -f "$RUNDIR/overlay.qcow2" "$RUNDIR/qemu.pid" "$RUNDIR/console.log" "$RUNDIR/qemu.log"
     qemu-img create -q -f qcow2 -b "$IMAGE" -F raw "$RUNDIR/overlay.qcow2" >"$RUNDIR/qemu.log" 2>&1 ||
         die "qemu-img create of $RUNDIR/overlay.qcow2 failed: $(tail -n 3 "$RUNDIR/qemu.log")"
@@ -396,13 +386,40 @@ cmd_start() {
         -pidfile "$RUNDIR/qemu.pid" -daemonize >>"$RUNDIR/qemu.log" 2>&1; then
         die "QEMU did not start: $(tail -n 3 "$RUNDIR/qemu.log" | tr '\n' ' ')"
     fi
+}
+
+cmd_start() {
+    parse_run_args "$@"
+    check_port --api-port "$API_PORT"
+    check_port --ssh-port "$SSH_PORT"
+    [ -n "$RUNDIR" ] || die "start: --dir RUNDIR is required"
+    [ "${#REST[@]}" -eq 0 ] || die "start: unexpected arguments: ${REST[*]}"
+    require_image
+    qemu_paths
+    mkdir -p "$RUNDIR"
+    RUNDIR=$(cd "$RUNDIR" && pwd -P)
+    qemu_alive "$RUNDIR" && die "a VM already runs for $RUNDIR (pid $(cat "$RUNDIR/qemu.pid"))"
+    launch_qemu
     echo "$API_PORT" >"$RUNDIR/api-port"
     echo "$SSH_PORT" >"$RUNDIR/ssh-port"
-    local deadline api=0 sshok=0
+    local deadline api=0 sshok=0 panics=0
     deadline=$(($(date +%s) + BOOT_TIMEOUT))
     ssh_base "$SSH_PORT"
     while :; do
-        qemu_alive "$RUNDIR" || die "QEMU exited during boot; console: $RUNDIR/console.log: $(tail -n 3 "$RUNDIR/console.log" 2>/dev/null | tr '\n' ' ')"
+        if ! qemu_alive "$RUNDIR"; then
+            # The emulated (TCG) guest's kernel has been seen to panic in its first seconds
+            # ("Fatal exception in interrupt", sched_clock_tick), before any of the guest's
+            # userspace ran: a flaw of the emulation, not of what the guest runs. Boot once more
+            # on a fresh overlay then, keeping the first console; any other early exit is an error.
+            if [ $panics = 0 ] && grep -q "Kernel panic" "$RUNDIR/console.log" 2>/dev/null; then
+                panics=1
+                mv "$RUNDIR/console.log" "$RUNDIR/console.panic.log"
+                echo "podman-vm.sh: the guest kernel panicked while booting (console kept in $RUNDIR/console.panic.log); booting once more" >&2
+                launch_qemu
+                continue
+            fi
+            die "QEMU exited during boot; console: $RUNDIR/console.log: $(tail -n 3 "$RUNDIR/console.log" 2>/dev/null | tr '\n' ' ')"
+        fi
         if [ $api = 0 ] && curl -sf -o /dev/null --max-time 5 "http://127.0.0.1:$API_PORT/v4.0.0/libpod/version"; then
             api=1
         fi
