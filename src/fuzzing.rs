@@ -316,20 +316,115 @@ mod tests {
         out
     }
 
+    /// The seeds and every input a fuzzer found (committed under fuzz/regressions/<target>/).
+    fn seeds_and_findings(target: &str) -> Vec<Vec<u8>> {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/regressions");
+        let mut inputs = seeds(target);
+        if let Ok(dir) = std::fs::read_dir(root.join(target)) {
+            for entry in dir.flatten() {
+                inputs.push(std::fs::read(entry.path()).unwrap());
+            }
+        }
+        inputs
+    }
+
     /// Every fuzz target runs on stable over the fixture-made seeds and over every input a
-    /// fuzzer found (committed under fuzz/regressions/<target>/) without panicking.
+    /// fuzzer found without panicking.
     #[test]
     fn fuzz_targets_hold_on_seeds_and_past_findings() {
-        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/regressions");
         for (name, target) in TARGETS {
-            let mut inputs = seeds(name);
-            if let Ok(dir) = std::fs::read_dir(root.join(name)) {
-                for entry in dir.flatten() {
-                    inputs.push(std::fs::read(entry.path()).unwrap());
-                }
-            }
-            for input in &inputs {
+            for input in &seeds_and_findings(name) {
                 target(input);
+            }
+        }
+    }
+
+    /// xorshift64*: a few lines of deterministic randomness, so a finding is replayed from its
+    /// seed alone.
+    struct Rng(u64);
+
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+        }
+        fn below(&mut self, n: usize) -> usize {
+            usize::try_from(self.next() % n.max(1) as u64).unwrap()
+        }
+    }
+
+    /// One to four of libFuzzer's simplest mutations of `input`: a flipped bit, a byte set to
+    /// one that matters to JSON, YAML or a header, a byte inserted, a range deleted, duplicated
+    /// or replaced by part of `other`, or the input cut short.
+    fn mutate(rng: &mut Rng, input: &[u8], other: &[u8]) -> Vec<u8> {
+        const BYTES: &[u8] = b"\0\n\r\t \"\\{}[]:,;=*-.0123456789eE&!#|>\x7f\xc3\xff";
+        let mut v = input.to_vec();
+        for _ in 0..=rng.below(4) {
+            let at = rng.below(v.len() + 1);
+            let len = rng.below(16) + 1;
+            match rng.below(7) {
+                0 if at < v.len() => v[at] ^= 1 << rng.below(8),
+                1 if at < v.len() => v[at] = BYTES[rng.below(BYTES.len())],
+                2 => v.insert(at, BYTES[rng.below(BYTES.len())]),
+                3 => drop(v.drain(at..(at + len).min(v.len()))),
+                4 => {
+                    let copy = v[at..(at + len).min(v.len())].to_vec();
+                    v.splice(at..at, copy);
+                }
+                5 if !other.is_empty() => {
+                    let from = rng.below(other.len());
+                    let part = &other[from..(from + len * 4).min(other.len())];
+                    v.splice(at..(at + len).min(v.len()), part.iter().copied());
+                }
+                _ => v.truncate(at),
+            }
+        }
+        v
+    }
+
+    /// Every fuzz target holds on thousands of random mutations of its seeds and past findings:
+    /// a fuzzer's first minutes, without coverage guidance, on stable and in every test run
+    /// (`scripts/fuzz.sh` is the real fuzzer). The seed is new each run and printed with a
+    /// finding, which is written to the temporary directory, to be copied into
+    /// fuzz/regressions/<target>/ once fixed;
+    /// `SEALWATCH_MUTATION_SEED` replays a run.
+    #[test]
+    fn fuzz_targets_hold_on_mutated_seeds() {
+        let seed = std::env::var("SEALWATCH_MUTATION_SEED")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| {
+                let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+                now.map_or(1, |d| d.as_nanos() as u64)
+            });
+        // Per target, as many as run in about a quarter of a second in a debug build (an
+        // `ndjson` input is a whole event file).
+        let rounds = |name: &str| match name {
+            "ndjson" => 250,
+            "negotiate" => 20_000,
+            _ => 3_000,
+        };
+        // xorshift stays at 0 from 0.
+        let mut rng = Rng(seed | 1);
+        for (name, target) in TARGETS {
+            let inputs = seeds_and_findings(name);
+            for _ in 0..rounds(name) {
+                let input = &inputs[rng.below(inputs.len())];
+                let other = &inputs[rng.below(inputs.len())];
+                let mutated = mutate(&mut rng, input, other);
+                let run = std::panic::catch_unwind(|| target(&mutated));
+                if run.is_err() {
+                    let path = std::env::temp_dir()
+                        .join(format!("sealwatch-mutation-finding-{name}-{seed}"));
+                    std::fs::write(&path, &mutated).unwrap();
+                    panic!(
+                        "{name} panicked on a mutated seed (SEALWATCH_MUTATION_SEED={seed}); \
+                         the input is in {}",
+                        path.display()
+                    );
+                }
             }
         }
     }
