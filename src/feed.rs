@@ -12,10 +12,11 @@
 //! events it missed and ended.
 //!
 //! Memory: the ring is full most of the time (10,000 events by default), so a kept event is
-//! small (under 100 bytes with its pointer in the ring): what it names (engine, type, ID, name,
+//! small (56 bytes, held in place in chunks of 64): what it names (engine, type, ID, name,
 //! image, pod, allowlisted labels) is one `Subject` shared by every event of the same object,
-//! built from the inventory's shared strings, and its JSON is written only for a reader and
-//! never kept in the ring.
+//! built from the inventory's shared strings, its sequence number is its place in its chunk,
+//! and its JSON is written only for a reader and never kept in the ring. A reader's replay holds
+//! the ring's chunks, not copies of their events.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
@@ -97,11 +98,9 @@ pub struct Subject {
     pub labels: FeedLabels,
 }
 
-/// One kept event: what the ring holds, and what a replay holds a pointer to.
-#[derive(Debug)]
+/// One kept event, as the ring holds it (its sequence number is its place in the ring).
+#[derive(Debug, Clone)]
 struct Kept {
-    /// Position in the feed, across engines: strictly increasing, one per event.
-    seq: u64,
     /// Podman's time of the event, unix nanoseconds.
     nanos: i64,
     subject: Arc<Subject>,
@@ -117,7 +116,7 @@ struct Kept {
 pub struct FeedEvent {
     /// Position in the feed, across engines: strictly increasing, one per event.
     pub seq: u64,
-    kept: Arc<Kept>,
+    kept: Kept,
     /// The JSON object, serialised by the first reader that needs it and shared by the rest.
     json: OnceLock<Bytes>,
 }
@@ -148,9 +147,9 @@ struct FeedJson<'a> {
 }
 
 impl FeedEvent {
-    fn new(kept: Arc<Kept>) -> Self {
+    fn new(seq: u64, kept: Kept) -> Self {
         Self {
-            seq: kept.seq,
+            seq,
             kept,
             json: OnceLock::new(),
         }
@@ -274,8 +273,6 @@ impl Namer {
     ) -> Kept {
         let subject = self.subject(engine, ev, before, inv);
         Kept {
-            // Numbered by `Feed::publish`.
-            seq: 0,
             nanos: ev.nanos(),
             subject,
             action: self.word(ev.action()),
@@ -426,12 +423,45 @@ fn first_seq() -> u64 {
         .max(1)
 }
 
+/// Events per chunk of the ring: a chunk is one allocation of 3.5 KB, and a new reader's replay
+/// holds about 160 pointers to chunks rather than 10,000 to events.
+const CHUNK: usize = 64;
+
+/// Consecutive kept events. The ring holds a pointer to each chunk and so does a replay that
+/// started while it was kept; the ring only ever appends to its last chunk, copying it first if
+/// a replay holds it (`Arc::make_mut`), so what a replay holds never changes under it.
+#[derive(Debug)]
+struct Chunk {
+    /// The sequence number of `events[0]`; each next event has the next one.
+    first_seq: u64,
+    events: Vec<Kept>,
+}
+
+impl Clone for Chunk {
+    /// A copy with room for the chunk's full size, as the ring appends to it.
+    fn clone(&self) -> Self {
+        let mut events = Vec::with_capacity(self.events.capacity());
+        events.extend(self.events.iter().cloned());
+        Self {
+            first_seq: self.first_seq,
+            events,
+        }
+    }
+}
+
 /// The ring: the newest events, oldest first, and the next sequence number.
 #[derive(Debug)]
 struct Ring {
     next_seq: u64,
-    events: VecDeque<Arc<Kept>>,
+    /// The events, in chunks of `chunk` (the last one filling); the first `skip` events of the
+    /// first chunk are no longer kept, and go with their chunk.
+    chunks: VecDeque<Arc<Chunk>>,
+    skip: usize,
+    /// Events kept: at most `capacity`.
+    len: usize,
     capacity: usize,
+    /// `CHUNK`, or the capacity when that is smaller.
+    chunk: usize,
     /// The broadcast to live readers, made for the first reader and dropped when the last one
     /// is gone: its slots (a power of two at least the capacity, tens of bytes each) cost
     /// nothing while nobody reads the feed.
@@ -439,18 +469,82 @@ struct Ring {
 }
 
 impl Ring {
-    /// Keeps `kept`, dropping the oldest event when the ring is full. Grows by doubling up to
-    /// the capacity, never beyond it (a `VecDeque` on its own would round up to the next power
-    /// of two).
-    fn push(&mut self, kept: Arc<Kept>) {
-        if self.events.len() >= self.capacity {
-            self.events.pop_front();
-        } else if self.events.len() == self.events.capacity() {
-            let len = self.events.len();
-            self.events
-                .reserve_exact((len * 2).max(16).min(self.capacity) - len);
+    fn new(capacity: usize) -> Self {
+        Self {
+            next_seq: first_seq(),
+            chunks: VecDeque::new(),
+            skip: 0,
+            len: 0,
+            capacity,
+            chunk: CHUNK.min(capacity),
+            live: None,
         }
-        self.events.push_back(kept);
+    }
+
+    /// Keeps `kept` as event `seq`, dropping the oldest event when the ring is full. Holds at
+    /// most `chunk - 1` dropped events more than the capacity, until their chunk goes.
+    fn push(&mut self, seq: u64, kept: Kept) {
+        match self.chunks.back_mut() {
+            Some(last) if last.events.len() < self.chunk => Arc::make_mut(last).events.push(kept),
+            _ => {
+                let mut events = Vec::with_capacity(self.chunk);
+                events.push(kept);
+                self.chunks.push_back(Arc::new(Chunk {
+                    first_seq: seq,
+                    events,
+                }));
+            }
+        }
+        if self.len < self.capacity {
+            self.len += 1;
+            return;
+        }
+        self.skip += 1;
+        if self
+            .chunks
+            .front()
+            .is_some_and(|first| self.skip >= first.events.len())
+        {
+            self.chunks.pop_front();
+            self.skip = 0;
+        }
+    }
+
+    /// A replay of the kept events `want` takes: the chunks from the first one holding such an
+    /// event.
+    fn replay(&self, want: Want) -> Replay {
+        let mut wanted = self
+            .iter()
+            .filter(|(seq, k)| want.wants(*seq, k))
+            .map(|(seq, _)| seq);
+        let Some(first_seq) = wanted.next() else {
+            return Replay::default();
+        };
+        let left = 1 + wanted.count();
+        // The chunk holding it: the last one that starts at or before it.
+        let first = self
+            .chunks
+            .iter()
+            .rposition(|c| c.first_seq <= first_seq)
+            .unwrap_or(0);
+        let at = self
+            .chunks
+            .get(first)
+            .map_or(0, |c| usize::try_from(first_seq - c.first_seq).unwrap_or(0));
+        Replay {
+            chunks: self.chunks.iter().skip(first).cloned().collect(),
+            at,
+            want,
+            left,
+        }
+    }
+
+    /// The kept events with their sequence numbers, oldest first.
+    fn iter(&self) -> impl Iterator<Item = (u64, &Kept)> + '_ {
+        self.chunks
+            .iter()
+            .flat_map(|c| (c.first_seq..).zip(&c.events))
+            .skip(self.skip)
     }
 }
 
@@ -482,21 +576,73 @@ pub enum Cursor {
     After(u64),
 }
 
-/// A reader's replay: the kept events after its cursor, oldest first. It holds a pointer per
-/// event; each becomes a `FeedEvent` (and its JSON) only when the reader takes it, and is freed
-/// once sent, so a hundred readers replaying the whole ring cost a pointer per event each.
-#[derive(Debug, Default)]
-pub struct Replay(std::vec::IntoIter<Arc<Kept>>);
+/// A reader's replay: the kept events after its cursor, oldest first. It holds the ring's
+/// chunks from the first one it wants, as they were when it started; each event becomes a
+/// `FeedEvent` (and its JSON) only when the reader takes it, and a chunk is let go once read,
+/// so a hundred readers replaying the whole ring cost a pointer per 64 events each.
+#[derive(Debug)]
+pub struct Replay {
+    chunks: VecDeque<Arc<Chunk>>,
+    /// The next event's place in the first chunk.
+    at: usize,
+    want: Want,
+    /// Wanted events not taken yet.
+    left: usize,
+}
+
+/// Which kept events a replay takes.
+#[derive(Debug, Clone, Copy)]
+enum Want {
+    /// Those whose Podman time is at or after this (unix nanoseconds).
+    Since(i64),
+    /// Those numbered after this.
+    After(u64),
+}
+
+impl Want {
+    fn wants(self, seq: u64, kept: &Kept) -> bool {
+        match self {
+            Want::Since(nanos) => kept.nanos >= nanos,
+            Want::After(after) => seq > after,
+        }
+    }
+}
+
+impl Default for Replay {
+    fn default() -> Self {
+        Self {
+            chunks: VecDeque::new(),
+            at: 0,
+            want: Want::After(u64::MAX),
+            left: 0,
+        }
+    }
+}
 
 impl Iterator for Replay {
     type Item = FeedEvent;
 
     fn next(&mut self) -> Option<FeedEvent> {
-        self.0.next().map(FeedEvent::new)
+        while self.left > 0 {
+            let chunk = self.chunks.front()?;
+            let Some(kept) = chunk.events.get(self.at) else {
+                self.chunks.pop_front();
+                self.at = 0;
+                continue;
+            };
+            let seq = chunk.first_seq + self.at as u64;
+            self.at += 1;
+            if self.want.wants(seq, kept) {
+                self.left -= 1;
+                return Some(FeedEvent::new(seq, kept.clone()));
+            }
+        }
+        self.chunks.clear();
+        None
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
-        self.0.size_hint()
+        (self.left, Some(self.left))
     }
 }
 
@@ -521,12 +667,7 @@ impl Feed {
         let buffer = buffer.max(1);
         Self {
             shared: Arc::new(Shared {
-                ring: Mutex::new(Ring {
-                    next_seq: first_seq(),
-                    events: VecDeque::new(),
-                    capacity: buffer,
-                    live: None,
-                }),
+                ring: Mutex::new(Ring::new(buffer)),
                 feeds: Arc::new(Semaphore::new(max_feeds)),
                 max_feeds,
                 closed,
@@ -567,21 +708,20 @@ impl Feed {
     }
 
     /// Numbers the event, keeps it and broadcasts it, in one critical section.
-    fn publish(&self, mut kept: Kept) {
+    fn publish(&self, kept: Kept) {
         let mut ring = self.ring();
-        kept.seq = ring.next_seq;
+        let seq = ring.next_seq;
         ring.next_seq += 1;
-        let kept = Arc::new(kept);
         // Only a subscribed reader needs the event as a record of its own (and its JSON).
         if let Some(live) = &ring.live {
             if live.receiver_count() > 0 {
                 // A reader that just went away is not an error.
-                let _ = live.send(Arc::new(FeedEvent::new(kept.clone())));
+                let _ = live.send(Arc::new(FeedEvent::new(seq, kept.clone())));
             } else {
                 ring.live = None;
             }
         }
-        ring.push(kept);
+        ring.push(seq, kept);
     }
 
     /// Starts a reader at `cursor`, or `None` when `--events.max-feeds` readers are open.
@@ -600,13 +740,11 @@ impl Feed {
             Cursor::After(_) => 0,
             Cursor::Now | Cursor::Since(_) => ring.next_seq - 1,
         };
-        let wanted = |k: &Kept| match cursor {
-            Cursor::Now => false,
-            Cursor::Since(nanos) => k.nanos >= nanos,
-            Cursor::After(_) => k.seq > after,
+        let replay = match cursor {
+            Cursor::Now => Replay::default(),
+            Cursor::Since(nanos) => ring.replay(Want::Since(nanos)),
+            Cursor::After(_) => ring.replay(Want::After(after)),
         };
-        let replay: Vec<Arc<Kept>> = ring.events.iter().filter(|k| wanted(k)).cloned().collect();
-        let replay = Replay(replay.into_iter());
         drop(ring);
         Some(Subscription {
             replay,
@@ -731,6 +869,65 @@ mod tests {
         ));
     }
 
+    /// At every capacity, below, at and above a chunk, the ring keeps exactly the newest
+    /// `capacity` events in order and no more than a chunk besides; a replay keeps what it
+    /// started with while the ring goes on (its chunk is copied, not written under it).
+    #[test]
+    fn the_ring_keeps_the_newest_events_and_a_replay_is_unchanged_by_later_ones() {
+        let inv = inventory();
+        for capacity in [1, 3, CHUNK - 1, CHUNK, CHUNK + 1, 3 * CHUNK + 5] {
+            let feed = Feed::new(capacity, 4, CancellationToken::new());
+            let p = feed.publisher(Arc::from("a"));
+            let mut published = 0_i64;
+            let nanos_kept = |feed: &Feed| -> Vec<i64> {
+                let replay = feed.subscribe(Cursor::Since(i64::MIN)).unwrap().replay;
+                let told = replay.len();
+                let events: Vec<FeedEvent> = replay.collect();
+                assert_eq!(events.len(), told, "the replay's length is exact");
+                let seqs: Vec<u64> = events.iter().map(|e| e.seq).collect();
+                assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1), "{seqs:?}");
+                events.iter().map(FeedEvent::nanos).collect()
+            };
+            for n in 0..(4 * capacity + 7) {
+                p.publish(&event("image", "pull", "x", published, &[]), None, &inv);
+                published += 1;
+                let kept = nanos_kept(&feed);
+                let from = published - published.min(capacity as i64);
+                assert_eq!(
+                    kept,
+                    (from..published).collect::<Vec<_>>(),
+                    "capacity {capacity}"
+                );
+                let ring = feed.ring();
+                let held: usize = ring.chunks.iter().map(|c| c.events.len()).sum();
+                assert!(held < capacity + CHUNK, "capacity {capacity}: {held} held");
+                drop(ring);
+                if n == capacity {
+                    // A replay started mid-way (its last chunk still filling), read after
+                    // more events: exactly what was kept when it started.
+                    let mut sub = feed.subscribe(Cursor::After(0)).unwrap();
+                    let at_start: Vec<i64> = nanos_kept(&feed);
+                    for _ in 0..(2 * CHUNK) {
+                        p.publish(&event("image", "pull", "x", published, &[]), None, &inv);
+                        published += 1;
+                    }
+                    let replayed: Vec<i64> = sub.replay.by_ref().map(|e| e.nanos()).collect();
+                    assert_eq!(replayed, at_start, "capacity {capacity}");
+                }
+            }
+            let after = feed
+                .subscribe(Cursor::Since(published - 2))
+                .unwrap()
+                .replay
+                .map(|e| e.nanos())
+                .collect::<Vec<_>>();
+            assert_eq!(
+                after,
+                vec![published - 2, published - 1].split_off(2 - capacity.min(2))
+            );
+        }
+    }
+
     /// Beyond `max_feeds` readers, subscribing fails until one ends.
     #[test]
     fn readers_are_capped() {
@@ -744,7 +941,7 @@ mod tests {
     /// A kept event is a few words (what it names is shared).
     #[test]
     fn a_kept_event_is_small() {
-        assert!(std::mem::size_of::<Kept>() <= 64);
+        assert!(std::mem::size_of::<Kept>() <= 56);
     }
 
     /// Events of one container share one subject while nothing about it changes; a rename makes
@@ -853,7 +1050,7 @@ mod tests {
         let before = inv.container("c1").cloned();
         inv.apply(&remove);
         let kept = Namer::default().keep(&Arc::from("a"), &remove, before.as_deref(), &inv);
-        let rec = FeedEvent::new(Arc::new(kept));
+        let rec = FeedEvent::new(0, kept);
         let v: serde_json::Value = serde_json::from_slice(rec.json()).unwrap();
         assert_eq!(v["name"], "web");
         assert_eq!(v["pod"]["name"], "shop");
