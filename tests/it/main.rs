@@ -19,6 +19,7 @@ macro_rules! on_other_engines {
 
             fn run(version: Version, events: Events) {
                 let body: fn(Engine) = $body;
+                let _journal = (events == Events::Journald).then(crate::support::journal_lock);
                 body(Engine::new(version, events));
             }
             #[test]

@@ -21,6 +21,6 @@ pub mod vm;
 
 pub use binary::Sealwatch;
 pub use exposition::{assert_lint_clean, Exposition, Format};
-pub use podman::{Engine, Events, PodmanService, Version, Via, BUSYBOX_IMAGE};
+pub use podman::{journal_lock, Engine, Events, PodmanService, Version, Via, BUSYBOX_IMAGE};
 pub use process::{free_port, wait_until};
 pub use run::Run;

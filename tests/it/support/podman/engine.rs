@@ -27,7 +27,7 @@ pub enum Version {
 pub enum Events {
     File,
     /// One journal per machine: a service streams every Podman event in it, also other
-    /// services' (tests must filter by their own objects).
+    /// services' (so tests on journald engines run one at a time: `journal_lock`).
     Journald,
 }
 
@@ -262,4 +262,17 @@ fn ensure_journald() -> Result<(), String> {
         )
     });
     r.map_err(|_| "systemd-journald did not come up (see above)".to_owned())
+}
+
+/// The machine's one journal, held by a test on a journald engine for its whole run. Every
+/// rootful Podman service with journald events streams every event in it, whichever service
+/// wrote it: two such tests at once each saw the other's containers (the same names, other IDs)
+/// in their events and their sealwatch's inventory (nine to thirteen failures at
+/// `--test-threads=6`).
+pub fn journal_lock() -> std::sync::MutexGuard<'static, ()> {
+    static JOURNAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    // A test that failed holding it leaves nothing to repair.
+    JOURNAL
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }

@@ -7,7 +7,7 @@
 mod engine;
 mod service;
 
-pub use engine::{Engine, Events, Version};
+pub use engine::{journal_lock, Engine, Events, Version};
 
 use std::fs;
 use std::path::{Path, PathBuf};
