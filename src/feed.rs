@@ -453,12 +453,11 @@ impl Clone for Chunk {
 #[derive(Debug)]
 struct Ring {
     next_seq: u64,
-    /// The events, in chunks of `chunk` (the last one filling); the first `skip` events of the
-    /// first chunk are no longer kept, and go with their chunk.
+    /// The events, in chunks of `chunk` (every one full but the last); the first `skip` events
+    /// of the first chunk are no longer kept, and go with their chunk.
     chunks: VecDeque<Arc<Chunk>>,
     skip: usize,
-    /// Events kept: at most `capacity`.
-    len: usize,
+    /// Most events kept.
     capacity: usize,
     /// `CHUNK`, or the capacity when that is smaller.
     chunk: usize,
@@ -474,7 +473,6 @@ impl Ring {
             next_seq: first_seq(),
             chunks: VecDeque::new(),
             skip: 0,
-            len: 0,
             capacity,
             chunk: CHUNK.min(capacity),
             live: None,
@@ -495,8 +493,7 @@ impl Ring {
                 }));
             }
         }
-        if self.len < self.capacity {
-            self.len += 1;
+        if self.len() <= self.capacity {
             return;
         }
         self.skip += 1;
@@ -537,6 +534,13 @@ impl Ring {
             want,
             left,
         }
+    }
+
+    /// Events kept (every chunk but the last is full).
+    fn len(&self) -> usize {
+        self.chunks.back().map_or(0, |last| {
+            (self.chunks.len() - 1) * self.chunk + last.events.len() - self.skip
+        })
     }
 
     /// The kept events with their sequence numbers, oldest first.
