@@ -18,8 +18,8 @@
 //! and its JSON is written only for a reader and never kept in the ring. A reader's replay holds
 //! the ring's chunks, not copies of their events.
 
-use std::collections::{BTreeMap, VecDeque};
-use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, OnceLock};
 
 use bytes::Bytes;
 use rustc_hash::FxHashMap;
@@ -27,7 +27,7 @@ use serde::ser::{Serialize, SerializeMap, Serializer};
 use tokio::sync::{broadcast, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
-use crate::inventory::{Container, Inventory, SharedStr};
+use crate::inventory::{Container, Inventory, LabelsRef, SharedStr};
 use crate::podman::wire::{Event, ExitCodeAttr, RESERVED_ATTRIBUTES};
 
 /// The default of `--events.buffer`: events kept for replay, and how far a live reader may fall
@@ -225,7 +225,7 @@ const MIN_PRUNE_AT: usize = 1024;
 #[derive(Debug)]
 struct Cached {
     subject: Arc<Subject>,
-    labels_from: Option<Weak<BTreeMap<String, String>>>,
+    labels_from: Option<LabelsRef>,
 }
 
 /// One engine's names: the subject last named per object ID and the shared words. Pure.
@@ -333,10 +333,7 @@ impl Namer {
             let s = &*old.subject;
             let labels_same = match (container, known) {
                 (false, _) => s.labels.0.is_empty(),
-                (true, Some(c)) => old
-                    .labels_from
-                    .as_ref()
-                    .is_some_and(|w| std::ptr::eq(w.as_ptr(), Arc::as_ptr(&c.labels))),
+                (true, Some(c)) => old.labels_from.as_ref().is_some_and(|w| w.is(&c.labels)),
                 (true, None) => {
                     old.labels_from.is_none()
                         && s.labels.iter().eq(attr_labels().filter(|(k, _)| allows(k)))
@@ -358,11 +355,8 @@ impl Namer {
         let (labels, labels_from) = match (container, known) {
             (false, _) => (FeedLabels::default(), None),
             (true, Some(c)) => (
-                FeedLabels::filtered(
-                    c.labels.iter().map(|(k, v)| (k.as_str(), v.as_str())),
-                    allows,
-                ),
-                Some(Arc::downgrade(&c.labels)),
+                FeedLabels::filtered(c.labels.iter(), allows),
+                Some(c.labels.downgrade()),
             ),
             (true, None) => (FeedLabels::filtered(attr_labels(), allows), None),
         };
@@ -791,7 +785,7 @@ mod tests {
         let line = serde_json::json!({
             "Type": kind,
             "Action": action,
-            "Actor": {"ID": id, "Attributes": attrs.iter().cloned().collect::<BTreeMap<_, _>>()},
+            "Actor": {"ID": id, "Attributes": attrs.iter().cloned().collect::<std::collections::BTreeMap<_, _>>()},
             "time": nanos / 1_000_000_000,
             "timeNano": nanos,
         });

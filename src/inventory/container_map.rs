@@ -127,7 +127,7 @@ mod tests {
             pid: None,
             pod_id: None,
             infra: false,
-            labels: Arc::default(),
+            labels: Default::default(),
             created_at: None,
             started_at: None,
             exited_at: None,

@@ -141,7 +141,7 @@ fn container_from_list(lc: ListContainer, restarts: u64, awaiting_restart: bool)
         pid: u32::try_from(lc.pid).ok().filter(|p| *p > 0),
         pod_id: Some(lc.pod).filter(|p| !p.is_empty()).map(SharedStr::from),
         infra: lc.is_infra,
-        labels: Arc::new(lc.labels),
+        labels: lc.labels.iter().collect(),
         created_at: parse_created(&lc.created),
         started_at: list_time(lc.started_at),
         exited_at,
@@ -159,7 +159,7 @@ fn pod_from_list(lp: ListPod) -> Pod {
     Pod {
         created_at: parse_created(&lp.created),
         infra_id: Some(lp.infra_id).filter(|s| !s.is_empty()),
-        labels: Arc::new(lp.labels),
+        labels: lp.labels.iter().collect(),
         name: lp.name,
         id: lp.id,
     }
@@ -369,7 +369,7 @@ mod tests {
         .unwrap();
         inv.refresh(vec![], vec![listed]);
         let p = inv.pod("p1").unwrap();
-        assert_eq!(p.labels.get("team").map(String::as_str), Some("a"));
+        assert_eq!(p.labels.get("team"), Some("a"));
         assert_eq!(p.infra_id.as_deref(), Some("i1"));
     }
 

@@ -30,7 +30,7 @@ pub use labels::{Allowlist, LabelPolicy, DEFAULT_MAX_KEYS};
 pub use lifecycle::{Histogram, Lifecycle, HEALTHY_BUCKETS, RUN_BUCKETS};
 pub use model::short_id;
 use model::word;
-pub use model::{Container, Labels, Pod, SharedStr, PROJECT_LABELS};
+pub use model::{Container, Labels, LabelsRef, Pod, SharedStr, PROJECT_LABELS};
 use objects::Objects;
 pub use objects::{Components, Image};
 pub use pods::{PodIndex, PodMembers, PodState};
@@ -540,12 +540,9 @@ fn exit_code_label(code: ExitCodeAttr) -> Arc<str> {
 
 /// An event's labels: its attributes without the keys Podman reserves for itself.
 fn labels_from_attributes(ev: &Event) -> Labels {
-    Arc::new(
-        ev.attributes()
-            .filter(|(k, _)| !RESERVED_ATTRIBUTES.contains(k))
-            .map(|(k, v)| (k.to_owned(), v.to_owned()))
-            .collect(),
-    )
+    ev.attributes()
+        .filter(|(k, _)| !RESERVED_ATTRIBUTES.contains(k))
+        .collect()
 }
 
 #[cfg(test)]

@@ -162,8 +162,8 @@ impl Inventory {
         let mut live: FxHashMap<&str, FxHashSet<&str>> = FxHashMap::default();
         for c in self.containers.values() {
             for (k, v) in c.labels.iter() {
-                if admitted.contains_key(k.as_str()) {
-                    live.entry(k.as_str()).or_default().insert(v.as_str());
+                if admitted.contains_key(k) {
+                    live.entry(k).or_default().insert(v);
                 }
             }
         }

@@ -469,12 +469,10 @@ impl EngineCache {
         for (at, (k, v)) in c.labels.iter().enumerate() {
             let (index, key) = self.names.lookup(at, k, policy);
             if let Some(raw) = raw.as_mut().filter(|_| key.counted) {
-                raw.entry((index, v.as_str(), state))
-                    .or_insert((&c.state, 0))
-                    .1 += 1;
+                raw.entry((index, v, state)).or_insert((&c.state, 0)).1 += 1;
             }
             if let Some(i) = key.project {
-                project[i] = Some(v.as_str());
+                project[i] = Some(v);
             }
             let Some(slot) = key.slot else {
                 continue;
@@ -911,16 +909,14 @@ impl Counts {
             let state = Arc::as_ptr(c.state.as_arc()) as *const u8 as usize;
             for (j, (k, v)) in c.labels.iter().enumerate() {
                 let at = match keys.get(j) {
-                    Some((key, _)) if *key == k.as_str() => j,
-                    _ => *key_index.entry(k.as_str()).or_insert_with(|| {
-                        keys.push((k.as_str(), policy.allowlist().allows(k)));
+                    Some((key, _)) if *key == k => j,
+                    _ => *key_index.entry(k).or_insert_with(|| {
+                        keys.push((k, policy.allowlist().allows(k)));
                         keys.len() - 1
                     }),
                 };
                 if keys[at].1 {
-                    raw.entry((at, v.as_str(), state))
-                        .or_insert((&c.state, 0))
-                        .1 += 1;
+                    raw.entry((at, v, state)).or_insert((&c.state, 0)).1 += 1;
                 }
             }
         }

@@ -306,10 +306,7 @@ impl Collector for Naive {
                     .get("io.podman.compose.project")
                     .or(ct.labels.get("com.docker.compose.project"));
                 c_info.insert(
-                    with(&[
-                        ("image", Some(&ct.image)),
-                        ("project", project.map(String::as_str)),
-                    ]),
+                    with(&[("image", Some(&ct.image)), ("project", project)]),
                     1.0,
                 );
                 c_state.insert(with(&[("state", Some(&ct.state))]), 1.0);
@@ -318,7 +315,7 @@ impl Collector for Naive {
                 let policy = inv.label_policy();
                 for (k, val) in ct.labels.iter() {
                     if policy.shows_key(k) && seen.insert(label_name(k)) {
-                        l.push((label_name(k), val.clone()));
+                        l.push((label_name(k), val.to_owned()));
                     }
                     if !ct.infra {
                         if let Some((k, folded)) = policy.folded(k, val) {

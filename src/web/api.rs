@@ -6,8 +6,6 @@
 //! other request on the async workers (`/-/healthy` included). Reads one set of snapshots per
 //! request; never calls Podman.
 
-use std::collections::BTreeMap;
-
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::header;
@@ -17,7 +15,7 @@ use axum::Json;
 
 use super::json::{ContainerJson, PodJson};
 use super::{error, AppState};
-use crate::inventory::PodIndex;
+use crate::inventory::{Labels, PodIndex};
 use crate::snapshot::EngineView;
 
 /// The filters of `/containers` and `/pods`.
@@ -72,7 +70,7 @@ fn parse_filters(query: Option<&str>, allowed: &[&str]) -> Result<Filters, Strin
     Ok(f)
 }
 
-fn labels_match(labels: &BTreeMap<String, String>, wanted: &[(String, Option<String>)]) -> bool {
+fn labels_match(labels: &Labels, wanted: &[(String, Option<String>)]) -> bool {
     wanted.iter().all(|(k, v)| match (labels.get(k), v) {
         (Some(_), None) => true,
         (Some(have), Some(want)) => have == want,

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use crate::inventory::{Container, Pod, PodMembers, PodState};
+use crate::inventory::{Container, Labels, Pod, PodMembers, PodState};
 use crate::snapshot::EngineView;
 
 fn rfc3339(nanos: Option<i64>) -> Option<String> {
@@ -33,7 +33,7 @@ pub struct ContainerJson<'a> {
     pub pod: Option<PodRef<'a>>,
     pub infra: bool,
     pub project: Option<&'a str>,
-    pub labels: &'a BTreeMap<String, String>,
+    pub labels: &'a Labels,
     pub created_at: Option<String>,
     pub started_at: Option<String>,
     pub exited_at: Option<String>,
@@ -75,7 +75,7 @@ pub struct PodJson<'a> {
     pub name: &'a str,
     pub state: &'static str,
     pub infra_id: Option<&'a str>,
-    pub labels: &'a BTreeMap<String, String>,
+    pub labels: &'a Labels,
     pub created_at: Option<String>,
     /// Member containers per state, the infra container excluded: the numbers of
     /// `podman_pod_containers`.

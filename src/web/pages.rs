@@ -21,6 +21,7 @@ use super::api::{all_containers, all_pods, off_workers};
 use super::json::{ContainerJson, PodJson};
 use super::AppState;
 use crate::build_info;
+use crate::inventory::Labels;
 use crate::snapshot::EngineView;
 
 /// `/-/healthy`: the process serves HTTP.
@@ -98,9 +99,9 @@ fn state_class(state: &str) -> String {
 }
 
 /// Labels as one line, `key=value` separated by spaces (the cell's title holds the same text).
-fn labels_text(labels: &std::collections::BTreeMap<String, String>) -> String {
+fn labels_text(labels: &Labels) -> String {
     let mut out = String::new();
-    for (k, v) in labels {
+    for (k, v) in labels.iter() {
         if !out.is_empty() {
             out.push(' ');
         }
