@@ -544,7 +544,7 @@ impl EngineCache {
 }
 
 /// Reads what the renders of the next containers read, before the render of container `n`:
-/// the record three ahead, the strings and the labels map two ahead, the labels' text one
+/// the record three ahead, the strings and the labels' block two ahead, the labels' text one
 /// ahead. A cold scrape meets each record and its strings for the first time, each a cache miss,
 /// and each level's address is read from the one before; touched a stage at a time, the misses
 /// of one stage overlap each other and the render at hand instead of stalling it one after
