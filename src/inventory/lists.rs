@@ -30,7 +30,13 @@ impl Inventory {
             if !lc.pod.is_empty() && !lc.pod_name.is_empty() {
                 name_pod(&mut self.pod_names, &lc.pod, &lc.pod_name);
             }
-            let c = container_from_list(lc, restarts, awaiting_restart);
+            // The pod ID as the inventory holds it (just named above, if listed with a name):
+            // a pod's containers share one string, not a copy of 64 characters each, and a
+            // scrape tells their pod apart by address.
+            let pod_id = Some(&lc.pod)
+                .filter(|p| !p.is_empty())
+                .map(|p| SharedStr::from(self.held_pod_id(p)));
+            let c = container_from_list(lc, pod_id, restarts, awaiting_restart);
             for (k, v) in c.labels.iter() {
                 self.labels.admit(k, v);
             }
@@ -82,7 +88,7 @@ impl Inventory {
             if c.state != lc.state {
                 continue;
             }
-            let listed = container_from_list(lc, c.restarts, c.awaiting_restart);
+            let listed = container_from_list(lc, None, c.restarts, c.awaiting_restart);
             let c = Arc::make_mut(c);
             c.pid = listed.pid;
             c.health = listed.health;
@@ -130,16 +136,21 @@ fn name_pod(names: &mut super::FxMap<Arc<str>, Arc<str>>, id: &str, name: &str) 
     }
 }
 
-/// A container as listed. `restarts` is Podman's count where it lists one, else the one sealwatch
-/// kept.
-fn container_from_list(lc: ListContainer, restarts: u64, awaiting_restart: bool) -> Container {
+/// A container as listed, in the pod `pod_id` if given (else the listed pod, as a string of its
+/// own). `restarts` is Podman's count where it lists one, else the one sealwatch kept.
+fn container_from_list(
+    lc: ListContainer,
+    pod_id: Option<SharedStr>,
+    restarts: u64,
+    awaiting_restart: bool,
+) -> Container {
     let exited_at = list_time(lc.exited_at);
     let has_exited = matches!(lc.state.as_str(), "exited" | "stopped");
     Container {
         name: lc.names.into_iter().next().unwrap_or_default().into(),
         image: lc.image.into(),
         pid: u32::try_from(lc.pid).ok().filter(|p| *p > 0),
-        pod_id: Some(lc.pod).filter(|p| !p.is_empty()).map(SharedStr::from),
+        pod_id: pod_id.or_else(|| Some(lc.pod).filter(|p| !p.is_empty()).map(SharedStr::from)),
         infra: lc.is_infra,
         labels: lc.labels.iter().collect(),
         created_at: parse_created(&lc.created),
@@ -193,6 +204,28 @@ mod tests {
             "Actor": {"ID": id, "Attributes": {"name": format!("n-{id}"), "app": "x", "containerExitCode": "0"}}
         }))
         .unwrap()
+    }
+
+    /// A resync gives the containers of one pod one shared pod ID string (the one the inventory
+    /// names the pod by), and a container without a pod none.
+    #[test]
+    fn listed_containers_of_a_pod_share_its_id() {
+        let mut inv = inventory();
+        let pod = serde_json::json!({"Pod": "p1", "PodName": "shop"});
+        inv.resync(
+            vec![
+                listed("c1", "running", 1, pod.clone()),
+                listed("c2", "running", 2, pod),
+                listed("c3", "running", 3, serde_json::json!({"Pod": ""})),
+            ],
+            vec![],
+            1,
+        );
+        let id = |c: &str| inv.container(c).unwrap().pod_id.clone();
+        let (a, b) = (id("c1").unwrap(), id("c2").unwrap());
+        assert_eq!((a.as_str(), inv.pod_name("p1")), ("p1", "shop"));
+        assert!(Arc::ptr_eq(a.as_arc(), b.as_arc()));
+        assert_eq!(id("c3"), None);
     }
 
     /// Events older than the list (a stop and start made while sealwatch was away, replayed after
