@@ -364,7 +364,7 @@ impl EngineCache {
         &mut self,
         old: &[Arc<Piece>],
         members: &[Member<'a>],
-        inv: &'a Inventory,
+        inv: &Inventory,
         scratch: &mut Scratch<'a>,
     ) -> Arc<Piece> {
         if let Some((p, 0)) = members[0].1 {
@@ -427,7 +427,7 @@ impl EngineCache {
     fn render<'a>(
         &mut self,
         c: &'a Container,
-        inv: &'a Inventory,
+        inv: &Inventory,
         texts: &mut [String],
         scratch: &mut Scratch<'a>,
     ) -> u32 {
@@ -436,7 +436,6 @@ impl EngineCache {
             labels,
             used,
             raw,
-            pods,
         } = scratch;
         let mut raw = raw.as_mut().filter(|_| !c.infra);
         let state = Arc::as_ptr(c.state.as_arc()) as *const u8 as usize;
@@ -458,13 +457,8 @@ impl EngineCache {
         push_escaped(head, c.short_id());
         push_value(head, "\",name=\"", &c.name);
         let bare = head.len();
-        if let Some(id) = &c.pod_id {
-            // A pod's containers share its ID string (see `Inventory::resync`): its name is
-            // looked up once per scrape, not once per container.
-            let name = *pods
-                .entry(Arc::as_ptr(id.as_arc()) as *const u8 as usize)
-                .or_insert_with(|| inv.pod_name(id));
-            push_value(head, ",pod=\"", name);
+        if let Some(id) = c.pod_id.as_deref() {
+            push_value(head, ",pod=\"", inv.pod_name(id));
         }
 
         labels.clear();
@@ -587,8 +581,6 @@ struct Scratch<'a> {
     used: Vec<usize>,
     /// The allowlisted labels of the rendered containers, when they are to be counted.
     raw: Option<RawLabels<'a>>,
-    /// Pod names by the address of the pod ID string.
-    pods: FxMap<usize, &'a str>,
 }
 
 /// (key's index in `SanitizedKeys::known`, value, state's address) -> (state, containers): the
