@@ -391,7 +391,7 @@ mod tests {
             [("app", "shop"), ("b", ""), ("tier", "web"), ("é", "ü")]
         );
         assert_eq!(labels.len(), 4);
-        assert_eq!(labels.keys().rev().next(), Some("é"));
+        assert_eq!(labels.keys().next_back(), Some("é"));
         for (k, v) in &pairs {
             assert_eq!(labels.get(k), Some(*v), "{k}");
         }
