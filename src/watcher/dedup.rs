@@ -61,6 +61,9 @@ fn random_seed() -> usize {
     std::collections::hash_map::RandomState::new().hash_one(0u8) as usize
 }
 
+/// The ring's capacity (keys) below which it is never shrunk: 64 KiB.
+const SHRINK_ABOVE: usize = 4096;
+
 /// How far from the ring's back a late key is still inserted into the ring (moving at most this
 /// many keys); later ones go into the tree.
 const NEAR_BACK: usize = 64;
@@ -149,6 +152,13 @@ impl Dedup {
             }
             self.horizon = self.horizon.max(oldest.0);
         }
+        // A burst (a replay after a long outage) grows the ring up to `max_keys` (2 MB at the
+        // default); once those keys have expired, the room is given back rather than held for
+        // the process's life. Shrinking only below a quarter, to twice the length, leaves room
+        // to grow again before the next shrink.
+        if self.keys.capacity() > SHRINK_ABOVE && self.keys.capacity() > 4 * self.keys.len() {
+            self.keys.shrink_to(2 * self.keys.len());
+        }
         true
     }
 
@@ -186,6 +196,33 @@ mod tests {
             "same time, other container"
         );
         assert_eq!(d.newest(), Some(10));
+    }
+
+    /// A burst's room is given back once its keys expire, and the ring still answers rightly
+    /// after it shrank.
+    #[test]
+    fn the_ring_gives_back_a_bursts_room() {
+        let mut d = Dedup::new(1_000_000, 100_000);
+        for t in 1..=50_000 {
+            assert!(d.first_time(&ev(t, "a", "x"), NOW));
+        }
+        assert!(d.keys.capacity() >= 50_000);
+        // Far past the window: every burst key expires.
+        for t in 2_000_000..2_000_010 {
+            assert!(d.first_time(&ev(t, "a", "x"), NOW));
+        }
+        assert_eq!(d.len(), 10);
+        assert!(
+            d.keys.capacity() <= 2 * SHRINK_ABOVE,
+            "{}",
+            d.keys.capacity()
+        );
+        assert!(!d.first_time(&ev(2_000_005, "a", "x"), NOW), "still seen");
+        assert!(
+            !d.first_time(&ev(40_000, "a", "x"), NOW),
+            "older than the window"
+        );
+        assert!(d.first_time(&ev(2_000_010, "a", "x"), NOW));
     }
 
     /// Keys older than the window are dropped, and events older than the window are answered
