@@ -43,6 +43,8 @@ fn agent(ca_pem: &str) -> ureq::Agent {
         .http_status_as_error(false)
         .proxy(None)
         .timeout_global(Some(Duration::from_secs(10)))
+        // Below sealwatch's 10 s idle close, as in `support::http_agent`.
+        .max_idle_age(Duration::from_secs(5))
         .tls_config(
             ureq::tls::TlsConfig::builder()
                 .root_certs(ureq::tls::RootCerts::Specific(Arc::new(vec![cert])))

@@ -244,11 +244,16 @@ pub fn free_port() -> u16 {
 }
 
 /// An HTTP client for tests: every status is an answer (not an error), no proxy, 30 s bound.
+/// It reuses a pooled connection only while it has been idle under 5 s: sealwatch closes a
+/// connection that sends no request for 10 s (`HEAD_TIMEOUT`), and ureq's default (15 s) let a
+/// GET go out on a connection the server was closing that instant ("connection reset by peer"
+/// in `page::`, once in a full run).
 pub fn http_agent() -> ureq::Agent {
     ureq::Agent::config_builder()
         .http_status_as_error(false)
         .proxy(None)
         .timeout_global(Some(Duration::from_secs(30)))
+        .max_idle_age(Duration::from_secs(5))
         .build()
         .into()
 }
