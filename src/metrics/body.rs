@@ -17,8 +17,9 @@ use flate2::{Compress, Compression, FlushCompress, Status};
 
 /// Text kept between scrapes, with its compressed form once a gzip scrape needed it. Both are
 /// held at their exact length: kept for many scrapes, the room their builders left to grow into
-/// (a quarter of the text, a third of the compressed form) would be about 4 MB at 10,000
-/// containers.
+/// (a quarter of the text, a third of the compressed form) was about 3 MB at 10,000 containers.
+/// Writers build them in reused buffers and copy them out (`copied`), so a kept block is
+/// allocated once, with no room cut off beside it for other blocks to fill.
 #[derive(Debug, Default)]
 pub struct Segment {
     text: Box<str>,
@@ -29,6 +30,14 @@ impl Segment {
     pub fn new(text: String) -> Self {
         Self {
             text: text.into_boxed_str(),
+            deflated: OnceLock::new(),
+        }
+    }
+
+    /// A segment of a copy of `text`, allocated once at its length.
+    pub fn copied(text: &str) -> Self {
+        Self {
+            text: Box::from(text),
             deflated: OnceLock::new(),
         }
     }
@@ -55,29 +64,38 @@ struct Deflated {
 }
 
 /// A zlib compressor reused for every segment of one gzip encoding: resetting it forgets the
-/// previous segment (nothing may refer across segments) but keeps its buffers.
-struct Compressor(Compress);
+/// previous segment (nothing may refer across segments) but keeps its buffers. Each segment is
+/// compressed into `out`, also reused, and copied out at its length (see `Segment`).
+struct Compressor {
+    zlib: Compress,
+    out: Vec<u8>,
+}
 
 impl Compressor {
     fn new() -> Self {
-        Self(Compress::new(Compression::fast(), false))
+        Self {
+            zlib: Compress::new(Compression::fast(), false),
+            out: Vec::new(),
+        }
     }
 
     fn deflate(&mut self, text: &[u8]) -> std::io::Result<Deflated> {
-        self.0.reset();
+        self.zlib.reset();
+        let mut bytes = std::mem::take(&mut self.out);
+        bytes.clear();
         // Fast-level deflate of text never grows it much; the slack covers the flush markers.
-        let mut bytes = Vec::with_capacity(text.len() / 3 + 64);
+        bytes.reserve(text.len() / 3 + 64);
         let mut input = text;
         loop {
             if bytes.capacity() - bytes.len() < 64 {
                 bytes.reserve(bytes.capacity().max(4096));
             }
-            let before = self.0.total_in();
+            let before = self.zlib.total_in();
             let status = self
-                .0
+                .zlib
                 .compress_vec(input, &mut bytes, FlushCompress::Sync)
                 .map_err(std::io::Error::other)?;
-            let used = usize::try_from(self.0.total_in() - before).unwrap_or(input.len());
+            let used = usize::try_from(self.zlib.total_in() - before).unwrap_or(input.len());
             input = input.get(used..).unwrap_or_default();
             // Done once every byte went in and the flush fit: output room was left over.
             if input.is_empty() && bytes.len() < bytes.capacity() {
@@ -89,10 +107,12 @@ impl Compressor {
         }
         let mut crc = crc32fast::Hasher::new();
         crc.update(text);
-        Ok(Deflated {
-            bytes: bytes.into_boxed_slice(),
+        let deflated = Deflated {
+            bytes: Box::from(&bytes[..]),
             crc,
-        })
+        };
+        self.out = bytes;
+        Ok(deflated)
     }
 }
 

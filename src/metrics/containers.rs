@@ -123,9 +123,10 @@ struct EngineCache {
     aggregates: Vec<Arc<Segment>>,
     /// What the aggregate families count, kept up to date with `pieces`.
     counts: Counts,
-    /// Bytes per container in each family's segment at the last build (to size new ones; a
-    /// first guess before that).
-    per_entry: [usize; FAMILIES.len()],
+    /// One buffer per family that a piece's lines are written into, reused from piece to piece:
+    /// a segment is then allocated once at its exact length and copied, rather than grown and
+    /// cut to length, which left a hole beside every kept segment for other blocks to fill.
+    texts: Vec<String>,
     /// `label_<key>` names, by raw key.
     names: SanitizedKeys,
     /// Per family of `FAMILIES`, the opening of a container's line up to its ID:
@@ -144,7 +145,7 @@ impl Default for EngineCache {
             pieces: Vec::new(),
             aggregates: Vec::new(),
             counts: Counts::default(),
-            per_entry: [200; FAMILIES.len()],
+            texts: Vec::new(),
             names: SanitizedKeys::default(),
             opens: Vec::new(),
             open_len: 0,
@@ -377,11 +378,9 @@ impl EngineCache {
                 return old[p].clone();
             }
         }
-        let mut texts: Vec<String> = self
-            .per_entry
-            .iter()
-            .map(|n| String::with_capacity((n + n / 4 + 8) * members.len()))
-            .collect();
+        let mut texts = std::mem::take(&mut self.texts);
+        texts.resize_with(FAMILIES.len(), String::new);
+        texts.iter_mut().for_each(String::clear);
         let mut entries = Vec::with_capacity(members.len());
         for (c, at) in members {
             let (head_len, cut) = match at {
@@ -410,16 +409,12 @@ impl EngineCache {
                 ends_piece: cut,
             });
         }
-        for (n, text) in self.per_entry.iter_mut().zip(&texts) {
-            *n = text.len() / members.len().max(1);
-        }
-        Arc::new(Piece {
+        let piece = Arc::new(Piece {
             entries,
-            segments: texts
-                .into_iter()
-                .map(|t| Arc::new(Segment::new(t)))
-                .collect(),
-        })
+            segments: texts.iter().map(|t| Arc::new(Segment::copied(t))).collect(),
+        });
+        self.texts = texts;
+        piece
     }
 
     /// Appends one container's line to each family it has a series in; returns the length of
