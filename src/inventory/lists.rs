@@ -30,12 +30,7 @@ impl Inventory {
             if !lc.pod.is_empty() && !lc.pod_name.is_empty() {
                 name_pod(&mut self.pod_names, &lc.pod, &lc.pod_name);
             }
-            // The pod ID as the inventory holds it (just named above, if listed with a name):
-            // a pod's containers share one string, not a copy of 64 characters each, and a
-            // scrape tells their pod apart by address.
-            let pod_id = Some(&lc.pod)
-                .filter(|p| !p.is_empty())
-                .map(|p| SharedStr::from(self.held_pod_id(p)));
+            let pod_id = self.listed_pod_id(&lc.pod);
             let c = container_from_list(lc, pod_id, restarts, awaiting_restart);
             for (k, v) in c.labels.iter() {
                 self.labels.admit(k, v);
@@ -88,6 +83,7 @@ impl Inventory {
             if c.state != lc.state {
                 continue;
             }
+            // A refresh takes no pod from the list (a container never changes pods).
             let listed = container_from_list(lc, None, c.restarts, c.awaiting_restart);
             let c = Arc::make_mut(c);
             c.pid = listed.pid;
@@ -136,8 +132,18 @@ fn name_pod(names: &mut super::FxMap<Arc<str>, Arc<str>>, id: &str, name: &str) 
     }
 }
 
-/// A container as listed, in the pod `pod_id` if given (else the listed pod, as a string of its
-/// own). `restarts` is Podman's count where it lists one, else the one sealwatch kept.
+impl Inventory {
+    /// A listed pod ID as the inventory holds it (named just before, when listed with a name):
+    /// a pod's containers share one string, not a copy of 64 characters each.
+    fn listed_pod_id(&self, pod: &str) -> Option<SharedStr> {
+        Some(pod)
+            .filter(|p| !p.is_empty())
+            .map(|p| SharedStr::from(self.held_pod_id(p)))
+    }
+}
+
+/// A container as listed, in the pod `pod_id` (`listed_pod_id` of its listed pod). `restarts` is
+/// Podman's count where it lists one, else the one sealwatch kept.
 fn container_from_list(
     lc: ListContainer,
     pod_id: Option<SharedStr>,
@@ -150,7 +156,7 @@ fn container_from_list(
         name: lc.names.into_iter().next().unwrap_or_default().into(),
         image: lc.image.into(),
         pid: u32::try_from(lc.pid).ok().filter(|p| *p > 0),
-        pod_id: pod_id.or_else(|| Some(lc.pod).filter(|p| !p.is_empty()).map(SharedStr::from)),
+        pod_id,
         infra: lc.is_infra,
         labels: lc.labels.iter().collect(),
         created_at: parse_created(&lc.created),
