@@ -5,8 +5,7 @@
 #              podman build --format docker -t sealwatch .
 #   prebuilt packages a static binary already built on the host; needs no base image at all, so it
 #            builds with no registry reachable:
-#              RUSTFLAGS='-C target-feature=+crt-static' \
-#                cargo build --release --target x86_64-unknown-linux-gnu
+#              scripts/build-static.sh --locked
 #              podman build --pull=never --format docker --target prebuilt -t sealwatch .
 #
 # `--format docker` keeps the HEALTHCHECK (the OCI image format has no healthcheck field).
@@ -47,8 +46,9 @@ FROM base AS prebuilt
 COPY target/x86_64-unknown-linux-gnu/release/sealwatch /sealwatch
 
 # ---------------------------------------------------------------------------------------------
-# Build from source. The explicit --target keeps build scripts and proc macros dynamic while the
-# final binary links glibc statically, so it runs FROM scratch.
+# Build from source, as scripts/build-static.sh does on a host: the explicit --target keeps build
+# scripts and proc macros dynamic while the final binary links glibc statically, so it runs FROM
+# scratch, and its hot functions are linked side by side (less of its code resident).
 FROM ${RUST_IMAGE} AS build
 # .git is not in the build context: pass the revision for sealwatch_build_info and --version,
 # e.g. --build-arg SEALWATCH_REVISION=$(git rev-parse --short=12 HEAD) (build.rs reads it).
@@ -57,9 +57,8 @@ WORKDIR /src
 COPY . .
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
-    RUSTFLAGS='-C target-feature=+crt-static' \
-      cargo build --release --locked --target x86_64-unknown-linux-gnu \
-    && mkdir -p /out && cp target/x86_64-unknown-linux-gnu/release/sealwatch /out/sealwatch
+    bin=$(scripts/build-static.sh --locked | tail -n 1) \
+    && mkdir -p /out && cp "$bin" /out/sealwatch
 
 # ---------------------------------------------------------------------------------------------
 FROM base AS runtime
