@@ -169,6 +169,68 @@ fn inspect(svc: &PodmanService, what: &str, name: &str) -> Value {
     v[0].clone()
 }
 
+/// The static binary has the functions a running sealwatch executes laid out side by side, as
+/// scripts/build-static.sh has the linker order them (symbol-order.txt beside the binary, from
+/// scripts/hot-functions.txt): their span is about their size, not the whole of the code, so
+/// fewer of the code's 64 KiB windows are resident (README, "Memory").
+#[test]
+fn the_static_binary_has_its_hot_code_side_by_side() {
+    let bin = static_binary();
+    let order_file = bin.with_file_name("symbol-order.txt");
+    let order = std::fs::read_to_string(&order_file).unwrap_or_else(|e| {
+        panic!(
+            "{} is missing ({e}): run scripts/build-static.sh first (scripts/test.sh does)",
+            order_file.display()
+        )
+    });
+    let hot: std::collections::HashSet<&str> = order.lines().filter(|l| !l.is_empty()).collect();
+    assert!(hot.len() > 500, "only {} symbols to order", hot.len());
+    let nm = std::process::Command::new("nm")
+        .args(["-S", "--defined-only"])
+        .arg(&bin)
+        .output()
+        .expect("nm (binutils) runs");
+    assert!(nm.status.success(), "nm failed: {nm:?}");
+    let nm = String::from_utf8_lossy(&nm.stdout);
+    let mut found = std::collections::HashSet::new();
+    let (mut bytes, mut lo, mut hi, mut code) = (0u64, u64::MAX, 0u64, 0u64);
+    for line in nm.lines() {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        let [addr, size, kind, name] = f[..] else {
+            continue;
+        };
+        if !matches!(kind, "t" | "T" | "w" | "W") {
+            continue;
+        }
+        let (addr, size) = (
+            u64::from_str_radix(addr, 16).unwrap(),
+            u64::from_str_radix(size, 16).unwrap(),
+        );
+        code += size;
+        if hot.contains(name) {
+            found.insert(name);
+            bytes += size;
+            lo = lo.min(addr);
+            hi = hi.max(addr + size);
+        }
+    }
+    assert_eq!(
+        found.len(),
+        hot.len(),
+        "every ordered symbol is in the binary"
+    );
+    let span = hi - lo;
+    eprintln!(
+        "{} hot functions, {bytes} bytes, span {span} bytes, of {code} bytes of functions",
+        found.len()
+    );
+    assert!(
+        span <= bytes + bytes / 10 + 65_536,
+        "the hot functions ({bytes} bytes) are spread over {span} bytes"
+    );
+    assert!(bytes < code / 2, "{bytes} of {code} bytes are hot");
+}
+
 /// The `prebuilt` image builds with `podman build --pull=never --format docker` from the host
 /// binary and carries what the issue asks for: FROM scratch with one static binary, root (for the
 /// socket), the OCI labels, EXPOSE 9882, ENTRYPOINT, STOPSIGNAL and a curl-less HEALTHCHECK. Run
