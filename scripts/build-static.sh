@@ -11,6 +11,7 @@
 # "Memory"). Their symbols carry hashes that change with the compiler, the dependencies and the
 # flags, so the list names them without, and this script finds this build's symbols with `nm`,
 # then links again with them in order (the second link only when the order changed).
+# SEALWATCH_HOT_FUNCTIONS=strict: fail when fewer than half of the listed functions are found.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 dir=${CARGO_TARGET_DIR:-target}/x86_64-unknown-linux-gnu/release
@@ -51,11 +52,14 @@ paste <(nm -p "$bin") <(nm -p -C "$bin") | awk -F'\t' -v report="$order.found" '
 ' "$hot" - >"$order.new"
 read -r found listed <"$order.found"
 rm -f "$order.found"
-# scripts/hot-functions.sh builds with a stale list on purpose, to make a new one.
-if ((found * 2 < listed)) && [ "${SEALWATCH_HOT_FUNCTIONS_STALE:-}" != ok ]; then
+# A list the code (or another compiler) left behind costs resident memory, not correctness: a
+# build goes on with what it found, and fails only where asked to (scripts/test.sh, so CI).
+if ((found * 2 < listed)); then
     echo "build-static.sh: only $found of the $listed functions in scripts/hot-functions.txt are in" \
         "this build; regenerate the list with scripts/hot-functions.sh" >&2
-    exit 1
+    if [ "${SEALWATCH_HOT_FUNCTIONS:-}" = strict ]; then
+        exit 1
+    fi
 fi
 if ! cmp -s "$order.new" "$order"; then
     mv "$order.new" "$order"

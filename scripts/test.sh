@@ -82,7 +82,8 @@ step() {
 
 step cargo fmt --all -- --check
 step cargo clippy --all-targets --locked -- -D warnings
-step scripts/build-static.sh
+# A hot-function list the code left behind fails here (build-static.sh only warns elsewhere).
+step env SEALWATCH_HOT_FUNCTIONS=strict scripts/build-static.sh
 
 t0=$SECONDS
 while [ ! -e "$marks/roots" ]; do
