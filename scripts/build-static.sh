@@ -34,19 +34,13 @@ if command -v file >/dev/null 2>&1 && file "$bin" | grep -q 'dynamically linked'
     exit 1
 fi
 
-# This build's symbol for each listed function (`nm -p` lists in one order with and without
-# demangling; GNU nm drops the hash when it demangles).
-paste <(nm -p "$bin") <(nm -p -C "$bin") | awk -F'\t' -v report="$order.found" '
+# This build's symbol for each listed function.
+. scripts/lib/symbols.sh
+function_symbols "$bin" | awk -F'\t' -v report="$order.found" '
     FILENAME == ARGV[1] { hot[$0] = 1; listed++; next }
-    {
-        split($1, raw, " ")
-        if (raw[2] !~ /^[tTwW]$/) next
-        name = $2
-        sub(/^[^ ]+ [^ ]+ /, "", name)
-        if (name in hot) {
-            print raw[3]
-            if (!(name in seen)) { seen[name] = 1; found++ }
-        }
+    $2 in hot {
+        print $1
+        if (!($2 in seen)) { seen[$2] = 1; found++ }
     }
     END { print found + 0, listed + 0 > report }
 ' "$hot" - >"$order.new"

@@ -42,14 +42,9 @@ SEALWATCH_SOAK_BIN=$work/run.sh SEALWATCH_SOAK_CONTAINERS=50 SEALWATCH_SOAK_EVEN
 
 # Every function callgrind saw run, by its symbol; then each symbol's demangled name.
 grep -E '^c?fn=' "$work/callgrind.out" | sed -E 's/^c?fn=(\([0-9]+\) ?)?//' | sort -u >"$work/ran"
-paste <(nm -p "$bin") <(nm -p -C "$bin") | awk -F'\t' '
+. scripts/lib/symbols.sh
+function_symbols "$bin" | awk -F'\t' '
     FILENAME == ARGV[1] { ran[$0] = 1; next }
-    {
-        split($1, raw, " ")
-        if (raw[2] !~ /^[tTwW]$/ || !(raw[3] in ran)) next
-        name = $2
-        sub(/^[^ ]+ [^ ]+ /, "", name)
-        print name
-    }
+    $1 in ran { print $2 }
 ' "$work/ran" - | LC_ALL=C sort -u >scripts/hot-functions.txt
 echo "scripts/hot-functions.txt: $(wc -l <scripts/hot-functions.txt) functions" >&2
