@@ -1,16 +1,18 @@
-//! What "one event in" costs: sealwatch's ingest of a stream of Podman 4.3.1 lifecycle events,
+//! What "one event in" costs: sealwatch's ingest of a stream of Podman lifecycle events,
 //! beside the reference of a plain `serde_json` parse of the same lines, in one run. Prints a
 //! table; asserts nothing but that every event was counted (`cargo bench --bench ingest`).
 //!
 //! The events are pre-generated in Podman 4.3.1's exact line shape (`tests/fixtures/events.ndjson`:
-//! legacy keys, labels merged into the attributes) for 10,000 containers in 1,000 pods that
+//! legacy keys, labels merged into the attributes), or 5.4.2's with `SEALWATCH_BENCH_SHAPE=5.4.2`
+//! (`tests/fixtures/5.4.2/events.ndjson`: `containerExitCode` only where the exit code means something), for 10,000 containers in 1,000 pods that
 //! churn (remove, create, init, start, health checks, exec, died, cleanup, restart). sealwatch's
 //! side is the library's `Ingest`, the very code the watcher runs per chunk (framing, decode,
 //! de-duplication, inventory transition, counters, staleness), on an inventory synced from the
 //! same host's lists, publishing snapshots as the watcher does. Times are this thread's CPU time
 //! (`CLOCK_THREAD_CPUTIME_ID`).
 //!
-//! Environment: `SEALWATCH_BENCH_EVENTS` (default 1,000,000); `SEALWATCH_BENCH_PROFILE=ingest`
+//! Environment: `SEALWATCH_BENCH_EVENTS` (default 1,000,000); `SEALWATCH_BENCH_SHAPE` (`4.3.1`,
+//! the default, or `5.4.2`); `SEALWATCH_BENCH_PROFILE=ingest`
 //! runs only sealwatch's ingest once (for `valgrind --tool=callgrind` or `perf record`),
 //! publishing a snapshot every `SEALWATCH_BENCH_PUBLISH_EVERY` lines (default 300, about what
 //! the paced run does here) so that a profile under valgrind's slow clock is not skewed.
@@ -110,9 +112,9 @@ enum Framing {
 }
 
 /// An inventory synced from the host's lists, as the watcher's resync leaves it.
-fn synced(lists: &(Vec<ListContainer>, Vec<ListPod>)) -> Inventory {
+fn synced(lists: &(Vec<ListContainer>, Vec<ListPod>), shape: fake_podman::Shape) -> Inventory {
     let mut inv = Inventory::new(LabelPolicy::new(Allowlist::default(), 500));
-    inv.set_podman_version("4.3.1");
+    inv.set_podman_version(shape.version());
     inv.resync(lists.0.clone(), lists.1.clone(), i64::MIN);
     inv
 }
@@ -240,7 +242,9 @@ fn main() {
         containers: 10_000,
         pods: 1_000,
         t0: now_nanos() - 3_600_000_000_000,
+        shape: fake_podman::Shape::from_env("SEALWATCH_BENCH_SHAPE"),
     };
+    churn.check_shape();
     let (containers_json, pods_json) = churn.lists();
     let lists: (Vec<ListContainer>, Vec<ListPod>) = (
         serde_json::from_str(&containers_json).expect("containers"),
@@ -260,7 +264,7 @@ fn main() {
             .and_then(|v| v.parse().ok())
             .unwrap_or(300);
         let mut run = Runner::new(
-            synced(&lists),
+            synced(&lists, churn.shape),
             Framing::LinePerChunk,
             Pacing::EveryChunks(every),
         );
@@ -293,22 +297,22 @@ fn main() {
         blocks
     };
     let mut per_line = Runner::new(
-        synced(&lists),
+        synced(&lists, churn.shape),
         Framing::LinePerChunk,
         Pacing::Interval(PUBLISH_INTERVAL),
     );
     let mut chunked = Runner::new(
-        synced(&lists),
+        synced(&lists, churn.shape),
         Framing::Chunks64K,
         Pacing::Interval(PUBLISH_INTERVAL),
     );
     let mut unpaced = Runner::new(
-        synced(&lists),
+        synced(&lists, churn.shape),
         Framing::LinePerChunk,
         Pacing::Interval(Duration::ZERO),
     );
     let mut slower = Runner::new(
-        synced(&lists),
+        synced(&lists, churn.shape),
         Framing::LinePerChunk,
         Pacing::Interval(PUBLISH_INTERVAL * 5),
     );
@@ -349,8 +353,9 @@ fn main() {
 
     let rate = |cpu: f64| n as f64 / cpu;
     println!(
-        "sealwatch ingest benchmark: {n} Podman 4.3.1 events (mean {:.0} bytes a line) on {} \
+        "sealwatch ingest benchmark: {n} Podman {} events (mean {:.0} bytes a line) on {} \
          containers in {} pods; CPU time of this thread",
+        churn.shape.version(),
         body.len() as f64 / n as f64,
         churn.containers,
         churn.pods

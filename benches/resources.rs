@@ -202,6 +202,7 @@ fn main() {
         .map(|p| json!({"Id": hex_id(0xbb, p), "Name": format!("pod{p}"), "Status": "Running"}))
         .collect();
     let bodies = fake_podman::Bodies {
+        shape: fake_podman::Shape::V4_3_1,
         containers: serde_json::to_string(&list).unwrap(),
         pods: serde_json::to_string(&pods_json).unwrap(),
         events: Vec::new(),

@@ -8,7 +8,8 @@
 //! Environment: `SEALWATCH_SOAK_CONTAINERS` (default 10,000; pods a tenth of that),
 //! `SEALWATCH_SOAK_EVENTS` (default 1,000,000), `SEALWATCH_SOAK_RECONNECTS` (default 20),
 //! `SEALWATCH_SOAK_SCRAPES` (default 200), `SEALWATCH_SOAK_FORMATS=prometheus` (every scrape
-//! gzipped OpenMetrics, instead of that and text in turn), `SEALWATCH_SOAK_BIN` (another sealwatch binary, to
+//! gzipped OpenMetrics, instead of that and text in turn), `SEALWATCH_SOAK_SHAPE` (`4.3.1`, the default, or `5.4.2`: the fake's
+//! wire shapes, `benches/support/fake_podman.rs`), `SEALWATCH_SOAK_BIN` (another sealwatch binary, to
 //! compare builds side by side, e.g. allocators); `MALLOC_*` and other `SEALWATCH_*` variables
 //! (`SEALWATCH_EVENTS_BUFFER`) are passed on to sealwatch.
 
@@ -74,9 +75,12 @@ fn main() {
         containers,
         pods,
         t0: now - events as i64 * 1_000 - 1_000_000_000,
+        shape: fake_podman::Shape::from_env("SEALWATCH_SOAK_SHAPE"),
     };
+    churn.check_shape();
     let (containers_json, pods_json) = churn.lists();
     let fake = fake_podman::FakePodman::start(fake_podman::Bodies {
+        shape: churn.shape,
         containers: containers_json,
         pods: pods_json,
         events: churn.events(events),

@@ -1,6 +1,7 @@
 //! A wire-level stand-in for Podman's API on a unix socket, for benchmarks at a scale a real
 //! service cannot reach quickly: it answers `_ping`, `version` and the container, pod, image,
-//! volume and network lists from fixed bodies in Podman 4.3.1's shapes, and the event stream
+//! volume and network lists from fixed bodies in the shapes of Podman 4.3.1 or 5.4.2 (`Shape`,
+//! as the captures in `tests/fixtures/` and `tests/fixtures/5.4.2/` show them), and the event stream
 //! with a fixed body, after which it holds the stream open as an idle Podman does (until
 //! `break_streams`, which ends every open stream as a restarting Podman would). Never used
 //! as the only proof of a behaviour: the tests prove behaviour against a real Podman.
@@ -14,18 +15,74 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-const VERSION_JSON: &str = include_str!(concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/tests/fixtures/version.json"
-));
-const INFO_JSON: &str = include_str!(concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/tests/fixtures/info.json"
-));
+/// The Podman release whose wire shapes the fake speaks.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Shape {
+    /// Podman 4.3.1 (Debian 12): every container event carries `containerExitCode`.
+    #[default]
+    V4_3_1,
+    /// Podman 5.4.2 (Debian 13): `containerExitCode` only on a `died`; a listed container also
+    /// carries `Restarts`, `CIDFile` and `ExposedPorts`.
+    V5_4_2,
+}
+
+impl Shape {
+    /// The shape the environment variable `var` names: `4.3.1` (the default) or `5.4.2`.
+    pub fn from_env(var: &str) -> Self {
+        match std::env::var(var).as_deref() {
+            Err(_) | Ok("4.3.1") => Self::V4_3_1,
+            Ok("5.4.2") => Self::V5_4_2,
+            Ok(other) => panic!("{var}={other}: the fake speaks 4.3.1 or 5.4.2"),
+        }
+    }
+
+    pub fn version(self) -> &'static str {
+        match self {
+            Self::V4_3_1 => "4.3.1",
+            Self::V5_4_2 => "5.4.2",
+        }
+    }
+
+    /// The headers every answer of this release carries.
+    fn head(self) -> &'static str {
+        match self {
+            Self::V4_3_1 => "Api-Version: 1.41\r\nContent-Type: application/json\r\nLibpod-Api-Version: 4.3.1\r\nServer: Libpod/4.3.1 (linux)\r\n",
+            Self::V5_4_2 => "Api-Version: 1.41\r\nContent-Type: application/json\r\nLibpod-Api-Version: 5.4.2\r\nServer: Libpod/5.4.2 (linux)\r\n",
+        }
+    }
+
+    fn version_json(self) -> &'static str {
+        match self {
+            Self::V4_3_1 => include_str!(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/tests/fixtures/version.json"
+            )),
+            Self::V5_4_2 => include_str!(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/tests/fixtures/5.4.2/version.json"
+            )),
+        }
+    }
+
+    fn info_json(self) -> &'static str {
+        match self {
+            Self::V4_3_1 => include_str!(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/tests/fixtures/info.json"
+            )),
+            Self::V5_4_2 => include_str!(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/tests/fixtures/5.4.2/info.json"
+            )),
+        }
+    }
+}
 
 /// What the fake serves.
 #[derive(Default)]
 pub struct Bodies {
+    /// The release whose headers, version and info it answers with.
+    pub shape: Shape,
     pub containers: String,
     pub pods: String,
     /// Event lines (NDJSON), sent once on each events request, then the stream is held.
@@ -91,8 +148,6 @@ impl Drop for FakePodman {
     }
 }
 
-const HEAD: &str = "Api-Version: 1.41\r\nContent-Type: application/json\r\nLibpod-Api-Version: 4.3.1\r\nServer: Libpod/4.3.1 (linux)\r\n";
-
 fn serve(conn: UnixStream, bodies: &RwLock<Bodies>, breaks: &AtomicU64) -> std::io::Result<()> {
     let mut reader = BufReader::new(conn.try_clone()?);
     let mut out = conn;
@@ -110,12 +165,13 @@ fn serve(conn: UnixStream, bodies: &RwLock<Bodies>, breaks: &AtomicU64) -> std::
         let path = request_line.split_whitespace().nth(1).unwrap_or("/");
         let path = path.split('?').next().unwrap_or("/");
         let b = bodies.read().unwrap_or_else(|p| p.into_inner());
+        let head = b.shape.head();
         let body: &str = if path.ends_with("/_ping") {
             "OK"
         } else if path.ends_with("/version") {
-            VERSION_JSON
+            b.shape.version_json()
         } else if path.ends_with("/info") {
-            INFO_JSON
+            b.shape.info_json()
         } else if path.ends_with("/containers/json") {
             &b.containers
         } else if path.ends_with("/pods/json") {
@@ -129,7 +185,7 @@ fn serve(conn: UnixStream, bodies: &RwLock<Bodies>, breaks: &AtomicU64) -> std::
             let opened = breaks.load(Ordering::SeqCst);
             write!(
                 out,
-                "HTTP/1.1 200 OK\r\n{HEAD}Transfer-Encoding: chunked\r\n\r\n"
+                "HTTP/1.1 200 OK\r\n{head}Transfer-Encoding: chunked\r\n\r\n"
             )?;
             for chunk in b.events.chunks(64 * 1024) {
                 write!(out, "{:x}\r\n", chunk.len())?;
@@ -147,14 +203,14 @@ fn serve(conn: UnixStream, bodies: &RwLock<Bodies>, breaks: &AtomicU64) -> std::
             let body = "{\"cause\":\"no such path\",\"message\":\"not found\",\"response\":404}";
             write!(
                 out,
-                "HTTP/1.1 404 Not Found\r\n{HEAD}Content-Length: {}\r\n\r\n{body}",
+                "HTTP/1.1 404 Not Found\r\n{head}Content-Length: {}\r\n\r\n{body}",
                 body.len()
             )?;
             continue;
         };
         write!(
             out,
-            "HTTP/1.1 200 OK\r\n{HEAD}Content-Length: {}\r\n\r\n",
+            "HTTP/1.1 200 OK\r\n{head}Content-Length: {}\r\n\r\n",
             body.len()
         )?;
         out.write_all(body.as_bytes())?;
@@ -186,9 +242,11 @@ pub struct Churn {
     pub pods: usize,
     /// Podman's time of the first event, unix nanoseconds; events are 1 µs apart.
     pub t0: i64,
+    /// The release whose line and list shapes it writes.
+    pub shape: Shape,
 }
 
-/// One turn of a container slot's life, as Podman 4.3.1 reports it: the previous generation's
+/// One turn of a container slot's life, as Podman 4.3.1 and 5.4.2 report it: the previous generation's
 /// container is removed, a new one created, started, checked, crashes, is restarted, dies.
 const LIFECYCLE: &[(&str, Option<&str>)] = &[
     ("remove", None),
@@ -222,7 +280,7 @@ impl Churn {
     }
 
     /// `containers/json` and `pods/json` bodies: generation 0 of every slot, running, and each
-    /// pod with its infra container, in Podman 4.3.1's shapes.
+    /// pod with its infra container, in the shapes of `shape`.
     pub fn lists(&self) -> (String, String) {
         let mut cs = Vec::new();
         for p in 0..self.pods {
@@ -248,6 +306,16 @@ impl Churn {
                 "ExitedAt": -62_135_596_800i64, "ExitCode": 0
             }));
         }
+        if self.shape == Shape::V5_4_2 {
+            // Podman 5 lists its own restart count and two more keys (tests/fixtures/5.4.2).
+            for c in &mut cs {
+                if let Some(c) = c.as_object_mut() {
+                    c.insert("Restarts".into(), 0.into());
+                    c.insert("CIDFile".into(), "".into());
+                    c.insert("ExposedPorts".into(), serde_json::Value::Null);
+                }
+            }
+        }
         let ps: Vec<serde_json::Value> = (0..self.pods)
             .map(|p| {
                 serde_json::json!({"Id": hex_id(0xbb, p), "Name": format!("pod{p}"),
@@ -270,9 +338,10 @@ impl Churn {
         })
     }
 
-    /// The `n`-th event line (with its `\n`), exactly as Podman 4.3.1 writes it: its legacy
-    /// keys, `Actor.Attributes` sorted (Go marshals maps sorted), the labels merged in. Slots
-    /// take turns, so consecutive events touch different containers.
+    /// The `n`-th event line (with its `\n`), exactly as Podman 4.3.1 or 5.4.2 writes it: its
+    /// legacy keys, `Actor.Attributes` sorted (Go marshals maps sorted), the labels merged in,
+    /// `containerExitCode` as each release sets it. Slots take turns, so consecutive events touch
+    /// different containers.
     pub fn event_line(&self, n: usize, out: &mut Vec<u8>) {
         use std::io::Write as _;
         let slot = n % self.containers;
@@ -287,12 +356,19 @@ impl Churn {
         };
         let t = self.t0 + n as i64 * 1_000;
         let image = format!("localhost/image{}:latest", slot % 30);
-        let code = if action == "died" {
-            ["0", "1", "137", "143"][(slot + generation) % 4]
-        } else {
-            "0"
+        let died_with = |generation: usize| ["0", "1", "137", "143"][(slot + generation) % 4];
+        // 4.3.1 sets `containerExitCode` on every container event, "0" but on a `died`; 5.4.2
+        // only on a `died`, an `exec_died` and the `remove` of a container that ran (its last
+        // code).
+        let (exit_code, code) = match (self.shape, action) {
+            (_, "died") => (true, died_with(generation)),
+            (Shape::V5_4_2, "remove") => (true, died_with(generation - 1)),
+            (Shape::V5_4_2, "exec_died") => (true, "0"),
+            (Shape::V5_4_2, _) => (false, ""),
+            (Shape::V4_3_1, _) => (true, "0"),
         };
-        // A `died` carries an empty podId in 4.3.1; other container events name the pod.
+        // A `died` carries an empty podId in 4.3.1 and 5.4.2; other container events name the
+        // pod.
         let pod = match self.pod_of(slot) {
             Some(p) if action != "died" => hex_id(0xbb, p),
             _ => String::new(),
@@ -301,10 +377,17 @@ impl Churn {
             out,
             "{{\"status\":\"{action}\",\"id\":\"{id}\",\"from\":\"{image}\",\"Type\":\"container\",\
              \"Action\":\"{action}\",\"Actor\":{{\"ID\":\"{id}\",\"Attributes\":{{\
-             \"app\":\"app{}\",\"containerExitCode\":\"{code}\",\"image\":\"{image}\",\
-             \"io.podman.compose.project\":\"project{}\",\"name\":\"c{slot}-{generation}\",\
-             \"podId\":\"{pod}\"}}}},\"scope\":\"local\",\"time\":{},\"timeNano\":{t}",
+             \"app\":\"app{}\",",
             slot % 20,
+        );
+        if exit_code {
+            let _ = write!(out, "\"containerExitCode\":\"{code}\",");
+        }
+        let _ = write!(
+            out,
+            "\"image\":\"{image}\",\"io.podman.compose.project\":\"project{}\",\
+             \"name\":\"c{slot}-{generation}\",\"podId\":\"{pod}\"}}}},\"scope\":\"local\",\
+             \"time\":{},\"timeNano\":{t}",
             slot % 50,
             t / 1_000_000_000,
         );
@@ -312,6 +395,100 @@ impl Churn {
             let _ = write!(out, ",\"HealthStatus\":\"{h}\"");
         }
         out.extend_from_slice(b"}\n");
+    }
+
+    /// Panics unless each action's generated line has the keys of the same action's line in
+    /// the captures of `shape` (`tests/fixtures/events.ndjson`, `tests/fixtures/5.4.2/
+    /// events.ndjson`): the top-level keys, and the attributes Podman itself sets (the rest are
+    /// the container's labels).
+    pub fn check_shape(&self) {
+        let captured = match self.shape {
+            Shape::V4_3_1 => include_str!(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/tests/fixtures/events.ndjson"
+            )),
+            Shape::V5_4_2 => include_str!(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/tests/fixtures/5.4.2/events.ndjson"
+            )),
+        };
+        let keys = |line: &serde_json::Value| {
+            let top: Vec<String> = line
+                .as_object()
+                .into_iter()
+                .flatten()
+                .map(|(k, _)| k.clone())
+                .collect();
+            let own: Vec<String> = line["Actor"]["Attributes"]
+                .as_object()
+                .into_iter()
+                .flatten()
+                .map(|(k, _)| k.clone())
+                .filter(|k| ["containerExitCode", "image", "name", "podId"].contains(&k.as_str()))
+                .collect();
+            (top, own)
+        };
+        let (list, pods) = match self.shape {
+            Shape::V4_3_1 => (
+                include_str!(concat!(
+                    env!("CARGO_MANIFEST_DIR"),
+                    "/tests/fixtures/containers-json.json"
+                )),
+                include_str!(concat!(
+                    env!("CARGO_MANIFEST_DIR"),
+                    "/tests/fixtures/pods-json.json"
+                )),
+            ),
+            Shape::V5_4_2 => (
+                include_str!(concat!(
+                    env!("CARGO_MANIFEST_DIR"),
+                    "/tests/fixtures/5.4.2/containers-json.json"
+                )),
+                include_str!(concat!(
+                    env!("CARGO_MANIFEST_DIR"),
+                    "/tests/fixtures/5.4.2/pods-json.json"
+                )),
+            ),
+        };
+        let first_keys = |body: &str| {
+            let v: serde_json::Value = serde_json::from_str(body).expect("a list");
+            let mut keys: Vec<String> = v[0]
+                .as_object()
+                .into_iter()
+                .flatten()
+                .map(|(k, _)| k.clone())
+                .collect();
+            keys.sort();
+            keys
+        };
+        let (ours, our_pods) = self.lists();
+        for (what, ours, theirs) in [("container", &ours, list), ("pod", &our_pods, pods)] {
+            let (ours, theirs) = (first_keys(ours), first_keys(theirs));
+            // The fake leaves out what sealwatch never reads (ports, mounts, networks, ...).
+            let missing: Vec<&String> = ours.iter().filter(|k| !theirs.contains(k)).collect();
+            assert!(
+                missing.is_empty(),
+                "a listed {what} has keys Podman {} does not list: {missing:?}",
+                self.shape.version()
+            );
+        }
+        for step in 0..LIFECYCLE.len() {
+            let mut out = Vec::new();
+            self.event_line(step * self.containers, &mut out);
+            let ours: serde_json::Value = serde_json::from_slice(&out).expect("a generated line");
+            let action = ours["Action"].as_str().unwrap_or_default();
+            let theirs = captured
+                .lines()
+                .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+                .find(|l| l["Type"] == "container" && l["Action"] == action)
+                .unwrap_or_else(|| panic!("no {action} in the {} captures", self.shape.version()));
+            assert_eq!(
+                keys(&ours),
+                keys(&theirs),
+                "a generated {action} line differs in shape from Podman {}'s",
+                self.shape.version()
+            );
+        }
     }
 
     /// `n` event lines, as one NDJSON body.
