@@ -15,6 +15,17 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+/// A capture in `tests/fixtures/`, read at compile time.
+macro_rules! fixture {
+    ($path:literal) => {
+        include_str!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/",
+            $path
+        ))
+    };
+}
+
 /// The Podman release whose wire shapes the fake speaks.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum Shape {
@@ -53,27 +64,15 @@ impl Shape {
 
     fn version_json(self) -> &'static str {
         match self {
-            Self::V4_3_1 => include_str!(concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/tests/fixtures/version.json"
-            )),
-            Self::V5_4_2 => include_str!(concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/tests/fixtures/5.4.2/version.json"
-            )),
+            Self::V4_3_1 => fixture!("version.json"),
+            Self::V5_4_2 => fixture!("5.4.2/version.json"),
         }
     }
 
     fn info_json(self) -> &'static str {
         match self {
-            Self::V4_3_1 => include_str!(concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/tests/fixtures/info.json"
-            )),
-            Self::V5_4_2 => include_str!(concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/tests/fixtures/5.4.2/info.json"
-            )),
+            Self::V4_3_1 => fixture!("info.json"),
+            Self::V5_4_2 => fixture!("5.4.2/info.json"),
         }
     }
 }
@@ -403,14 +402,8 @@ impl Churn {
     /// the container's labels).
     pub fn check_shape(&self) {
         let captured = match self.shape {
-            Shape::V4_3_1 => include_str!(concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/tests/fixtures/events.ndjson"
-            )),
-            Shape::V5_4_2 => include_str!(concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/tests/fixtures/5.4.2/events.ndjson"
-            )),
+            Shape::V4_3_1 => fixture!("events.ndjson"),
+            Shape::V5_4_2 => fixture!("5.4.2/events.ndjson"),
         };
         let keys = |line: &serde_json::Value| {
             let top: Vec<String> = line
@@ -429,25 +422,10 @@ impl Churn {
             (top, own)
         };
         let (list, pods) = match self.shape {
-            Shape::V4_3_1 => (
-                include_str!(concat!(
-                    env!("CARGO_MANIFEST_DIR"),
-                    "/tests/fixtures/containers-json.json"
-                )),
-                include_str!(concat!(
-                    env!("CARGO_MANIFEST_DIR"),
-                    "/tests/fixtures/pods-json.json"
-                )),
-            ),
+            Shape::V4_3_1 => (fixture!("containers-json.json"), fixture!("pods-json.json")),
             Shape::V5_4_2 => (
-                include_str!(concat!(
-                    env!("CARGO_MANIFEST_DIR"),
-                    "/tests/fixtures/5.4.2/containers-json.json"
-                )),
-                include_str!(concat!(
-                    env!("CARGO_MANIFEST_DIR"),
-                    "/tests/fixtures/5.4.2/pods-json.json"
-                )),
+                fixture!("5.4.2/containers-json.json"),
+                fixture!("5.4.2/pods-json.json"),
             ),
         };
         let first_keys = |body: &str| {
