@@ -2,8 +2,9 @@
 # Regenerates scripts/hot-functions.txt, the functions scripts/build-static.sh links side by side:
 # every function the static binary executes while it starts, lists 50 containers, ingests 10,000
 # events, serves 40 scrapes (text and gzipped OpenMetrics in turn) across 4 reconnects (the soak
-# run, benches/soak.rs) and answers each of its other endpoints once, as valgrind's callgrind
-# records it. Names are written demangled and without their hashes, sorted.
+# run, benches/soak.rs, against the fake speaking Podman 4.3.1, then 5.4.2) and answers each of
+# its other endpoints once, as valgrind's callgrind records it. Names are written demangled and
+# without their hashes, sorted.
 #
 # Needs valgrind and curl. Run it after a change that adds or renames much code on those paths:
 # build-static.sh warns when fewer than half of the listed names are in its build (and CI fails).
@@ -36,12 +37,16 @@ exec valgrind --tool=callgrind --callgrind-out-file="$work/callgrind.out" --dema
 EOF
 chmod +x "$work/run.sh"
 
-SEALWATCH_SOAK_BIN=$work/run.sh SEALWATCH_SOAK_CONTAINERS=50 SEALWATCH_SOAK_EVENTS=10000 \
-    SEALWATCH_SOAK_RECONNECTS=4 SEALWATCH_SOAK_SCRAPES=40 \
-    cargo bench --locked --bench soak >&2
+# Once with the fake speaking Podman 4.3.1, once 5.4.2 (most hosts run 5 or later).
+for shape in 4.3.1 5.4.2; do
+    SEALWATCH_SOAK_SHAPE=$shape SEALWATCH_SOAK_BIN=$work/run.sh SEALWATCH_SOAK_CONTAINERS=50 \
+        SEALWATCH_SOAK_EVENTS=10000 SEALWATCH_SOAK_RECONNECTS=4 SEALWATCH_SOAK_SCRAPES=40 \
+        cargo bench --locked --bench soak >&2
+    mv "$work/callgrind.out" "$work/callgrind.$shape.out"
+done
 
-# Every function callgrind saw run, by its symbol; then each symbol's demangled name.
-grep -E '^c?fn=' "$work/callgrind.out" | sed -E 's/^c?fn=(\([0-9]+\) ?)?//' | sort -u >"$work/ran"
+# Every function callgrind saw run in either, by its symbol; then each symbol's demangled name.
+cat "$work"/callgrind.*.out | grep -E '^c?fn=' | sed -E 's/^c?fn=(\([0-9]+\) ?)?//' | sort -u >"$work/ran"
 . scripts/lib/symbols.sh
 function_symbols "$bin" | awk -F'\t' '
     FILENAME == ARGV[1] { ran[$0] = 1; next }
