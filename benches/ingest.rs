@@ -4,18 +4,18 @@
 //!
 //! The events are pre-generated in Podman 4.3.1's exact line shape (`tests/fixtures/events.ndjson`:
 //! legacy keys, labels merged into the attributes), or 5.4.2's with `SEALWATCH_BENCH_SHAPE=5.4.2`
-//! (`tests/fixtures/5.4.2/events.ndjson`: `containerExitCode` only where the exit code means something), for 10,000 containers in 1,000 pods that
-//! churn (remove, create, init, start, health checks, exec, died, cleanup, restart). sealwatch's
-//! side is the library's `Ingest`, the very code the watcher runs per chunk (framing, decode,
-//! de-duplication, inventory transition, counters, staleness), on an inventory synced from the
-//! same host's lists, publishing snapshots as the watcher does. Times are this thread's CPU time
-//! (`CLOCK_THREAD_CPUTIME_ID`).
+//! (`tests/fixtures/5.4.2/events.ndjson`: `containerExitCode` only where the exit code means
+//! something), for 10,000 containers in 1,000 pods that churn (remove, create, init, start, health
+//! checks, exec, died, cleanup, restart). sealwatch's side is the library's `Ingest`, the very code
+//! the watcher runs per chunk (framing, decode, de-duplication, inventory transition, counters,
+//! staleness), on an inventory synced from the same host's lists, publishing snapshots as the
+//! watcher does. Times are this thread's CPU time (`CLOCK_THREAD_CPUTIME_ID`).
 //!
-//! Environment: `SEALWATCH_BENCH_EVENTS` (default 1,000,000); `SEALWATCH_BENCH_SHAPE` (`4.3.1`,
-//! the default, or `5.4.2`); `SEALWATCH_BENCH_PROFILE=ingest`
-//! runs only sealwatch's ingest once (for `valgrind --tool=callgrind` or `perf record`),
-//! publishing a snapshot every `SEALWATCH_BENCH_PUBLISH_EVERY` lines (default 300, about what
-//! the paced run does here) so that a profile under valgrind's slow clock is not skewed.
+//! Environment: `SEALWATCH_BENCH_EVENTS` (default 1,000,000); `SEALWATCH_BENCH_SHAPE` (`4.3.1`, the
+//! default, or `5.4.2`); `SEALWATCH_BENCH_PROFILE=ingest` runs only sealwatch's ingest once (for
+//! `valgrind --tool=callgrind` or `perf record`), publishing a snapshot every
+//! `SEALWATCH_BENCH_PUBLISH_EVERY` lines (default 300, about what the paced run does here) so that
+//! a profile under valgrind's slow clock is not skewed.
 
 // A benchmark stops on the first broken fixture; a panic says which.
 #![allow(clippy::expect_used, clippy::unwrap_used)]

@@ -8,10 +8,11 @@
 //! Environment: `SEALWATCH_SOAK_CONTAINERS` (default 10,000; pods a tenth of that),
 //! `SEALWATCH_SOAK_EVENTS` (default 1,000,000), `SEALWATCH_SOAK_RECONNECTS` (default 20),
 //! `SEALWATCH_SOAK_SCRAPES` (default 200), `SEALWATCH_SOAK_FORMATS=prometheus` (every scrape
-//! gzipped OpenMetrics, instead of that and text in turn), `SEALWATCH_SOAK_SHAPE` (`4.3.1`, the default, or `5.4.2`: the fake's
-//! wire shapes, `benches/support/fake_podman.rs`), `SEALWATCH_SOAK_BIN` (another sealwatch binary, to
-//! compare builds side by side, e.g. allocators); `MALLOC_*` and other `SEALWATCH_*` variables
-//! (`SEALWATCH_EVENTS_BUFFER`) are passed on to sealwatch.
+//! gzipped OpenMetrics, instead of that and text in turn), `SEALWATCH_SOAK_SHAPE` (`4.3.1`, the
+//! default, or `5.4.2`: the fake's wire shapes, `benches/support/fake_podman.rs`),
+//! `SEALWATCH_SOAK_BIN` (another sealwatch binary, to compare builds side by side, e.g.
+//! allocators); `MALLOC_*` and other `SEALWATCH_*` variables (`SEALWATCH_EVENTS_BUFFER`) are passed
+//! on to sealwatch.
 
 // A benchmark stops on the first broken step; a panic says which.
 #![allow(clippy::expect_used, clippy::unwrap_used)]

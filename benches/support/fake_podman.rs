@@ -1,10 +1,10 @@
 //! A wire-level stand-in for Podman's API on a unix socket, for benchmarks at a scale a real
 //! service cannot reach quickly: it answers `_ping`, `version` and the container, pod, image,
-//! volume and network lists from fixed bodies in the shapes of Podman 4.3.1 or 5.4.2 (`Shape`,
-//! as the captures in `tests/fixtures/` and `tests/fixtures/5.4.2/` show them), and the event stream
+//! volume and network lists from fixed bodies in the shapes of Podman 4.3.1 or 5.4.2 (`Shape`, as
+//! the captures in `tests/fixtures/` and `tests/fixtures/5.4.2/` show them), and the event stream
 //! with a fixed body, after which it holds the stream open as an idle Podman does (until
-//! `break_streams`, which ends every open stream as a restarting Podman would). Never used
-//! as the only proof of a behaviour: the tests prove behaviour against a real Podman.
+//! `break_streams`, which ends every open stream as a restarting Podman would). Never used as the
+//! only proof of a behaviour: the tests prove behaviour against a real Podman.
 
 #![allow(dead_code)]
 
@@ -245,8 +245,9 @@ pub struct Churn {
     pub shape: Shape,
 }
 
-/// One turn of a container slot's life, as Podman 4.3.1 and 5.4.2 report it: the previous generation's
-/// container is removed, a new one created, started, checked, crashes, is restarted, dies.
+/// One turn of a container slot's life, as Podman 4.3.1 and 5.4.2 report it: the previous
+/// generation's container is removed, a new one created, started, checked, crashes, is
+/// restarted, dies.
 const LIFECYCLE: &[(&str, Option<&str>)] = &[
     ("remove", None),
     ("create", None),

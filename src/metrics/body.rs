@@ -81,7 +81,7 @@ impl Compressor {
 
     fn deflate(&mut self, text: &[u8]) -> std::io::Result<Deflated> {
         self.zlib.reset();
-        let mut bytes = std::mem::take(&mut self.out);
+        let bytes = &mut self.out;
         bytes.clear();
         // Fast-level deflate of text never grows it much; the slack covers the flush markers.
         bytes.reserve(text.len() / 3 + 64);
@@ -93,7 +93,7 @@ impl Compressor {
             let before = self.zlib.total_in();
             let status = self
                 .zlib
-                .compress_vec(input, &mut bytes, FlushCompress::Sync)
+                .compress_vec(input, bytes, FlushCompress::Sync)
                 .map_err(std::io::Error::other)?;
             let used = usize::try_from(self.zlib.total_in() - before).unwrap_or(input.len());
             input = input.get(used..).unwrap_or_default();
@@ -107,12 +107,10 @@ impl Compressor {
         }
         let mut crc = crc32fast::Hasher::new();
         crc.update(text);
-        let deflated = Deflated {
+        Ok(Deflated {
             bytes: Box::from(&bytes[..]),
             crc,
-        };
-        self.out = bytes;
-        Ok(deflated)
+        })
     }
 }
 
