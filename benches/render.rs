@@ -5,6 +5,12 @@
 //! from synthetic `containers/json` and `pods/json` lists, then a stream of events that fills
 //! the counters. Times are per call: the median and p90 of wall time and of this thread's CPU
 //! time (`CLOCK_THREAD_CPUTIME_ID`), over `ITERATIONS` calls after a warm-up.
+//!
+//! Beside the cold render (nothing kept: the first scrape) it measures, taken in turn with it,
+//! two yardsticks: the per-container lines alone written in one pass into one fresh `String`
+//! (what a careful renderer without the scrape cache does), and a copy of the whole text body
+//! into fresh memory (the floor under any renderer). Their ratios say how far the cold scrape is
+//! from what walking the records costs on this machine.
 
 // A benchmark stops on the first broken fixture; a panic says which.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
@@ -223,6 +229,41 @@ fn measure_after(mut setup: impl FnMut(), mut f: impl FnMut()) -> Stats {
     }
 }
 
+/// `measure_after` for several calls taken in turn (setup, then each call once, `ITERATIONS`
+/// times), so that a machine's load changing over the run weighs on each alike: their ratios are
+/// what to read.
+fn measure_turns<const N: usize>(
+    mut setup: impl FnMut(),
+    mut calls: [&mut dyn FnMut(); N],
+) -> [Stats; N] {
+    let mut cpu = [(); N].map(|_| Vec::new());
+    let mut wall = [(); N].map(|_| Vec::new());
+    for round in 0..3 + ITERATIONS {
+        setup();
+        for (i, f) in calls.iter_mut().enumerate() {
+            let (w, c) = (Instant::now(), thread_cpu());
+            f();
+            if round >= 3 {
+                cpu[i].push(thread_cpu() - c);
+                wall[i].push(w.elapsed().as_secs_f64());
+            }
+        }
+    }
+    let mut stats = [Stats {
+        wall_median: 0.0,
+        cpu_median: 0.0,
+        cpu_p90: 0.0,
+    }; N];
+    for (i, s) in stats.iter_mut().enumerate() {
+        *s = Stats {
+            wall_median: percentile(&mut wall[i], 0.5),
+            cpu_median: percentile(&mut cpu[i], 0.5),
+            cpu_p90: percentile(&mut cpu[i], 0.9),
+        };
+    }
+    stats
+}
+
 fn ms(s: f64) -> String {
     format!("{:8.2}", s * 1e3)
 }
@@ -248,9 +289,126 @@ struct Row {
     /// engine where nothing changed meanwhile).
     resynced: Stats,
     resynced_gz: Stats,
+    /// `plain_lines`, fresh each call: the yardstick for `cold`.
+    plain: Stats,
+    plain_bytes: usize,
+    /// `fresh_copy` of the text body: the floor.
+    copy: Stats,
     series: usize,
     text_bytes: usize,
     gz_bytes: usize,
+}
+
+/// The yardstick for a cold scrape: the seven per-container families' lines of every container
+/// of `inv`, written in one pass into one fresh `String` (nothing kept, no pieces, no counts of
+/// the aggregate families), with `push_str` and a fast path for values that need no escaping, as
+/// a careful renderer without the scrape cache would. Returns its length.
+fn plain_lines(inv: &Inventory, openmetrics: bool) -> usize {
+    use std::fmt::Write;
+    fn esc(out: &mut String, v: &str) {
+        if !v.bytes().any(|b| matches!(b, b'\\' | b'"' | b'\n')) {
+            out.push_str(v);
+            return;
+        }
+        for ch in v.chars() {
+            match ch {
+                '\\' => out.push_str("\\\\"),
+                '"' => out.push_str("\\\""),
+                '\n' => out.push_str("\\n"),
+                c => out.push(c),
+            }
+        }
+    }
+    fn value(out: &mut String, opening: &str, v: &str) {
+        out.push_str(opening);
+        esc(out, v);
+        out.push('"');
+    }
+    let allow = Allowlist::parse(ALLOWLIST);
+    let restarts = if openmetrics {
+        "podman_container_restarts{"
+    } else {
+        "podman_container_restarts_total{"
+    };
+    // `,label_<key>="` by raw key, decided once per key.
+    let mut openings: Vec<(&str, String)> = Vec::new();
+    let mut out = String::new();
+    let mut head = String::new();
+    for c in inv.containers() {
+        head.clear();
+        value(&mut head, "engine=\"", "podman");
+        value(&mut head, ",id=\"", c.short_id());
+        value(&mut head, ",name=\"", &c.name);
+        let bare = head.len();
+        if let Some(p) = c.pod_id.as_deref() {
+            value(&mut head, ",pod=\"", inv.pod_name(p));
+        }
+        out.push_str("podman_container_info{");
+        out.push_str(&head);
+        value(&mut out, ",image=\"", &c.image);
+        if let Some(p) = c.labels.get("io.podman.compose.project") {
+            value(&mut out, ",project=\"", p);
+        }
+        out.push_str("} 1\n");
+        out.push_str("podman_container_state{");
+        out.push_str(&head);
+        value(&mut out, ",state=\"", &c.state);
+        out.push_str("} 1\n");
+        out.push_str("podman_container_labels{");
+        out.push_str(&head[..bare]);
+        for (k, v) in c.labels.iter() {
+            let at = match openings.iter().position(|(raw, _)| *raw == k) {
+                Some(at) => at,
+                None => {
+                    let key: String = k
+                        .chars()
+                        .map(|ch| if ch.is_ascii_alphanumeric() { ch } else { '_' })
+                        .collect();
+                    let opening = if allow.allows(k) {
+                        format!(",label_{key}=\"")
+                    } else {
+                        String::new()
+                    };
+                    openings.push((k, opening));
+                    openings.len() - 1
+                }
+            };
+            if !openings[at].1.is_empty() {
+                value(&mut out, &openings[at].1, v);
+            }
+        }
+        out.push_str("} 1\n");
+        if let Some(t) = c.started_at {
+            out.push_str("podman_container_started_time_seconds{");
+            out.push_str(&head);
+            let _ = writeln!(out, "}} {}.{:09}", t / 1_000_000_000, t % 1_000_000_000);
+        }
+        if let Some(code) = c.exit_code {
+            out.push_str("podman_container_exit_code{");
+            out.push_str(&head);
+            let _ = writeln!(out, "}} {code}");
+        }
+        if let Some(h) = c.health.as_deref() {
+            out.push_str("podman_container_health{");
+            out.push_str(&head);
+            value(&mut out, ",status=\"", h);
+            out.push_str("} 1\n");
+        }
+        out.push_str(restarts);
+        out.push_str(&head);
+        let _ = writeln!(out, "}} {}", c.restarts);
+    }
+    black_box(&out);
+    out.len()
+}
+
+/// The floor under any renderer: `bytes` written into fresh memory (a copy of a body that size,
+/// its pages faulted in as a rendered body's are), with nothing to read or format.
+fn fresh_copy(from: &[u8]) -> usize {
+    let mut to: Vec<u8> = Vec::with_capacity(from.len());
+    to.extend_from_slice(from);
+    black_box(&to);
+    to.len()
 }
 
 /// A scrape as `/metrics` serves it: the body's chunks, or its gzip.
@@ -274,6 +432,28 @@ fn run_size(containers: usize, pods: usize) -> Row {
         .expect("render")
         .gzip()
         .expect("gzip");
+    let fresh = || {
+        let (registry, _) = register_instruments(&["podman"]);
+        Metrics::new(engines.clone(), registry)
+    };
+    // The cold text render, the one-pass yardstick and the floor, taken in turn.
+    let [cold_text, plain, copy] = {
+        let m = RefCell::new(fresh());
+        measure_turns(
+            || *m.borrow_mut() = fresh(),
+            [
+                &mut || {
+                    black_box(scrape(&m.borrow(), false, false));
+                },
+                &mut || {
+                    black_box(plain_lines(&inv, false));
+                },
+                &mut || {
+                    black_box(fresh_copy(text.as_bytes()));
+                },
+            ],
+        )
+    };
     let mut n = containers * EVENTS_PER_CONTAINER;
     let status = status();
     // 1% of the containers get an event (a death, a start, a health change...) between scrapes.
@@ -283,10 +463,6 @@ fn run_size(containers: usize, pods: usize) -> Row {
             n += 1;
         }
         publisher.publish(&status, &inv);
-    };
-    let fresh = || {
-        let (registry, _) = register_instruments(&["podman"]);
-        Metrics::new(engines.clone(), registry)
     };
     // Each call on a `Metrics` that has kept nothing (made anew before it, not measured).
     let cold = |openmetrics, gzip| {
@@ -332,10 +508,13 @@ fn run_size(containers: usize, pods: usize) -> Row {
         }),
         churn: churn_text,
         churn_gz,
-        cold: cold(false, false),
+        cold: cold_text,
         cold_gz: cold(true, true),
         resynced,
         resynced_gz,
+        plain,
+        plain_bytes: plain_lines(&inv, false),
+        copy,
         series: text.lines().filter(|l| !l.starts_with('#')).count(),
         text_bytes: text.len(),
         gz_bytes: gz.len(),
@@ -460,6 +639,26 @@ fn main() {
             a.text.cpu_median / (a.containers + a.pods) as f64 * 1e6,
             b.text.cpu_median / (b.containers + b.pods) as f64 * 1e6,
             b.text_bytes as f64 / a.text_bytes as f64,
+        );
+    }
+    println!();
+    println!(
+        "cold text render against a one-pass write of the per-container lines alone into one \
+         fresh String (nothing kept: the yardstick of a renderer without the scrape cache), and \
+         against a copy of the whole text body into fresh memory (the floor):"
+    );
+    for r in &rows {
+        println!(
+            "  {:>6} containers, {:>5} pods: cold {} ms, one pass {} ms ({} KiB of the body's {}), \
+             copy {} ms; cold/one pass {:.2}",
+            r.containers,
+            r.pods,
+            ms(r.cold.cpu_median).trim(),
+            ms(r.plain.cpu_median).trim(),
+            kib(r.plain_bytes).trim(),
+            kib(r.text_bytes).trim(),
+            ms(r.copy.cpu_median).trim(),
+            r.cold.cpu_median / r.plain.cpu_median
         );
     }
     let (big, podheavy) = (&rows[2], &rows[3]);

@@ -25,4 +25,9 @@ awk '/^ +[0-9]+ +[0-9]+ +[0-9]+ \|/ {
     printf "%10s %6s %8s | %8s %8s %8s %8s | %8s %8s | %8s %8s | %8s %8s\n",
         $1, $2, $3, $5, $9, $12, $15, $18, $19, $21, $22, $24, $25 }' \
     "$out/bench-render.txt"
+echo
+echo "cold text render (ms CPU, median) beside a one-pass write of the per-container lines alone"
+echo "and a copy of the text body into fresh memory, taken in turn:"
+grep -E '^ +[0-9]+ containers, +[0-9]+ pods: cold' "$out/bench-render.txt" || true
+echo
 grep -E '^(Inventory|apply)' "$out/bench-render.txt" || true
