@@ -302,8 +302,8 @@ struct Row {
 /// The yardstick for a cold scrape: the seven per-container families' lines of every container
 /// of `inv`, written in one pass into one fresh `String` (nothing kept, no pieces, no counts of
 /// the aggregate families), with `push_str` and a fast path for values that need no escaping, as
-/// a careful renderer without the scrape cache would. Returns its length.
-fn plain_lines(inv: &Inventory, openmetrics: bool) -> usize {
+/// a careful renderer without the scrape cache would.
+fn plain_lines(inv: &Inventory, openmetrics: bool) -> String {
     use std::fmt::Write;
     fn esc(out: &mut String, v: &str) {
         if !v.bytes().any(|b| matches!(b, b'\\' | b'"' | b'\n')) {
@@ -381,7 +381,15 @@ fn plain_lines(inv: &Inventory, openmetrics: bool) -> usize {
         if let Some(t) = c.started_at {
             out.push_str("podman_container_started_time_seconds{");
             out.push_str(&head);
-            let _ = writeln!(out, "}} {}.{:09}", t / 1_000_000_000, t % 1_000_000_000);
+            // Seconds with the fraction's trailing zeros cut (at least one digit), as rendered.
+            let at = out.len();
+            let _ = write!(out, "}} {}.{:09}", t / 1_000_000_000, t % 1_000_000_000);
+            let keep = out[at..]
+                .trim_end_matches('0')
+                .len()
+                .max(out[at..].find('.').unwrap_or(0) + 2);
+            out.truncate(at + keep);
+            out.push('\n');
         }
         if let Some(code) = c.exit_code {
             out.push_str("podman_container_exit_code{");
@@ -398,8 +406,7 @@ fn plain_lines(inv: &Inventory, openmetrics: bool) -> usize {
         out.push_str(&head);
         let _ = writeln!(out, "}} {}", c.restarts);
     }
-    black_box(&out);
-    out.len()
+    out
 }
 
 /// The floor under any renderer: `bytes` written into fresh memory (a copy of a body that size,
@@ -427,6 +434,20 @@ fn run_size(containers: usize, pods: usize) -> Row {
     let text = metrics.render(false).expect("render");
     let om = metrics.render(true).expect("render");
     assert!(om.ends_with("# EOF\n"));
+    // The yardstick writes exactly the per-container lines of the real render.
+    let plain = plain_lines(&inv, false);
+    let mut want: Vec<&str> = text
+        .lines()
+        .filter(|l| !l.starts_with('#') && l.starts_with("podman_container_"))
+        .filter(|l| !l.contains("_events_total{") && !l.starts_with("podman_container_exits_total"))
+        .collect();
+    let mut got: Vec<&str> = plain.lines().collect();
+    want.sort_unstable();
+    got.sort_unstable();
+    assert_eq!(
+        got, want,
+        "the one-pass yardstick writes the render's per-container lines"
+    );
     let gz = metrics
         .render_body(false)
         .expect("render")
@@ -437,7 +458,7 @@ fn run_size(containers: usize, pods: usize) -> Row {
         Metrics::new(engines.clone(), registry)
     };
     // The cold text render, the one-pass yardstick and the floor, taken in turn.
-    let [cold_text, plain, copy] = {
+    let [cold_text, plain_stats, copy] = {
         let m = RefCell::new(fresh());
         measure_turns(
             || *m.borrow_mut() = fresh(),
@@ -446,7 +467,7 @@ fn run_size(containers: usize, pods: usize) -> Row {
                     black_box(scrape(&m.borrow(), false, false));
                 },
                 &mut || {
-                    black_box(plain_lines(&inv, false));
+                    black_box(plain_lines(&inv, false).len());
                 },
                 &mut || {
                     black_box(fresh_copy(text.as_bytes()));
@@ -512,8 +533,8 @@ fn run_size(containers: usize, pods: usize) -> Row {
         cold_gz: cold(true, true),
         resynced,
         resynced_gz,
-        plain,
-        plain_bytes: plain_lines(&inv, false),
+        plain: plain_stats,
+        plain_bytes: plain.len(),
         copy,
         series: text.lines().filter(|l| !l.starts_with('#')).count(),
         text_bytes: text.len(),
