@@ -11,6 +11,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use std::time::Duration;
 
 use crate::inventory::Allowlist;
+use crate::metrics::ScrapeCache;
 use crate::podman::{unique_name, Endpoint};
 use crate::resources::SourceChoice;
 use crate::webconfig::WebConfig;
@@ -147,6 +148,17 @@ pub struct Cli {
         default_value = "10m"
     )]
     pub metrics_removed_retention: String,
+
+    /// Whether a scrape's text is kept for the next: `on` writes only what changed since the
+    /// last scrape; `off` keeps nothing between scrapes (less memory on a large host, and every
+    /// scrape costs what the first does).
+    #[arg(
+        long = "metrics.scrape-cache",
+        env = "SEALWATCH_METRICS_SCRAPE_CACHE",
+        value_enum,
+        default_value = "on"
+    )]
+    pub metrics_scrape_cache: ScrapeCache,
 
     /// Where per-container and per-pod resource usage comes from: `cgroup` reads the cgroup
     /// filesystem and /proc of this machine; `podman` keeps one stats stream open to Podman;
@@ -292,6 +304,7 @@ pub struct Config {
     pub max_label_keys: usize,
     /// How long counters of removed pods and label values are kept.
     pub removed_retention: Duration,
+    pub scrape_cache: ScrapeCache,
     pub stats_source: SourceChoice,
     /// The maximum age of a resource sample a scrape shows.
     pub stats_interval: Duration,
@@ -423,6 +436,7 @@ impl Cli {
             max_label_values: self.labels_max_values,
             max_label_keys: self.labels_max_keys,
             removed_retention,
+            scrape_cache: self.metrics_scrape_cache,
             stats_source: self.stats_source,
             stats_interval: parse_duration(&self.stats_interval).ok_or_else(|| {
                 ConfigError(format!(
@@ -850,6 +864,24 @@ mod tests {
         let c = cli(&["healthcheck", "--web.listen-address", "127.0.0.1:1234"]);
         assert!(matches!(c.command, Some(Command::Healthcheck)));
         assert_eq!(c.validate(&env).unwrap().listen_address, "127.0.0.1:1234");
+    }
+
+    /// `--metrics.scrape-cache` is on unless turned off; any other word is a start-up error.
+    #[test]
+    fn scrape_cache_flag() {
+        let env = Environment {
+            is_root: true,
+            ..Default::default()
+        };
+        assert_eq!(
+            cli(&[]).validate(&env).unwrap().scrape_cache,
+            ScrapeCache::On
+        );
+        let c = cli(&["--metrics.scrape-cache", "off"])
+            .validate(&env)
+            .unwrap();
+        assert_eq!(c.scrape_cache, ScrapeCache::Off);
+        assert!(Cli::try_parse_from(["sealwatch", "--metrics.scrape-cache", "no"]).is_err());
     }
 
     #[test]

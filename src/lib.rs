@@ -41,7 +41,7 @@ mod webconfig;
 pub use feed::{Feed, FeedPublisher};
 pub use inventory::{Allowlist, CounterMap, Inventory, LabelPolicy, SharedStr};
 pub use metrics::{
-    register_instrument_families, register_instruments, InstrumentFamilies, Metrics,
+    register_instrument_families, register_instruments, InstrumentFamilies, Metrics, ScrapeCache,
 };
 /// One event line decoded as the watcher decodes it, for `benches/ingest.rs`; not an API.
 #[doc(hidden)]

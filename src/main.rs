@@ -156,7 +156,7 @@ async fn run(
     } else {
         tokio::spawn(async move { fleet })
     };
-    let metrics = Metrics::new(engines.clone(), registry);
+    let metrics = Metrics::new(engines.clone(), registry).with_scrape_cache(config.scrape_cache);
     let app = sealwatch::router(
         engines,
         metrics,

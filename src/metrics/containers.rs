@@ -110,6 +110,13 @@ pub struct Cache {
     engines: Mutex<Vec<EngineCache>>,
 }
 
+impl Cache {
+    /// Lets go of every kept piece and count (`--metrics.scrape-cache off`).
+    pub fn clear(&self) {
+        *self.engines.lock().unwrap_or_else(|p| p.into_inner()) = Vec::new();
+    }
+}
+
 /// What one engine's last scrape rendered.
 #[derive(Debug)]
 struct EngineCache {

@@ -25,6 +25,13 @@ pub struct Cache {
     kept: Mutex<Option<Kept>>,
 }
 
+impl Cache {
+    /// Lets go of the kept text (`--metrics.scrape-cache off`).
+    pub fn clear(&self) {
+        *self.kept.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    }
+}
+
 #[derive(Debug)]
 struct Kept {
     openmetrics: bool,

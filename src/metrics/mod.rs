@@ -56,6 +56,19 @@ pub struct Metrics {
     kept: containers::Cache,
     /// The event counter and lifecycle families' text kept from the last scrape.
     kept_counts: counts::Cache,
+    /// `--metrics.scrape-cache`: whether that text outlives its scrape.
+    cache: ScrapeCache,
+}
+
+/// `--metrics.scrape-cache`: whether a scrape's text is kept for the next one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum ScrapeCache {
+    /// Kept: a scrape writes only what changed since the last (about 20 MB at 10,000
+    /// containers, README "Scrape cost").
+    #[default]
+    On,
+    /// Let go once the scrape is written: every scrape renders everything, as the first does.
+    Off,
 }
 
 impl Metrics {
@@ -83,7 +96,15 @@ impl Metrics {
             prefetch,
             kept: containers::Cache::default(),
             kept_counts: counts::Cache::default(),
+            cache: ScrapeCache::On,
         }
+    }
+
+    /// With `ScrapeCache::Off`, nothing is kept between scrapes: for a host where memory is
+    /// tighter than CPU (README, "Memory").
+    pub fn with_scrape_cache(mut self, cache: ScrapeCache) -> Self {
+        self.cache = cache;
+        self
     }
 
     /// Renders every family; `openmetrics` picks OpenMetrics text (ends in `# EOF`) over the
@@ -129,6 +150,12 @@ impl Metrics {
         text.eof();
         self.last_len
             .store(body.text_mut().len(), Ordering::Relaxed);
+        if self.cache == ScrapeCache::Off {
+            // The body holds what it serves; the rest of the text goes now, and the body's when
+            // it is sent.
+            self.kept.clear();
+            self.kept_counts.clear();
+        }
         Ok(body)
     }
 }

@@ -2,6 +2,8 @@
 //! module was restructured, and prometheus-client's own encoding of the same families computed
 //! naively from the same fixture inventory.
 
+use std::sync::Arc;
+
 use prometheus_client::registry::Registry;
 
 use super::reference::Naive;
@@ -379,4 +381,57 @@ fn counts_text_is_kept_while_nothing_is_counted() {
         ),
         "{text}"
     );
+}
+
+/// With `--metrics.scrape-cache off` a scrape keeps nothing for the next: the same snapshot
+/// scraped twice is written twice (no segment of the first reused), its text is what a render
+/// with the cache writes, and once its body is gone no record is held beyond the inventory.
+#[test]
+fn scrape_cache_off_keeps_nothing_between_scrapes() {
+    let mut d = Driver::new("app");
+    for i in 0..200 {
+        d.create(i, &Driver::pod(i % 3));
+    }
+    d.ev(
+        "container",
+        "exec",
+        &Driver::id(3),
+        serde_json::json!({"name": "c3"}),
+    );
+    let (engines, publisher, status) = d.engine();
+    publisher.publish(&status, &d.inv);
+    let off =
+        Metrics::new(engines.clone(), Registry::default()).with_scrape_cache(ScrapeCache::Off);
+    let record = Arc::clone(d.inv.container(&Driver::id(5)).unwrap());
+    let held = Arc::strong_count(&record);
+    for openmetrics in [false, true] {
+        let first = off.render_body(openmetrics).unwrap();
+        let second = off.render_body(openmetrics).unwrap();
+        let earlier = first.kept_segments();
+        assert!(!earlier.is_empty());
+        let reused = second
+            .kept_segments()
+            .into_iter()
+            .filter(|s| earlier.contains(s));
+        assert_eq!(
+            reused.count(),
+            0,
+            "openmetrics={openmetrics}: a segment outlived its scrape"
+        );
+        let cached = Metrics::new(engines.clone(), Registry::default())
+            .render(openmetrics)
+            .unwrap();
+        let got = second.into_string();
+        assert!(got == cached, "{}", first_difference(&cached, &got));
+        drop(first);
+        assert_eq!(
+            Arc::strong_count(&record),
+            held,
+            "a record outlived its scrape"
+        );
+    }
+    // The same check on a render with the cache: there the record is held for the next scrape.
+    let on = Metrics::new(engines, Registry::default());
+    drop(on.render_body(false).unwrap());
+    assert!(Arc::strong_count(&record) > held);
 }

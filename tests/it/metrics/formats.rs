@@ -229,4 +229,65 @@ fn output_is_lint_clean_in_both_formats_with_and_without_gzip() {
     assert_eq!(e.value("podman_up", &[]), 1.0);
     let r = raw_get(custom.port(), "/metrics", &[]).unwrap();
     assert_eq!(r.status, 404, "{}", r.text());
+
+    // --metrics.scrape-cache off: every scrape written anew, the same inventory series as with
+    // the cache, in both formats, plain and gzipped, scrape after scrape.
+    let uncached = Sealwatch::start(&[
+        "--podman.url",
+        &svc.url(),
+        "--labels.allowlist",
+        ALLOW_FLAG,
+        "--metrics.scrape-cache",
+        "off",
+    ]);
+    wait_ready(&uncached);
+    wait_gauges_match(&svc, &uncached, ALLOW);
+    let mut attempt = 0;
+    loop {
+        let mut differences = Vec::new();
+        for (accept, format) in [
+            ("text/plain", Format::Text),
+            (PROMETHEUS_ACCEPT, Format::OpenMetrics),
+        ] {
+            let scrape = |port, gzip: bool| {
+                let mut headers = vec![("Accept", accept)];
+                if gzip {
+                    headers.push(("Accept-Encoding", "gzip"));
+                }
+                let r = raw_get(port, "/metrics", &headers).unwrap();
+                assert_eq!(r.status, 200);
+                let body = if gzip { gunzip(&r.body) } else { r.text() };
+                // The inventory's series: event counters and histograms count from each
+                // sealwatch's own start, and this one started later.
+                let mut series = podman_series(&assert_lint_clean(&body, format));
+                series.retain(|(name, _)| {
+                    !["_total", "_bucket", "_count", "_sum"]
+                        .iter()
+                        .any(|s| name.ends_with(s))
+                });
+                series
+            };
+            for gzip in [false, true, false] {
+                let (want, got) = (scrape(sw.port(), gzip), scrape(uncached.port(), gzip));
+                if want != got {
+                    differences.push(format!(
+                        "{accept} gzip={gzip}: only with the cache {:?}, only without {:?}",
+                        want.difference(&got).collect::<Vec<_>>(),
+                        got.difference(&want).collect::<Vec<_>>()
+                    ));
+                }
+            }
+        }
+        if differences.is_empty() {
+            break;
+        }
+        attempt += 1;
+        assert!(attempt < 5, "{differences:?}");
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+    let e = assert_lint_clean(&uncached.scrape_text("/metrics"), Format::Text);
+    assert_eq!(
+        e.value("podman_container_exit_code", &[("name", "x3")]),
+        3.0
+    );
 }
