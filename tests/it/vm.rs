@@ -15,6 +15,8 @@
 //! Run it alone with `cargo test --test it -- vm::`.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::io::Write;
+use std::panic::{self, AssertUnwindSafe};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -176,16 +178,86 @@ fn wait_restart_policy(name: &str, restarts: u32) -> String {
 
 /// The event counters and `/containers` stay equal to Podman's across `systemctl restart
 /// podman.service`, `systemctl restart podman.socket` and a stop of the socket with changes made
-/// through the guest's podman CLI meanwhile; then resource usage in the same guest (`resources`).
+/// through the guest's podman CLI meanwhile; then resource usage in the same guest (`resources`)
+/// and the packaged sealwatch (`package`).
 #[test]
 fn exact_across_systemd_restarts_of_podman_service_and_socket() {
     // Checked before the boot: a missing or stale static binary fails at once.
     let binary = crate::image::static_binary();
-    let vm = PodmanVm::start();
-    eprintln!(
-        "vm: boot until the API and sshd answered on the host: {:.1} s",
-        vm.boot_time.as_secs_f64()
-    );
+    let mut guest = Guest::boot();
+    guest.run("the restarts of podman.service and podman.socket", restarts);
+    let took = guest.run("the resource usage phase", |vm| {
+        resources::check(vm, &binary)
+    });
+    eprintln!("vm: resource usage phase: {:.1} s", took.as_secs_f64());
+    let took = guest.run("the package and Quadlet phase", |vm| {
+        package::check(vm, &binary)
+    });
+    eprintln!("vm: package and Quadlet phase: {:.1} s", took.as_secs_f64());
+}
+
+/// The guest the phases run on, and whether it was booted again because the first one died.
+struct Guest {
+    vm: PodmanVm,
+    rebooted: bool,
+}
+
+impl Guest {
+    fn boot() -> Self {
+        let vm = PodmanVm::start();
+        eprintln!(
+            "vm: boot until the API and sshd answered on the host: {:.1} s",
+            vm.boot_time.as_secs_f64()
+        );
+        Guest {
+            vm,
+            rebooted: false,
+        }
+    }
+
+    /// Runs `phase` on the guest. If the guest itself died during it (its QEMU exited: under
+    /// TCG the guest's kernel has been seen to panic, which ends QEMU), says so on the real
+    /// stderr, so that a run which then passes still shows it, boots a fresh guest and runs the
+    /// phase once more from its start; the failure, with the dead guest's console, is printed
+    /// first. A phase that fails on a live guest, or a second death, fails the test.
+    fn run<T>(&mut self, what: &str, phase: impl Fn(&PodmanVm) -> T) -> T {
+        let vm = &self.vm;
+        match panic::catch_unwind(AssertUnwindSafe(|| phase(vm))) {
+            Ok(v) => v,
+            Err(e) if !self.vm.alive() && !self.rebooted => {
+                let why = e
+                    .downcast_ref::<String>()
+                    .map(String::as_str)
+                    .or_else(|| e.downcast_ref::<&str>().copied())
+                    .unwrap_or("(no message)");
+                // A failed guest command already carries the console.
+                let console = if why.contains("--- guest console") {
+                    String::new()
+                } else {
+                    self.vm.console_tail()
+                };
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "vm: the guest died during {what}; booting a fresh guest to run it once \
+                     more. The failure it caused:\n{why}\n{console}"
+                );
+                self.rebooted = true;
+                self.vm = PodmanVm::start();
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "vm: the fresh guest booted in {:.1} s; {what} again",
+                    self.vm.boot_time.as_secs_f64()
+                );
+                phase(&self.vm)
+            }
+            Err(e) => panic::resume_unwind(e),
+        }
+    }
+}
+
+/// The scenario of restarts and outages, with parity checked after each; prints how long
+/// sealwatch took to be ready again after each.
+fn restarts(vm: &PodmanVm) {
     let info = vm.sh("podman --version; podman info --format '{{.Host.EventLogger}} {{.Host.CgroupsVersion}} {{.Host.CgroupManager}}'; systemctl is-active podman.socket; ps -p 1 -o comm=");
     eprintln!("vm: guest: {}", info.replace('\n', "; "));
     assert!(
@@ -212,14 +284,14 @@ fn exact_across_systemd_restarts_of_podman_service_and_socket() {
         wait_restart_policy("a-rp", 2)
     );
     vm.sh(&script_a);
-    let (n, _) = wait_parity(&vm, &sw, &t0, "the first changes");
+    let (n, _) = wait_parity(vm, &sw, &t0, "the first changes");
     eprintln!("vm: parity after the first changes: {n} events");
 
     let mut ready = Vec::new();
     ready.push((
         "restart podman.service",
         restart_and_time(
-            &vm,
+            vm,
             &sw,
             "systemctl restart podman.service",
             &[&["systemctl", "restart", "podman.service"]],
@@ -235,13 +307,13 @@ fn exact_across_systemd_restarts_of_podman_service_and_socket() {
          podman pod start a-pod
          podman restart -t 0 b-web"
     ));
-    let (n, _) = wait_parity(&vm, &sw, &t0, "systemctl restart podman.service");
+    let (n, _) = wait_parity(vm, &sw, &t0, "systemctl restart podman.service");
     eprintln!("vm: parity after the podman.service restart: {n} events");
 
     ready.push((
         "restart podman.socket",
         restart_and_time(
-            &vm,
+            vm,
             &sw,
             "systemctl restart podman.socket",
             &[&["systemctl", "restart", "podman.socket"]],
@@ -255,7 +327,7 @@ fn exact_across_systemd_restarts_of_podman_service_and_socket() {
          {}",
         wait_restart_policy("c-rp", 1)
     ));
-    let (n, _) = wait_parity(&vm, &sw, &t0, "systemctl restart podman.socket");
+    let (n, _) = wait_parity(vm, &sw, &t0, "systemctl restart podman.socket");
     eprintln!("vm: parity after the podman.socket restart: {n} events");
 
     // The socket stopped (which stops the service), changes through the local CLI meanwhile.
@@ -281,7 +353,7 @@ fn exact_across_systemd_restarts_of_podman_service_and_socket() {
     ready.push((
         "stop podman.socket, changes, start",
         restart_and_time(
-            &vm,
+            vm,
             &sw,
             "systemctl start podman.socket (after a stop with changes meanwhile)",
             &[&["systemctl", "start", "podman.socket"]],
@@ -293,7 +365,7 @@ fn exact_across_systemd_restarts_of_podman_service_and_socket() {
          podman rm -f -t 0 d-web
          podman pod stop -t 0 d-pod"
     ));
-    let (n, m) = wait_parity(&vm, &sw, &t0, "the stop and start of podman.socket");
+    let (n, m) = wait_parity(vm, &sw, &t0, "the stop and start of podman.socket");
     let exits = m.nonzero_by("podman_container_exits_total", &["pod", "exit_code"]);
     let types = m.nonzero_by("podman_events_total", &["type", "action"]);
     eprintln!(
@@ -324,9 +396,4 @@ fn exact_across_systemd_restarts_of_podman_service_and_socket() {
     for (what, d) in &ready {
         eprintln!("vm: ready again after {what}: {:.2} s", d.as_secs_f64());
     }
-    drop(sw);
-    let took = resources::check(&vm, &binary);
-    eprintln!("vm: resource usage phase: {:.1} s", took.as_secs_f64());
-    let took = package::check(&vm, &binary);
-    eprintln!("vm: package and Quadlet phase: {:.1} s", took.as_secs_f64());
 }

@@ -120,7 +120,7 @@ impl PodmanVm {
         format!(
             "--- guest console ({}) ---\n{}",
             path.display(),
-            lines[lines.len().saturating_sub(30)..].join("\n")
+            lines[lines.len().saturating_sub(60)..].join("\n")
         )
     }
 
@@ -140,12 +140,34 @@ impl PodmanVm {
             Ok(String::from_utf8_lossy(&out.stdout).into_owned())
         } else {
             Err(format!(
-                "guest command {args:?} failed with {}\n--- stdout ---\n{}\n--- stderr ---\n{}",
+                "guest command {args:?} failed with {}\n--- stdout ---\n{}\n--- stderr ---\n{}{}",
                 out.status,
                 String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
+                String::from_utf8_lossy(&out.stderr),
+                self.death()
             ))
         }
+    }
+
+    /// Whether the guest's QEMU still runs (the process of `qemu.pid`, booted on this overlay).
+    pub fn alive(&self) -> bool {
+        let pid = std::fs::read_to_string(self.dir.path().join("qemu.pid")).unwrap_or_default();
+        let overlay = self.dir.path().join("overlay.qcow2");
+        std::fs::read(format!("/proc/{}/cmdline", pid.trim()))
+            .is_ok_and(|c| String::from_utf8_lossy(&c).contains(&*overlay.to_string_lossy()))
+    }
+
+    /// Empty while the guest runs; once its QEMU has exited (a guest panic ends it: `panic=-1`
+    /// and `-no-reboot`), a line saying so and the end of its console, which says why.
+    fn death(&self) -> String {
+        if self.alive() {
+            return String::new();
+        }
+        format!(
+            "\n--- the guest's QEMU has exited ---\n{}{}",
+            self.console_tail(),
+            host_kernel_says()
+        )
     }
 
     /// Runs `args` as root in the guest; panics when it fails.
@@ -248,5 +270,29 @@ fn status_and_stderr(out: std::process::Output) -> String {
         "{} {}",
         out.status,
         String::from_utf8_lossy(&out.stderr).trim()
+    )
+}
+
+/// What the host's kernel said of QEMU or memory lately (an OOM kill, a segfault), when `dmesg`
+/// can be read: a guest whose console ends without a panic was ended from outside.
+fn host_kernel_says() -> String {
+    let Ok(out) = run_bounded(Command::new("dmesg"), Duration::from_secs(10)) else {
+        return String::new();
+    };
+    let text = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = text
+        .lines()
+        .filter(|l| {
+            let l = l.to_ascii_lowercase();
+            ["qemu", "out of memory", "oom", "killed process", "segfault"]
+                .iter()
+                .any(|w| l.contains(w))
+        })
+        .collect();
+    let tail = &lines[lines.len().saturating_sub(15)..];
+    format!(
+        "\n--- the host's dmesg on QEMU and memory (last {} lines) ---\n{}",
+        tail.len(),
+        tail.join("\n")
     )
 }
