@@ -372,20 +372,30 @@ ssh_base() { # SSH_PORT -> SSH array
         -o ServerAliveInterval=5 -o ServerAliveCountMax=6 -o LogLevel=ERROR -- root@127.0.0.1)
 }
 
-launch_qemu() { # a fresh overlay on the image and QEMU booting it, daemonised ($RUNDIR)
-    rm -f "$RUNDIR/overlay.qcow2" "$RUNDIR/qemu.pid" "$RUNDIR/console.log" "$RUNDIR/qemu.log"
+launch_qemu() { # a fresh overlay on the image and QEMU booting it in the background ($RUNDIR)
+    rm -f "$RUNDIR/overlay.qcow2" "$RUNDIR/qemu.pid" "$RUNDIR/console.log" "$RUNDIR/qemu.log" \
+        "$RUNDIR/qemu-debug.log"
     qemu-img create -q -f qcow2 -b "$IMAGE" -F raw "$RUNDIR/overlay.qcow2" >"$RUNDIR/qemu.log" 2>&1 ||
         die "qemu-img create of $RUNDIR/overlay.qcow2 failed: $(tail -n 3 "$RUNDIR/qemu.log")"
-    if ! "${QEMU_ENV[@]}" "$QEMU" "${QEMU_DATA[@]}" -name sealwatch-podman-vm -nodefaults -display none \
+    # Not -daemonize, which points QEMU's stderr at /dev/null once it runs: qemu.log keeps what
+    # QEMU says when it aborts, and qemu-debug.log a guest's triple fault (cpu_reset) and what
+    # the guest did wrong to a device (guest_errors), so that a guest that ends without a kernel
+    # panic on its console still says why. Its own session, so nothing signals it but stop.
+    setsid "${QEMU_ENV[@]}" "$QEMU" "${QEMU_DATA[@]}" -name sealwatch-podman-vm -nodefaults -display none \
         -no-reboot -accel tcg -cpu max -smp "$GUEST_CPUS" -m "$GUEST_MEM" -rtc base=utc \
         -kernel "$KERNEL" -initrd "$INITRD" -append "$APPEND" \
         -drive "file=$RUNDIR/overlay.qcow2,if=virtio,format=qcow2" \
         -netdev "user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:$API_PORT-:8080,hostfwd=tcp:127.0.0.1:$SSH_PORT-:22" \
         -device virtio-net-pci,netdev=n0,romfile= \
         -serial "file:$RUNDIR/console.log" -monitor none \
-        -pidfile "$RUNDIR/qemu.pid" -daemonize >>"$RUNDIR/qemu.log" 2>&1; then
-        die "QEMU did not start: $(tail -n 3 "$RUNDIR/qemu.log" | tr '\n' ' ')"
-    fi
+        -d cpu_reset,guest_errors -D "$RUNDIR/qemu-debug.log" \
+        -pidfile "$RUNDIR/qemu.pid" </dev/null >>"$RUNDIR/qemu.log" 2>&1 &
+    local i
+    for i in $(seq 300); do
+        qemu_alive "$RUNDIR" && return 0
+        sleep 0.1
+    done
+    die "QEMU did not start within 30 s: $(tail -n 3 "$RUNDIR/qemu.log" | tr '\n' ' ')"
 }
 
 cmd_start() {

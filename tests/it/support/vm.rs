@@ -115,12 +115,10 @@ impl PodmanVm {
     /// The last lines of the guest's serial console, for failure messages.
     pub fn console_tail(&self) -> String {
         let path: PathBuf = self.dir.path().join("console.log");
-        let text = std::fs::read_to_string(&path).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
         format!(
             "--- guest console ({}) ---\n{}",
             path.display(),
-            lines[lines.len().saturating_sub(60)..].join("\n")
+            tail_of(&path, 60, |_| true)
         )
     }
 
@@ -163,9 +161,16 @@ impl PodmanVm {
         if self.alive() {
             return String::new();
         }
+        let dir = self.dir.path();
+        // QEMU's debug log is mostly register dumps of each CPU reset; its other lines name the
+        // resets and faults.
+        let debug = tail_of(&dir.join("qemu-debug.log"), 10, |l| !l.contains('='));
         format!(
-            "\n--- the guest's QEMU has exited ---\n{}{}",
+            "\n--- the guest's QEMU has exited ---\n{}\n--- QEMU's stderr ---\n{}\n\
+             --- QEMU's resets and guest errors (-d cpu_reset,guest_errors) ---\n{}{}",
             self.console_tail(),
+            tail_of(&dir.join("qemu.log"), 10, |_| true),
+            debug,
             host_kernel_says()
         )
     }
@@ -295,4 +300,11 @@ fn host_kernel_says() -> String {
         tail.len(),
         tail.join("\n")
     )
+}
+
+/// The last `n` lines of the file at `path` that `keep` keeps (empty when it cannot be read).
+fn tail_of(path: &std::path::Path, n: usize, keep: impl Fn(&str) -> bool) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().filter(|l| keep(l)).collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
 }
