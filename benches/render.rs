@@ -209,28 +209,13 @@ fn measure(f: impl FnMut()) -> Stats {
 }
 
 /// `measure`, running `setup` (not measured) before each call.
-fn measure_after(mut setup: impl FnMut(), mut f: impl FnMut()) -> Stats {
-    for _ in 0..3 {
-        setup();
-        f();
-    }
-    let (mut wall, mut cpu) = (Vec::new(), Vec::new());
-    for _ in 0..ITERATIONS {
-        setup();
-        let (w, c) = (Instant::now(), thread_cpu());
-        f();
-        cpu.push(thread_cpu() - c);
-        wall.push(w.elapsed().as_secs_f64());
-    }
-    Stats {
-        wall_median: percentile(&mut wall, 0.5),
-        cpu_median: percentile(&mut cpu, 0.5),
-        cpu_p90: percentile(&mut cpu, 0.9),
-    }
+fn measure_after(setup: impl FnMut(), mut f: impl FnMut()) -> Stats {
+    let [stats] = measure_turns(setup, [&mut f]);
+    stats
 }
 
-/// `measure_after` for several calls taken in turn (setup, then each call once, `ITERATIONS`
-/// times), so that a machine's load changing over the run weighs on each alike: their ratios are
+/// Several calls taken in turn (setup, not measured, then each call once; 3 warm-up rounds, then
+/// `ITERATIONS` measured), seconds per call, so that a machine's load changing over the run weighs on each alike: their ratios are
 /// what to read.
 fn measure_turns<const N: usize>(
     mut setup: impl FnMut(),
@@ -249,19 +234,11 @@ fn measure_turns<const N: usize>(
             }
         }
     }
-    let mut stats = [Stats {
-        wall_median: 0.0,
-        cpu_median: 0.0,
-        cpu_p90: 0.0,
-    }; N];
-    for (i, s) in stats.iter_mut().enumerate() {
-        *s = Stats {
-            wall_median: percentile(&mut wall[i], 0.5),
-            cpu_median: percentile(&mut cpu[i], 0.5),
-            cpu_p90: percentile(&mut cpu[i], 0.9),
-        };
-    }
-    stats
+    std::array::from_fn(|i| Stats {
+        wall_median: percentile(&mut wall[i], 0.5),
+        cpu_median: percentile(&mut cpu[i], 0.5),
+        cpu_p90: percentile(&mut cpu[i], 0.9),
+    })
 }
 
 fn ms(s: f64) -> String {
