@@ -9,7 +9,8 @@
 //! on its cgroup v2 tree, and on the host over tcp with Podman's stats stream; and the packaged
 //! sealwatch (`package`): the .deb under systemd, then the Quadlet unit running the image.
 //!
-//! Booting the guest costs about a minute of emulated CPU, so there is one test with one guest.
+//! Booting the guest costs about a minute of emulated CPU, so there is one test with one guest
+//! (and a second only when the first dies under it: `Guest::run`).
 //! A missing piece (QEMU, the image, debootstrap, ...) fails the test, never skips it.
 //!
 //! Run it alone with `cargo test --test it -- vm::`.
