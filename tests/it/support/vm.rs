@@ -147,7 +147,10 @@ impl PodmanVm {
         }
     }
 
-    /// Whether the guest's QEMU still runs (the process of `qemu.pid`, booted on this overlay).
+    /// Whether the guest's QEMU still runs (the process of `qemu.pid`, booted on this overlay):
+    /// the check of `podman-vm.sh`'s `qemu_alive`, read here rather than through the script
+    /// because every failed guest command asks, polls included, and reading two files is cheaper
+    /// than starting a process.
     pub fn alive(&self) -> bool {
         let pid = std::fs::read_to_string(self.dir.path().join("qemu.pid")).unwrap_or_default();
         let overlay = self.dir.path().join("overlay.qcow2");
@@ -156,7 +159,8 @@ impl PodmanVm {
     }
 
     /// Empty while the guest runs; once its QEMU has exited (a guest panic ends it: `panic=-1`
-    /// and `-no-reboot`), a line saying so and the end of its console, which says why.
+    /// and `-no-reboot`), what may say why: the end of its console, QEMU's stderr, its resets and
+    /// guest errors, and the host kernel's lines on QEMU and memory.
     fn death(&self) -> String {
         if self.alive() {
             return String::new();
